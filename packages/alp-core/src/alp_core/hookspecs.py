@@ -1,0 +1,121 @@
+"""Hook specifications of the ``alp`` pluggy project.
+
+A plugin is a module (or object) with functions named like these hooks, decorated with
+:data:`alp_core.hookimpl`, and listed under the ``alp`` entry-point group of its
+distribution. Each hook returns a list of records; nothing is mutated globally. The built-in
+components of ALP register through exactly these hooks.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from alp_core.records import (
+    AudioEncoderRecord,
+    CaptionDecoderRecord,
+    CommandRecord,
+    DataSourceRecord,
+    EvalTaskRecord,
+    ObjectiveRecord,
+    TextEncoderRecord,
+)
+
+PROJECT = "alp"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def alp_audio_encoders() -> list[AudioEncoderRecord]:
+    """Audio encoders this plugin provides.
+
+    Example::
+
+        @hookimpl
+        def alp_audio_encoders():
+            return [AudioEncoderRecord("tiny-cnn", TinyCNNConfig, "my_pkg.encoder:TinyCNN")]
+    """
+
+
+@hookspec
+def alp_text_encoders() -> list[TextEncoderRecord]:
+    """Text encoders (with their tokenizers) this plugin provides.
+
+    Example::
+
+        @hookimpl
+        def alp_text_encoders():
+            return [TextEncoderRecord("my-bert", MyBertConfig, "my_pkg.text:build")]
+    """
+
+
+@hookspec
+def alp_caption_decoders() -> list[CaptionDecoderRecord]:
+    """Caption decoders this plugin provides.
+
+    Example::
+
+        @hookimpl
+        def alp_caption_decoders():
+            return [CaptionDecoderRecord("gru", GRUDecoderConfig, "my_pkg.dec:GRUDecoder")]
+    """
+
+
+@hookspec
+def alp_objectives() -> list[ObjectiveRecord]:
+    """Training objectives this plugin provides.
+
+    Example::
+
+        @hookimpl
+        def alp_objectives():
+            return [ObjectiveRecord("triplet", TripletConfig, "my_pkg.loss:TripletLoss")]
+    """
+
+
+@hookspec
+def alp_eval_tasks() -> list[EvalTaskRecord]:
+    """Evaluation tasks run on the frozen encoder.
+
+    Example::
+
+        @hookimpl
+        def alp_eval_tasks():
+            return [EvalTaskRecord("knn-probe", KNNConfig, "my_pkg.eval:KNNProbe")]
+    """
+
+
+@hookspec
+def alp_data_sources() -> list[DataSourceRecord]:
+    """Corpus recipes that turn a source corpus into ALP manifests.
+
+    Example::
+
+        @hookimpl
+        def alp_data_sources():
+            return [DataSourceRecord("clotho", ClothoConfig, "my_pkg.clotho:ClothoSource")]
+    """
+
+
+@hookspec
+def alp_cli_commands() -> list[CommandRecord]:
+    """Sub-commands added to the ``alp`` command line.
+
+    Example::
+
+        @hookimpl
+        def alp_cli_commands():
+            return [CommandRecord("hello", "say hello", "my_pkg.cli:add_args", "my_pkg.cli:run")]
+    """
+
+
+#: hook name -> record kind, in the order ``alp plugins`` lists them.
+HOOK_KINDS: dict[str, str] = {
+    "alp_audio_encoders": "audio_encoder",
+    "alp_text_encoders": "text_encoder",
+    "alp_caption_decoders": "caption_decoder",
+    "alp_objectives": "objective",
+    "alp_eval_tasks": "eval_task",
+    "alp_data_sources": "data_source",
+    "alp_cli_commands": "command",
+}

@@ -1,0 +1,130 @@
+"""Plugin records: what each hook returns to describe one component.
+
+A record is a frozen dataclass holding a name, a pydantic config class and a factory. The
+factory may be a callable or a lazy ``"module:attribute"`` path, so registering a component
+never imports torch; the heavy module is imported when the component is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Union
+
+from pydantic import BaseModel
+
+Factory = Union[str, Callable[..., Any]]
+
+
+def resolve_factory(factory: Factory) -> Callable[..., Any]:
+    """Turn a ``"package.module:attr"`` path into the object it names (callables pass through)."""
+    if callable(factory):
+        return factory
+    module_name, sep, attr = factory.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"factory path {factory!r} must look like 'package.module:attribute'")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class ComponentRecord:
+    """One registered component: ``factory(config, **context)`` builds it from a validated config."""
+
+    kind: ClassVar[str] = "component"
+    name: str
+    config_cls: type[BaseModel]
+    factory: Factory
+    description: str = ""
+    # Filled in by the plugin manager: which plugin / distribution provided the record.
+    plugin: str = field(default="", compare=False)
+    distribution: str = field(default="", compare=False)
+    version: str = field(default="", compare=False)
+
+    def validate_config(self, values: dict[str, Any] | BaseModel | None = None) -> BaseModel:
+        """Validate ``values`` against this component's config class (``extra="forbid"``)."""
+        if isinstance(values, self.config_cls):
+            return values
+        if isinstance(values, BaseModel):
+            values = values.model_dump()
+        return self.config_cls.model_validate(values or {})
+
+    def build(self, config: dict[str, Any] | BaseModel | None = None, **context: Any) -> Any:
+        """Import the factory lazily and build the component from a validated config."""
+        return resolve_factory(self.factory)(self.validate_config(config), **context)
+
+
+@dataclass(frozen=True)
+class AudioEncoderRecord(ComponentRecord):
+    """An audio encoder: features (B, T, F) + lengths -> frames (B, T', D) + lengths."""
+
+    kind: ClassVar[str] = "audio_encoder"
+
+
+@dataclass(frozen=True)
+class TextEncoderRecord(ComponentRecord):
+    """A text encoder with its tokenizer: captions -> one embedding per caption."""
+
+    kind: ClassVar[str] = "text_encoder"
+
+
+@dataclass(frozen=True)
+class CaptionDecoderRecord(ComponentRecord):
+    """A caption decoder that cross-attends to audio frames."""
+
+    kind: ClassVar[str] = "caption_decoder"
+
+
+@dataclass(frozen=True)
+class ObjectiveRecord(ComponentRecord):
+    """A training objective (a ``torch.nn.Module`` returning loss and metrics)."""
+
+    kind: ClassVar[str] = "objective"
+
+
+@dataclass(frozen=True)
+class EvalTaskRecord(ComponentRecord):
+    """A downstream evaluation run on the frozen encoder."""
+
+    kind: ClassVar[str] = "eval_task"
+
+
+@dataclass(frozen=True)
+class DataSourceRecord(ComponentRecord):
+    """A corpus recipe: ``factory(config)`` returns an object whose ``prepare(out_dir)`` writes manifests."""
+
+    kind: ClassVar[str] = "data_source"
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """A sub-command of the ``alp`` CLI.
+
+    ``add_arguments(parser)`` declares its arguments on an ``argparse`` sub-parser and
+    ``run(args) -> int`` executes it; either may be a lazy ``"module:attr"`` path.
+    """
+
+    kind: ClassVar[str] = "command"
+    name: str
+    help: str
+    add_arguments: Factory
+    run: Factory
+    plugin: str = field(default="", compare=False)
+    distribution: str = field(default="", compare=False)
+    version: str = field(default="", compare=False)
+
+
+RECORD_TYPES: dict[str, type] = {
+    cls.kind: cls
+    for cls in (
+        AudioEncoderRecord,
+        TextEncoderRecord,
+        CaptionDecoderRecord,
+        ObjectiveRecord,
+        EvalTaskRecord,
+        DataSourceRecord,
+        CommandRecord,
+    )
+}

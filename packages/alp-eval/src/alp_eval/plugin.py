@@ -1,0 +1,5 @@
+"""Registers the built-in components of alp-eval through the ALP hooks (cheap: no torch import)."""
+
+from __future__ import annotations
+
+from alp_core import hookimpl
