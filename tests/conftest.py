@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +39,32 @@ def _fresh_plugin_manager():
     reset_plugin_manager()
     yield
     reset_plugin_manager()
+
+
+def write_distribution(root: Path, dist: str, module: str, source: str,
+                       entry_name: str | None = None, version: str = "1.0") -> None:
+    """Install a distribution ``dist`` (real dist-info metadata) under ``root``.
+
+    Its ``alp`` entry point loads the module ``module`` whose code is ``source``.
+    """
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[alp]\n{entry_name or module} = {module}\n")
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A folder on sys.path where a test installs fake plugin distributions.
+
+    Yields ``install(dist, module, source)``.
+    """
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    before = set(sys.modules)
+    yield lambda *a, **k: write_distribution(root, *a, **k)
+    for name in set(sys.modules) - before:
+        if name.startswith("fake_"):
+            del sys.modules[name]

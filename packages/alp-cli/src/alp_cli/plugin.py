@@ -1,5 +1,15 @@
-"""Registers the built-in components of alp-cli through the ALP hooks (cheap: no torch import)."""
+"""Registers the built-in ``alp`` sub-commands through the ALP hooks."""
 
 from __future__ import annotations
 
-from alp_core import hookimpl
+from alp_core import CommandRecord, hookimpl
+
+
+@hookimpl
+def alp_cli_commands() -> list[CommandRecord]:
+    return [
+        CommandRecord("run", "pretrain and evaluate: alp run [CONFIG.yaml] [key=value ...]",
+                      "alp_cli.commands.run:add_arguments", "alp_cli.commands.run:run"),
+        CommandRecord("plugins", "list registered components and plugins that failed to load",
+                      "alp_cli.commands.plugins:add_arguments", "alp_cli.commands.plugins:run"),
+    ]

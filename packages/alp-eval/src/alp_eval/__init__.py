@@ -1,7 +1,41 @@
-"""alp-eval."""
+"""alp-eval: frozen-encoder evaluation (linear probes, audio-text retrieval, metrics, reports).
+
+Configs and the context types import without torch; the torch-backed names load on first use,
+so registering the plugin stays cheap.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from alp_eval.configs import LinearProbeConfig, RetrievalConfig
+from alp_eval.context import EvalContext, EvalTask, SplitEmbeddings, TaskResult
 from alp_eval.version import __version__
 
-__all__ = ["__version__"]
+_LAZY = {
+    "extract_embeddings": "alp_eval.extract",
+    "accuracy": "alp_eval.metrics",
+    "macro_f1": "alp_eval.metrics",
+    "majority_rate": "alp_eval.metrics",
+    "retrieval_metrics": "alp_eval.metrics",
+    "LinearProbeTask": "alp_eval.probe",
+    "train_linear_probe": "alp_eval.probe",
+    "RetrievalTask": "alp_eval.retrieval",
+    "build_gallery": "alp_eval.retrieval",
+    "build_report": "alp_eval.report",
+    "render_markdown": "alp_eval.report",
+    "report_results": "alp_eval.report",
+    "write_report": "alp_eval.report",
+}
+
+__all__ = [
+    "EvalContext", "EvalTask", "LinearProbeConfig", "RetrievalConfig", "SplitEmbeddings",
+    "TaskResult", "__version__", *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'alp_eval' has no attribute {name!r}")

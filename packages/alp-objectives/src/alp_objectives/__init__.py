@@ -1,7 +1,32 @@
-"""alp-objectives."""
+"""alp-objectives: audio-language training objectives as plain ``torch.nn.Module``s.
+
+Needs only torch (and the light alp-core); usable in any training loop::
+
+    from alp_objectives import InfoNCELoss
+    out = InfoNCELoss()(audio_embeds, text_embeds)
+    out.loss.backward()
+
+Attributes are imported lazily so that registering the plugin never imports torch.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from alp_objectives.version import __version__
 
-__all__ = ["__version__"]
+_LAZY = {
+    "InfoNCEConfig": "alp_objectives.configs",
+    "InfoNCELoss": "alp_objectives.contrastive",
+    "embedding_regularizer": "alp_objectives.contrastive",
+    "LossOutput": "alp_objectives.outputs",
+}
+
+__all__ = [*sorted(_LAZY), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'alp_objectives' has no attribute {name!r}")

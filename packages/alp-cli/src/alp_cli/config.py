@@ -1,0 +1,165 @@
+"""The run config of ``alp run``: validated whole, components resolved, before any work starts.
+
+A component is chosen by ``name`` and configured by the other keys of its mapping, e.g.
+``audio_encoder: {name: transformer, d_model: 192}``; the keys are checked against the
+config class that the plugin registered for that name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from alp_core import ConfigError, validate_model
+from alp_core.manager import ALPPluginManager, get_plugin_manager
+from alp_data.dataset import AudioConfig
+from alp_data.features import FbankConfig
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _component(default: str, **options: Any) -> Any:
+    return Field(default_factory=lambda: {"name": default, **options})
+
+
+class DataConfig(StrictModel):
+    """Where clips come from and how they are batched."""
+
+    source: dict[str, Any] = _component("demo")
+    cache_dir: str = Field("runs/cache", description="prepared corpora are kept here and reused")
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    fbank: FbankConfig = Field(default_factory=FbankConfig)
+    train_max_seconds: float = Field(4.0, gt=0, description="random crop length in training")
+    spec_augment: bool = True
+    batch_size: int = Field(32, ge=1)
+    max_batch_seconds: float | None = Field(
+        None, gt=0, description="duration-bucketed batches of about this many seconds"
+    )
+    num_workers: int = Field(2, ge=0)
+    max_bad_clips: int = Field(20, ge=0, description="skip this many unreadable clips, then fail")
+
+
+class ModelConfig(StrictModel):
+    audio_encoder: dict[str, Any] = _component("transformer")
+    text_encoder: dict[str, Any] = _component("bert")
+    embed_dim: int = Field(256, ge=1, description="joint audio-text space (projection output)")
+    projection_hidden: int | None = Field(None, ge=1, description="MLP hidden size")
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(10, ge=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
+    lr: float = Field(1e-3, gt=0)
+    text_lr: float | None = Field(None, gt=0, description="learning rate of the text tower")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    log_every: int = Field(10, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    progress: bool = True
+
+
+class EvalConfig(StrictModel):
+    tasks: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"name": "linear-probe"}, {"name": "retrieval"}]
+    )
+    baseline: bool = Field(True, description="also evaluate the randomly initialised encoder")
+    batch_size: int = Field(64, ge=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique(cls, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = [t.get("name") for t in tasks]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"eval task listed twice: {sorted(dup)}")
+        return tasks
+
+
+class RunConfig(StrictModel):
+    name: str = "default"
+    seed: int = 0
+    output_dir: str | None = Field(
+        None, description="run folder; default runs/<name>-<timestamp> (never overwritten)"
+    )
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    objective: dict[str, Any] = _component("infonce")
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One component: its plugin record and its validated config."""
+
+    record: Any
+    config: BaseModel
+
+    def build(self, **context: Any) -> Any:
+        return self.record.build(self.config, **context)
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    config: RunConfig
+    source: Resolved
+    audio_encoder: Resolved
+    text_encoder: Resolved
+    objective: Resolved
+    eval_tasks: tuple[Resolved, ...]
+
+    def dump(self) -> dict[str, Any]:
+        """The fully resolved config (every default filled in), as written into the run folder."""
+        out = self.config.model_dump(mode="json")
+        out["data"]["source"] = _spec(self.source)
+        out["model"]["audio_encoder"] = _spec(self.audio_encoder)
+        out["model"]["text_encoder"] = _spec(self.text_encoder)
+        out["objective"] = _spec(self.objective)
+        out["eval"]["tasks"] = [_spec(t) for t in self.eval_tasks]
+        return out
+
+
+def _spec(res: Resolved) -> dict[str, Any]:
+    return {"name": res.record.name, **res.config.model_dump(mode="json")}
+
+
+def resolve_component(
+    pm: ALPPluginManager, kind: str, spec: Any, key: str
+) -> Resolved:
+    """Look up ``spec["name"]`` among ``kind`` and validate the rest of ``spec`` against it."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ConfigError(
+            f"{key}: expected a mapping with a 'name' key, e.g. {{name: ..., option: value}}; "
+            f"valid names: {', '.join(pm.names(kind))}"
+        )
+    options = {k: v for k, v in spec.items() if k != "name"}
+    try:
+        record = pm.get(kind, spec["name"])
+    except ConfigError as err:
+        raise ConfigError(f"{key}.name: {err}") from None
+    return Resolved(record, validate_model(record.config_cls, options, prefix=key))
+
+
+def resolve_run(raw: dict[str, Any], pm: ALPPluginManager | None = None) -> ResolvedRun:
+    """Validate a raw config mapping completely; any problem is one :class:`ConfigError`."""
+    pm = pm or get_plugin_manager()
+    config = validate_model(RunConfig, raw)
+    assert isinstance(config, RunConfig)
+    return ResolvedRun(
+        config=config,
+        source=resolve_component(pm, "data_source", config.data.source, "data.source"),
+        audio_encoder=resolve_component(
+            pm, "audio_encoder", config.model.audio_encoder, "model.audio_encoder"),
+        text_encoder=resolve_component(
+            pm, "text_encoder", config.model.text_encoder, "model.text_encoder"),
+        objective=resolve_component(pm, "objective", config.objective, "objective"),
+        eval_tasks=tuple(
+            resolve_component(pm, "eval_task", t, f"eval.tasks.{i}")
+            for i, t in enumerate(config.eval.tasks)
+        ),
+    )

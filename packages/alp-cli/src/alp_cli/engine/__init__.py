@@ -1,0 +1,1 @@
+"""Training engines: how one optimisation step is run (single process for now)."""

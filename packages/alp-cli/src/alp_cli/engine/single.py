@@ -1,0 +1,146 @@
+"""Single-process training: AdamW, warm-up + cosine, gradient clipping, progress, JSONL metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from alp_cli.engine.schedule import build_optimizer
+from alp_cli.metrics_log import MetricsLog
+
+
+def clip_ids(ids: list[str], device: torch.device) -> torch.Tensor:
+    """Stable int64 ids from clip id strings, so objectives can find several captions per clip."""
+    values = [int.from_bytes(hashlib.blake2b(i.encode(), digest_size=7).digest(), "little")
+              for i in ids]
+    return torch.tensor(values, dtype=torch.int64, device=device)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()}
+
+
+def loss_and_metrics(result: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    """Accept what objectives return: a LossOutput-like object, a dict with 'loss', or a tensor."""
+    if isinstance(result, torch.Tensor):
+        return result, {"loss": result.item()}
+    if isinstance(result, dict):
+        loss = result["loss"]
+        return loss, {k: float(v) for k, v in result.items() if k != "loss"} | {"loss": loss.item()}
+    metrics = dict(getattr(result, "metrics", {}) or {})
+    metrics.setdefault("loss", result.loss.item())
+    return result.loss, metrics
+
+
+@dataclass
+class TrainSummary:
+    steps: int
+    samples: int
+    seconds: float
+    final_loss: float
+    skipped_clips: int
+
+
+class SingleProcessEngine:
+    """Runs the optimisation loop of a two-tower model and an objective on one device."""
+
+    def __init__(self, config: Any, device: torch.device, log: MetricsLog) -> None:
+        self.config = config
+        self.device = device
+        self.log = log
+
+    def fit(
+        self,
+        model: nn.Module,
+        objective: nn.Module,
+        loader: Iterable[dict[str, Any]],
+        steps_per_epoch: int,
+        on_batch_skipped: Callable[[list[Any]], None],
+        on_epoch_end: Callable[[int, int], None] | None = None,
+        set_epoch: Callable[[int], None] | None = None,
+    ) -> TrainSummary:
+        cfg = self.config
+        total = cfg.epochs * steps_per_epoch
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        model.to(self.device).train()
+        objective.to(self.device).train()
+        lrs = {"text": cfg.text_lr} if cfg.text_lr else None
+        modules = {"audio": _audio_side(model), "text": _text_side(model), "objective": objective}
+        optimizer, scheduler = build_optimizer(
+            modules, cfg.lr, cfg.weight_decay, max(total, 1), cfg.warmup_fraction, lrs)
+        step, samples, last_loss, start = 0, 0, float("nan"), time.perf_counter()
+        bar = _progress(total, cfg.progress)
+        epoch = 0
+        while step < total:
+            if set_epoch is not None:
+                set_epoch(epoch)
+            epoch_start_step = step
+            for batch in loader:
+                on_batch_skipped(batch.get("skipped", []))
+                if len(batch["ids"]) < 2:  # contrastive needs negatives; all-bad batches too
+                    continue
+                batch = to_device(batch, self.device)
+                out = model(batch)
+                loss, metrics = loss_and_metrics(objective(
+                    out["audio_embeds"], out["text_embeds"], clip_ids(batch["ids"], self.device)))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss.item()} at step {step}; "
+                                             "lower train.lr or check the data")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(
+                        [p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip))
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                samples += len(batch["ids"])
+                last_loss = metrics["loss"]
+                rate = samples / max(time.perf_counter() - start, 1e-9)
+                bar.update(1)
+                bar.set_postfix(loss=f"{last_loss:.3f}", samples_s=f"{rate:.0f}", epoch=epoch)
+                if step % cfg.log_every == 0 or step == total:
+                    self.log.write("train", step=step, epoch=epoch, samples=samples,
+                                   lr=scheduler.get_last_lr()[0], samples_per_s=round(rate, 2),
+                                   **{k: round(v, 6) for k, v in metrics.items()})
+                if step >= total:
+                    break
+            if step == epoch_start_step:
+                raise RuntimeError(f"epoch {epoch} yielded no usable batch (every batch had "
+                                   "fewer than 2 readable clips); check the manifest")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, step)
+            epoch += 1
+        bar.close()
+        seconds = time.perf_counter() - start
+        return TrainSummary(step, samples, seconds, last_loss, 0)
+
+
+def _audio_side(model: nn.Module) -> nn.Module:
+    return nn.ModuleList([model.audio_encoder, model.audio_proj])
+
+
+def _text_side(model: nn.Module) -> nn.Module:
+    return nn.ModuleList([model.text_encoder, model.text_proj])
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, **kw: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)

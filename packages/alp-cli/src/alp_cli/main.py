@@ -1,0 +1,54 @@
+"""Entry point of the ``alp`` command: sub-commands come from the ``alp_cli_commands`` hook."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from alp_core import ALPError
+from alp_core.manager import get_plugin_manager
+from alp_core.records import resolve_factory
+from alp_cli.version import __version__
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    parser = argparse.ArgumentParser(
+        prog="alp", description="ALP: audio-language pretraining and evaluation.")
+    parser.add_argument("--version", action="version", version=f"alp-cli {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = {}
+    for record in get_plugin_manager().records("command").values():
+        p = sub.add_parser(record.name, help=record.help, description=record.help)
+        resolve_factory(record.add_arguments)(p)
+        commands[record.name] = record
+    return parser, commands
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        parser, commands = build_parser()
+    except ALPError as err:
+        print(f"alp: error: {err}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(resolve_factory(commands[args.command].run)(args) or 0)
+    except ALPError as err:
+        print(f"alp {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("alp: interrupted; files already written are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Batch assembly: zero-padded features with lengths and masks, tokenised captions.
+
+Bad clips are set aside in ``skipped`` instead of failing the batch; a batch of only bad
+clips keeps every key with a batch size of 0 so the training loop can skip it uniformly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from alp_data.dataset import BadClip
+
+__all__ = ["Collator", "Tokenizer"]
+
+Tokenizer = Callable[[list[str]], dict[str, torch.Tensor]]
+
+
+class Collator:
+    """Callable ``list[item | BadClip] -> batch`` (picklable; runs in loader workers).
+
+    The batch holds ``ids``, ``indices``, ``features`` ``(B, T_max, F)`` float32 zero-padded,
+    ``feature_lengths`` ``(B,)`` int64, ``feature_mask`` ``(B, T_max)`` bool (True on real
+    frames), ``captions``, ``labels``, ``skipped`` and, with a tokenizer, ``input_ids`` and
+    ``attention_mask`` from ``tokenizer(captions)``. The tokenizer must return tensors padded to
+    a common length (e.g. a Hugging Face tokenizer with ``padding=True, return_tensors="pt"``).
+    """
+
+    def __init__(self, tokenizer: Tokenizer | None = None, *, num_mel_bins: int = 80) -> None:
+        self.tokenizer = tokenizer
+        self.num_mel_bins = num_mel_bins
+
+    def _tokens(self, captions: list[str]) -> dict[str, torch.Tensor]:
+        if self.tokenizer is None:
+            return {}
+        if not captions:
+            empty = torch.zeros(0, 0, dtype=torch.int64)
+            return {"input_ids": empty, "attention_mask": empty.clone()}
+        out = self.tokenizer(captions)
+        if "input_ids" not in out:
+            raise ValueError("the tokenizer must return a dict with 'input_ids' (and "
+                             f"'attention_mask'); got keys {sorted(out)}")
+        ids = torch.as_tensor(out["input_ids"], dtype=torch.int64)
+        mask = out.get("attention_mask")
+        mask = torch.ones_like(ids) if mask is None else torch.as_tensor(mask, dtype=torch.int64)
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def __call__(self, items: Sequence[dict[str, Any] | BadClip]) -> dict[str, Any]:
+        good = [it for it in items if not isinstance(it, BadClip)]
+        skipped = [it for it in items if isinstance(it, BadClip)]
+        bins = good[0]["features"].shape[1] if good else self.num_mel_bins
+        lengths = torch.tensor([int(it["features"].shape[0]) for it in good], dtype=torch.int64)
+        t_max = int(lengths.max()) if good else 0
+        features = torch.zeros(len(good), t_max, bins, dtype=torch.float32)
+        for row, it in enumerate(good):
+            feats = it["features"]
+            if feats.shape[1] != bins:
+                raise ValueError(f"clip {it['id']!r} has {feats.shape[1]} feature bins, "
+                                 f"the batch has {bins}; use one Fbank config per loader")
+            features[row, : feats.shape[0]] = feats
+        mask = torch.arange(t_max).unsqueeze(0) < lengths.unsqueeze(1)
+        captions = [it["caption"] for it in good]
+        batch: dict[str, Any] = {
+            "ids": [it["id"] for it in good],
+            "indices": [int(it.get("index", -1)) for it in good],
+            "features": features,
+            "feature_lengths": lengths,
+            "feature_mask": mask,
+            "captions": captions,
+            "labels": [it.get("labels", {}) for it in good],
+            "skipped": skipped,
+        }
+        batch.update(self._tokens(captions))
+        return batch

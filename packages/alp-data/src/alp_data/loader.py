@@ -1,0 +1,107 @@
+"""DataLoader construction and the bad-clip budget enforced in the main process.
+
+Workers never raise on a bad clip (see :class:`~alp_data.dataset.BadClip`); the training loop
+passes each batch's ``skipped`` list to a :class:`BadClipBudget`, which warns per clip and
+stops the run once too many clips fail, since a mass failure means a broken corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+from alp_core.errors import ConfigError, DataError
+from alp_data.collate import Collator
+from alp_data.dataset import BadClip
+from alp_data.sampler import DurationBucketSampler, EpochSampler
+
+__all__ = ["BadClipBudget", "build_loader", "set_loader_epoch"]
+
+log = logging.getLogger(__name__)
+
+
+class BadClipBudget:
+    """Counts skipped clips; raises :class:`DataError` once more than ``max_bad`` failed."""
+
+    def __init__(self, max_bad: int) -> None:
+        if max_bad < 0:
+            raise ConfigError(f"max_bad must be >= 0 (number of clips), got {max_bad}")
+        self.max_bad = max_bad
+        self.count = 0
+        self.skipped: list[BadClip] = []
+
+    def update(self, skipped: list[BadClip]) -> None:
+        """Record one batch's skipped clips (a warning each); raise when over the budget."""
+        for clip in skipped:
+            log.warning("skipping clip %s (%s): %s", clip.id, clip.path, clip.error)
+        self.skipped.extend(skipped)
+        self.count += len(skipped)
+        if self.count > self.max_bad:
+            shown = [c.path for c in self.skipped[:10]]
+            more = f" and {self.count - len(shown)} more" if self.count > len(shown) else ""
+            raise DataError(
+                f"{self.count} clips failed to load, over the budget of {self.max_bad} "
+                f"(raise data.max_bad_clips to allow more): {', '.join(shown)}{more}"
+            )
+
+
+def build_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int,
+    collator: Collator,
+    seed: int = 0,
+    drop_last: bool = False,
+    max_batch_seconds: float | None = None,
+    num_buckets: int = 10,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+) -> DataLoader:
+    """A DataLoader over ``dataset`` with per-epoch deterministic order.
+
+    Without ``max_batch_seconds`` batches hold ``batch_size`` clips; with it a
+    :class:`DurationBucketSampler` packs clips by duration (``dataset.durations()``) under
+    that many padded seconds, ``batch_size`` capping the clip count. Workers are persistent.
+    Call :func:`set_loader_epoch` before iterating each epoch.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+    kwargs: dict[str, Any] = {
+        "num_workers": num_workers,
+        "collate_fn": collator,
+        "pin_memory": pin_memory,
+        "persistent_workers": num_workers > 0,
+    }
+    if num_workers > 0 and prefetch_factor is not None:
+        kwargs["prefetch_factor"] = prefetch_factor
+    if max_batch_seconds is not None:
+        durations = getattr(dataset, "durations", None)
+        if durations is None:
+            raise ConfigError("max_batch_seconds needs a dataset with a durations() method "
+                              f"(e.g. AudioCaptionDataset), got {type(dataset).__name__}")
+        batch_sampler = DurationBucketSampler(
+            durations(), max_batch_seconds=max_batch_seconds, max_batch_size=batch_size,
+            num_buckets=num_buckets, shuffle=shuffle, seed=seed, drop_last=drop_last,
+            rank=rank, world_size=world_size,
+        )
+        return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
+    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank,
+                           world_size=world_size)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                      **kwargs)
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    """Set ``epoch`` on the loader's sampler and dataset (before ``iter(loader)``)."""
+    for obj in (loader.batch_sampler, loader.sampler, loader.dataset):
+        setter = getattr(obj, "set_epoch", None)
+        if setter is not None:
+            setter(epoch)

@@ -1,0 +1,131 @@
+"""Samplers with per-epoch deterministic order: plain shuffling and duration bucketing.
+
+Both derive the order from ``(seed, epoch)`` only, so a resumed run replays the same batches,
+and both can shard the order over data-parallel ranks (every rank computes the same global
+order and keeps its share; ranks get equal counts so collective ops stay in step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from torch.utils.data import Sampler
+
+from alp_core.errors import ConfigError
+
+__all__ = ["DurationBucketSampler", "EpochSampler"]
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ConfigError(f"rank {rank} / world_size {world_size}: need 0 <= rank < world_size")
+
+
+class EpochSampler(Sampler[int]):
+    """Indices ``0..n-1``, shuffled per epoch from ``(seed, epoch)`` when ``shuffle``.
+
+    With ``world_size > 1`` the order is cut to a multiple of ``world_size`` and strided.
+    """
+
+    def __init__(self, num_items: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        _check_rank(rank, world_size)
+        self.num_items, self.shuffle, self.seed = num_items, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_items // self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        order = np.arange(self.num_items)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
+        order = order[: len(self) * self.world_size][self.rank :: self.world_size]
+        return iter(order.tolist())
+
+
+class DurationBucketSampler(Sampler[list[int]]):
+    """Batches of clips of similar duration whose padded size stays under a budget.
+
+    Clips are sorted by duration (ties broken at random) and cut into ``num_buckets``
+    equal-count buckets; within each bucket the clips are shuffled and packed greedily while
+    ``max(duration) * count <= max_batch_seconds`` (and ``count <= max_batch_size``); the
+    batches of all buckets are then shuffled. A clip longer than the budget gets its own
+    batch. With ``drop_last`` each bucket's final, under-filled batch is dropped.
+    """
+
+    def __init__(
+        self,
+        durations: Sequence[float],
+        *,
+        max_batch_seconds: float,
+        max_batch_size: int | None = None,
+        num_buckets: int = 10,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if max_batch_seconds <= 0:
+            raise ConfigError(f"max_batch_seconds must be > 0 (seconds), got {max_batch_seconds}")
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be >= 1 or None, got {max_batch_size}")
+        if num_buckets < 1:
+            raise ConfigError(f"num_buckets must be >= 1, got {num_buckets}")
+        _check_rank(rank, world_size)
+        self.durations = np.asarray(durations, dtype=np.float64)
+        self.max_batch_seconds = float(max_batch_seconds)
+        self.max_batch_size = max_batch_size
+        self.num_buckets = num_buckets
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _pack(self, bucket: np.ndarray) -> list[list[int]]:
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0.0
+        for index in bucket.tolist():
+            dur = float(self.durations[index])
+            new_longest = max(longest, dur)
+            full = self.max_batch_size is not None and len(current) >= self.max_batch_size
+            if current and (full or new_longest * (len(current) + 1) > self.max_batch_seconds):
+                batches.append(current)
+                current, new_longest = [], dur
+            current.append(index)
+            longest = new_longest
+        if current and not self.drop_last:
+            batches.append(current)
+        return batches
+
+    def global_batches(self) -> list[list[int]]:
+        """All ranks' batches of the current epoch, in order."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        n = len(self.durations)
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        order = order[np.argsort(self.durations[order], kind="stable")]
+        batches: list[list[int]] = []
+        for bucket in np.array_split(order, min(self.num_buckets, max(n, 1))):
+            if self.shuffle:
+                bucket = rng.permutation(bucket)
+            batches.extend(self._pack(bucket))
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self.global_batches()
+        keep = len(batches) // self.world_size * self.world_size
+        return iter(batches[:keep][self.rank :: self.world_size])
+
+    def __len__(self) -> int:
+        return len(self.global_batches()) // self.world_size

