@@ -6,11 +6,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from alp_core.errors import DataError
 
+from alp_core.errors import DataError
 from alp_data.dataset import AudioCaptionDataset, AudioConfig, BadClip
 from alp_data.features import Fbank, FbankConfig, SpecAugment, SpecAugmentConfig
 from alp_data.manifest import ManifestEntry, read_manifest, write_manifest
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: intra-op threads only add contention (workers run single-threaded too)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 
 def _clip(tmp_path, name, seconds, rate=16000, channels=1, seed=0):

@@ -6,8 +6,8 @@ import json
 import os
 
 import pytest
-from alp_core.errors import DataError
 
+from alp_core.errors import DataError
 from alp_data.manifest import ManifestEntry, read_manifest, write_manifest
 
 

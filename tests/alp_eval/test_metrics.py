@@ -27,9 +27,7 @@ def _reference_retrieval(sim: torch.Tensor, rel: torch.Tensor, ks, map_k) -> dic
 
 
 def test_retrieval_hand_computed_case():
-    sim = torch.tensor(
-        [[0.9, 0.8, 0.7, 0.1], [0.2, 0.5, 0.5, 0.3], [0.0, 0.1, 0.2, 0.3]]
-    )
+    sim = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.2, 0.5, 0.5, 0.3], [0.0, 0.1, 0.2, 0.3]])
     rel = torch.tensor(
         [[False, True, False, True], [False, False, True, False], [False, False, False, True]]
     )

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from alp_core import ConfigError, validate_model
+from alp_core import ConfigError, UnknownComponentError, validate_model
 from alp_core.manager import ALPPluginManager, get_plugin_manager
 from alp_data.dataset import AudioConfig
 from alp_data.features import FbankConfig
@@ -140,8 +140,8 @@ def resolve_component(
     options = {k: v for k, v in spec.items() if k != "name"}
     try:
         record = pm.get(kind, spec["name"])
-    except ConfigError as err:
-        raise ConfigError(f"{key}.name: {err}") from None
+    except UnknownComponentError as err:
+        raise UnknownComponentError(err.kind, err.name, err.choices, f"{key}.name") from None
     return Resolved(record, validate_model(record.config_cls, options, prefix=key))
 
 

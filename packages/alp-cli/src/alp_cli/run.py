@@ -24,7 +24,7 @@ from alp_cli.metrics_log import MetricsLog
 from alp_data.collate import Collator
 from alp_data.dataset import AudioCaptionDataset
 from alp_data.features import Fbank, SpecAugment
-from alp_data.loader import BadClipBudget, build_loader
+from alp_data.loader import BadClipBudget, build_loader, set_loader_epoch
 from alp_data.manifest import read_manifest
 from alp_eval.context import EvalContext
 from alp_eval.extract import extract_embeddings
@@ -103,7 +103,7 @@ def run(resolved: ResolvedRun, echo=print) -> Path:
          f"(audio encoder {sum(p.numel() for p in audio_encoder.parameters()) / 1e6:.2f} M)")
 
     fbank = Fbank(cfg.data.fbank)
-    collator = Collator(text_encoder.tokenizer)
+    collator = Collator(text_encoder.tokenizer, num_mel_bins=cfg.data.fbank.num_mel_bins)
     budget = BadClipBudget(cfg.data.max_bad_clips)
     train_audio = cfg.data.audio.model_copy(update={"max_seconds": cfg.data.train_max_seconds})
     train_set = AudioCaptionDataset(
@@ -126,7 +126,7 @@ def run(resolved: ResolvedRun, echo=print) -> Path:
 
         summary = engine.fit(model, objective, train_loader, len(train_loader),
                              on_batch_skipped=budget.update, on_epoch_end=save,
-                             set_epoch=getattr(train_set, "set_epoch", None))
+                             set_epoch=lambda epoch: set_loader_epoch(train_loader, epoch))
         timings["train_s"] = summary.seconds
         mlog.write("train_end", steps=summary.steps, samples=summary.samples,
                    seconds=round(summary.seconds, 2), final_loss=summary.final_loss,

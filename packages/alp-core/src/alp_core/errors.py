@@ -14,10 +14,11 @@ class ConfigError(ALPError, ValueError):
 class UnknownComponentError(ConfigError, KeyError):
     """A component name that no plugin registers; the message lists the valid choices."""
 
-    def __init__(self, kind: str, name: str, choices: list[str]) -> None:
+    def __init__(self, kind: str, name: str, choices: list[str], where: str = "") -> None:
         self.kind, self.name, self.choices = kind, name, sorted(choices)
         listed = ", ".join(self.choices) or "(none registered)"
-        super().__init__(f"unknown {kind} {name!r}; valid choices: {listed}")
+        prefix = f"{where}: " if where else ""
+        super().__init__(f"{prefix}unknown {kind} {name!r}; valid choices: {listed}")
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return self.args[0]

@@ -30,8 +30,14 @@ _LAZY = {
 }
 
 __all__ = [
-    "EvalContext", "EvalTask", "LinearProbeConfig", "RetrievalConfig", "SplitEmbeddings",
-    "TaskResult", "__version__", *sorted(_LAZY),
+    "EvalContext",
+    "EvalTask",
+    "LinearProbeConfig",
+    "RetrievalConfig",
+    "SplitEmbeddings",
+    "TaskResult",
+    "__version__",
+    *sorted(_LAZY),
 ]
 
 

@@ -20,7 +20,7 @@ def _check_pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
 def accuracy(pred: Tensor, target: Tensor) -> float:
     """Fraction of items whose predicted class id equals the target class id."""
     pred, target = _check_pair(pred, target)
-    return float((pred == target).float().mean())
+    return float((pred == target).double().mean())
 
 
 def macro_f1(pred: Tensor, target: Tensor) -> float:
@@ -45,7 +45,7 @@ def majority_rate(train_target: Tensor, test_target: Tensor) -> float:
     """Test accuracy of always predicting the most frequent train class (the chance baseline)."""
     train_target, test_target = torch.as_tensor(train_target), torch.as_tensor(test_target)
     majority = torch.bincount(train_target.long().reshape(-1)).argmax()
-    return float((test_target.long() == majority).float().mean())
+    return float((test_target.long() == majority).double().mean())
 
 
 def retrieval_metrics(

@@ -1,5 +1,20 @@
-"""Registers the built-in components of alp-eval through the ALP hooks (cheap: no torch import)."""
+"""Registers the built-in evaluation tasks through the ALP hooks (no torch import)."""
 
 from __future__ import annotations
 
-from alp_core import hookimpl
+from alp_core import EvalTaskRecord, hookimpl
+from alp_eval.configs import LinearProbeConfig, RetrievalConfig
+
+
+@hookimpl
+def alp_eval_tasks() -> list[EvalTaskRecord]:
+    return [
+        EvalTaskRecord(
+            "linear-probe", LinearProbeConfig, "alp_eval.probe:LinearProbeTask",
+            "logistic-regression probe on mean-pooled frozen features, one per label key",
+        ),
+        EvalTaskRecord(
+            "retrieval", RetrievalConfig, "alp_eval.retrieval:RetrievalTask",
+            "audio->text and text->audio retrieval: R@1/5/10 and mAP@10",
+        ),
+    ]

@@ -4,6 +4,8 @@ per label key, its L2 penalty chosen on a held-out part of the train split."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -17,6 +19,23 @@ from alp_eval.metrics import accuracy, macro_f1, majority_rate
 __all__ = ["LinearProbeConfig", "LinearProbeTask", "train_linear_probe"]
 
 log = logging.getLogger(__name__)
+
+# Below this many feature values a fit runs on one thread: intra-op threads only add
+# synchronisation to such tiny matmuls, and on a busy machine they slow L-BFGS down many times.
+SINGLE_THREAD_BELOW = 1 << 20
+
+
+@contextmanager
+def _threads_for(numel: int) -> Iterator[None]:
+    """Use one intra-op thread for small problems; restore the previous setting afterwards."""
+    previous = torch.get_num_threads()
+    if numel < SINGLE_THREAD_BELOW and previous > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
 
 
 def _standardise(x_train: Tensor, *others: Tensor) -> list[Tensor]:
@@ -101,6 +120,20 @@ def train_linear_probe(
         raise ValueError(f"y_train needs >= 2 ids in [0, {num_classes}); got {y_train.tolist()}")
     x_train, x_test = _standardise(x_train.detach().double().cpu(), x_test.detach().double().cpu())
     generator = torch.Generator().manual_seed(seed)
+    with _threads_for(x_train.numel()):
+        return _select_and_fit(x_train, y_train, x_test, y_test, num_classes, config, generator)
+
+
+def _select_and_fit(
+    x_train: Tensor,
+    y_train: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+    num_classes: int,
+    config: LinearProbeConfig,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """Choose the weight decay on a validation split, refit on all train data, score the test."""
     fit_idx, val_idx = _validation_split(y_train, config.val_fraction, generator)
     best: tuple[float, float, float] | None = None
     for wd in config.weight_decays:
@@ -172,8 +205,13 @@ class LinearProbeTask:
         y_train = torch.tensor([class_id[v] for v in train_values])
         y_test = torch.tensor([class_id[v] for v in test_values])
         out = train_linear_probe(
-            ctx.train.pooled[train_idx], y_train, ctx.test.pooled[test_idx], y_test,
-            len(classes), self.config, seed,
+            ctx.train.pooled[train_idx],
+            y_train,
+            ctx.test.pooled[test_idx],
+            y_test,
+            len(classes),
+            self.config,
+            seed,
         )
         details: dict[str, Any] = {
             "n_train": len(train_idx),

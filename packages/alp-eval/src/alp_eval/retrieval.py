@@ -17,9 +17,7 @@ __all__ = ["RetrievalConfig", "RetrievalTask", "build_gallery", "retrieval_metri
 log = logging.getLogger(__name__)
 
 
-def build_gallery(
-    captions: list[tuple[str, ...]], dedupe: bool = True
-) -> tuple[list[str], Tensor]:
+def build_gallery(captions: list[tuple[str, ...]], dedupe: bool = True) -> tuple[list[str], Tensor]:
     """The caption gallery of a split and its (num_clips, num_texts) clip-caption relevance.
 
     With ``dedupe`` every distinct caption string is one gallery item, relevant to every clip

@@ -23,7 +23,7 @@ _DOMAIN_WORDS = {
 _SPEAKER_TRAITS = {
     "male": ("male", "man"), "female": ("female", "woman"),
     "low": ("low-pitched", "deep", "low pitch"), "high": ("high-pitched", "high pitch"),
-    "resonant": ("resonant", "full", "rich"), "thin": ("thin", "light", "reedy"),
+    "resonant": ("resonant", "full", "rich"), "thin": ("thin", "reedy"),
 }
 KEYWORDS: dict[str, dict[str, tuple[str, ...]]] = {
     "domain": _DOMAIN_WORDS,
@@ -87,14 +87,19 @@ def _tags(rng: np.random.Generator, first: str, tags: list[str]) -> str:
 
 
 _COUNTS = {1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _number(value: int) -> str:
+    return _NUMBERS[value] if 0 <= value < len(_NUMBERS) else str(value)
 
 
 def _speech(a: dict[str, Any], w: _Words, rng: np.random.Generator) -> list[str]:
     s = SPEAKER_BY_NAME[a["speaker"]]
-    gender = w(*_SPEAKER_TRAITS[s.gender][:1]) if s.gender == "male" else "female"
+    gender = s.gender
     noun = w("man", "male speaker") if s.gender == "male" else w("woman", "female speaker")
-    pitch = w("low-pitched", "deep") if s.pitch == "low" else w("high-pitched", "high-pitched")
-    timbre = w("resonant", "full", "rich") if s.timbre == "resonant" else w("thin", "light", "reedy")
+    pitch = w("low-pitched", "deep") if s.pitch == "low" else "high-pitched"
+    timbre = w("resonant", "full", "rich") if s.timbre == "resonant" else w("thin", "reedy")
     rate_adv = {
         "slow": w("slowly", "at a slow pace", "unhurriedly"),
         "normal": w("at a normal pace", "at a moderate pace", "at a conversational pace"),
@@ -103,11 +108,11 @@ def _speech(a: dict[str, Any], w: _Words, rng: np.random.Generator) -> list[str]
     rate_tag = {"slow": "slow", "normal": w("normal pace", "moderate pace"),
                 "fast": w("fast", "quick")}[a["speaking_rate"]]
     tone = {
-        "rising": w("rising intonation", "a rising tone", "upward inflection"),
-        "falling": w("falling intonation", "a falling tone", "downward inflection"),
+        "rising": w("rising intonation", "a rising tone", "an upward inflection"),
+        "falling": w("falling intonation", "a falling tone", "a downward inflection"),
         "flat": w("flat intonation", "a monotone delivery", "a level tone"),
     }[a["intonation"]]
-    tone_tag = tone.removeprefix("a ")
+    tone_tag = tone.split(" ", 1)[1] if tone.startswith(("a ", "an ")) else tone
     room = w("in a quiet room", "with a clean background") if a["room"] == "quiet" else w(
         "with background noise", "in a noisy room")
     contour = {
@@ -118,12 +123,21 @@ def _speech(a: dict[str, Any], w: _Words, rng: np.random.Generator) -> list[str]
     tags = _tags(rng, w("speech", "speaking voice"),
                  [f"{gender} voice", f"{pitch}", timbre, rate_tag, tone_tag])
     verb = w("speaks", "talks")
-    short = _sentence(f"a {pitch} {noun} {verb} {rate_adv} with {tone}.")
+    short = _sentence(f"a {noun} with a {pitch}, {timbre} voice {verb} {rate_adv} with {tone}.")
     detailed = _sentence(
         f"a {gender} speaker with a {pitch}, {timbre} voice {verb} {rate_adv} in "
-        f"{a['phrases']} short phrases of nonsense syllables; {contour}, {room}."
+        f"{_number(a['phrases'])} short phrases of nonsense syllables; {contour}, {room}."
     )
     return [tags, short, detailed]
+
+
+_PLURAL = ("bells", "chimes", "strings", "bowed strings")
+
+
+def _article(phrase: str) -> str:
+    if phrase in _PLURAL:
+        return phrase
+    return f"{'an' if phrase[0] in 'aeiou' else 'a'} {phrase}"
 
 
 def _music(a: dict[str, Any], w: _Words, rng: np.random.Generator) -> list[str]:
@@ -135,31 +149,34 @@ def _music(a: dict[str, Any], w: _Words, rng: np.random.Generator) -> list[str]:
         "bell": w("bells", "chimes", "bell"),
         "strings": w("strings", "bowed strings", "string section"),
     }[a["instrument"]]
-    tempo = {"slow": w("slow", "leisurely", "unhurried"), "medium": w("moderate", "mid-tempo"),
-             "medium-": "", "fast": w("fast", "brisk", "upbeat", "lively")}[a["tempo"]]
-    register = {"low": w("low register", "low notes", "bass register"),
+    tempo = {
+        "slow": w("slow tempo", "leisurely tempo", "slow pace"),
+        "medium": w("moderate tempo", "medium tempo", "moderate pace"),
+        "fast": w("fast tempo", "brisk tempo", "lively, upbeat pace", "quick tempo"),
+    }[a["tempo"]]
+    register = {"low": w("low register", "bass register", "lower range"),
                 "mid": w("middle register", "mid-range"),
-                "high": w("high register", "high notes", "treble register")}[a["register"]]
+                "high": w("high register", "treble register", "upper range")}[a["register"]]
     texture = {"melody": w("a simple melody", "a single-line melody"),
                "chords": w("chords", "a chord progression", "block chords"),
                "arpeggio": w("arpeggios", "an arpeggiated pattern")}[a["texture"]]
     space = w("dry", "close") if a["space"] == "dry" else w("reverberant", "roomy")
     key = f"{a['key']} {a['mode']}"
-    tags = _tags(rng, "music", [inst, f"{tempo} tempo", register, f"{key}", texture.split()[-1]])
-    short = _sentence(f"{w('a', 'one')} {inst} {w('plays', 'playing')} {texture} at a {tempo} "
-                      f"tempo in the {register}.")
+    tags = _tags(rng, "music", [inst, tempo, register, key, texture.split()[-1]])
+    short = _sentence(f"{_article(inst)} playing {texture} at a {tempo} in the {register}.")
     detailed = _sentence(
-        f"a {space} recording of {inst} playing {texture} in {key}, in the {register}, at a "
-        f"{tempo} tempo of about {a['bpm']} beats per minute, {a['notes']} notes in all."
+        f"a {space} recording of {_article(inst)} playing {texture} in {key}, in the "
+        f"{register}, at a {tempo} of about {a['bpm']} beats per minute, "
+        f"{_number(a['notes'])} notes in all."
     )
     return [tags, short, detailed]
 
 
 _EVENT_TEXT = {
-    "dog_bark": ("dog barking", "a dog barks{n}", "a dog barking{n}, short rough yelps"),
+    "dog_bark": ("dog barking", "a dog barks{n}", "a dog barking{n} in short, rough yelps"),
     "siren": ("siren", "a siren wails", "a wailing siren sweeping up and down in pitch"),
     "rain": ("rain", "rain falls steadily", "steady rain with droplets pattering"),
-    "door_knock": ("knocking", "someone knocks on a door{n}", "knocks on a wooden door{n}"),
+    "door_knock": ("knocking", "someone knocks on a door{n}", "someone knocking on a door{n}"),
     "engine": ("engine hum", "an engine idles", "a low engine hum with a throbbing rumble"),
     "bird_chirp": ("bird chirping", "a bird chirps{n}", "a small bird chirping{n}"),
     "footsteps": ("footsteps", "footsteps walk by", "footsteps at a steady walking pace"),
@@ -183,7 +200,7 @@ def _environment(a: dict[str, Any], w: _Words, rng: np.random.Generator) -> list
     tags = _tags(rng, w("sound effects", "environmental sound"), [tag, w(*bg_tags)])
     short = _sentence(f"{short_text.format(n=times)} {w(*bg_phrases)}.")
     detailed = _sentence(
-        f"{w('a recording of', 'the sound of', 'an outdoor recording of')} "
+        f"{w('a recording of', 'the sound of', 'a field recording of')} "
         f"{long_text.format(n=times)}, {w(*bg_phrases)}."
     )
     return [tags, short, detailed]

@@ -59,7 +59,8 @@ def _dog_bark(n: int, sr: int, rng: Rng) -> tuple[np.ndarray, int | None]:
 def _siren(n: int, sr: int, rng: Rng) -> tuple[np.ndarray, int | None]:
     t = _times(n, sr)
     low, span = rng.uniform(550, 800), rng.uniform(350, 700)
-    freq = low + span * (0.5 - 0.5 * np.cos(2 * np.pi * rng.uniform(0.3, 0.9) * t + rng.uniform(0, 6)))
+    sweep = 2 * np.pi * rng.uniform(0.3, 0.9) * t + rng.uniform(0, 6)
+    freq = low + span * (0.5 - 0.5 * np.cos(sweep))
     phase = 2 * np.pi * np.cumsum(freq / sr)
     tone = np.sin(phase) + 0.45 * np.sin(2 * phase) + 0.25 * np.sin(3 * phase)
     return tone * np.minimum(t / 0.2, 1.0), None
@@ -69,7 +70,8 @@ def _rain(n: int, sr: int, rng: Rng) -> tuple[np.ndarray, int | None]:
     drops = (rng.random(n) < rng.uniform(150, 600) / sr) * rng.exponential(1.0, n)
     bed = 0.08 * rng.standard_normal(n)
     swell = 1.0 + 0.3 * dsp.smooth_random(n, sr, 0.7, rng)
-    return dsp.bandpass(drops + bed, sr, rng.uniform(700, 1500), rng.uniform(5000, 7500)) * swell, None
+    low, high = rng.uniform(700, 1500), rng.uniform(5000, 7500)
+    return dsp.bandpass(drops + bed, sr, low, high) * swell, None
 
 
 def _door_knock(n: int, sr: int, rng: Rng) -> tuple[np.ndarray, int | None]:

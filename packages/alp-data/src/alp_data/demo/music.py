@@ -52,10 +52,10 @@ def _harmonics(freq: float, sample_rate: int, weights: np.ndarray) -> np.ndarray
 def _note(
     instrument: str, freq: float, length: int, sample_rate: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """One note of ``length`` samples (including its release)."""
+    """One note of ``length`` samples (including its release), in single precision."""
     n = np.arange(1, 41, dtype=float)
-    t = np.arange(length) / sample_rate
-    phase = np.cumsum(np.full(length, freq / sample_rate)) + rng.uniform()
+    t = (np.arange(length) / sample_rate).astype(np.float32)
+    phase = freq * (np.arange(length) / sample_rate) + rng.uniform()
     if instrument in ("piano", "guitar"):
         if instrument == "piano":
             bright, dull = 1.0 / n**1.1, 1.0 / n**2.5
@@ -65,22 +65,25 @@ def _note(
             bright = np.abs(np.sin(np.pi * n * pluck)) / n**0.9
             dull = 1.0 / n**2.2
             taus = (0.05, 0.45 * (220.0 / freq) ** 0.3)
-        out = dsp.lookup(dsp.wavetable(_harmonics(freq, sample_rate, bright)), phase) * np.exp(-t / taus[0])
-        out += dsp.lookup(dsp.wavetable(_harmonics(freq, sample_rate, dull)), phase) * np.exp(-t / taus[1])
-        out *= dsp.adsr(length, sample_rate, 0.003, 1.0, 1.0, 0.04)
-        click = rng.standard_normal(min(length, 80)) * np.exp(-np.arange(min(length, 80)) / 12.0)
-        out[: len(click)] += 0.15 * click
-        return out
+        tables = [dsp.wavetable(_harmonics(freq, sample_rate, w)) for w in (bright, dull)]
+        fast, slow = dsp.lookup_many(tables, phase)
+        out = fast * np.exp(-t / np.float32(taus[0])) + slow * np.exp(-t / np.float32(taus[1]))
+        clicks = min(length, 80)
+        out[:clicks] += 0.15 * rng.standard_normal(clicks) * np.exp(-np.arange(clicks) / 12.0)
+        return dsp.fade(out, sample_rate, 0.003, 0.04)
     if instrument == "bell":
         ratios = _BELL_RATIOS * (1.0 + rng.uniform(-0.004, 0.004, len(_BELL_RATIOS)))
         keep = ratios * freq < 0.45 * sample_rate
-        out = np.zeros(length)
+        out = np.zeros(length, dtype=np.float32)
         for ratio, amp in zip(ratios[keep], _BELL_AMPS[keep], strict=True):
-            out += amp * np.sin(2 * np.pi * ratio * freq * t) * np.exp(-t / (1.4 / ratio**0.7))
-        return out * dsp.adsr(length, sample_rate, 0.002, 1.0, 1.0, 0.05)
-    vibrato_depth = {"organ": 0.0, "flute": 0.005, "strings": 0.007}[instrument]
-    vibrato = 1.0 + vibrato_depth * np.sin(2 * np.pi * rng.uniform(4.8, 6.0) * t) * np.minimum(t / 0.25, 1)
-    phase = np.cumsum(freq * vibrato / sample_rate) + rng.uniform()
+            decay = np.exp(-t / np.float32(1.4 / ratio**0.7))
+            out += np.float32(amp) * np.sin((2 * np.pi * ratio * freq) * t) * decay
+        return dsp.fade(out, sample_rate, 0.002, 0.05)
+    depth = {"organ": 0.0, "flute": 0.005, "strings": 0.007}[instrument]
+    if depth:
+        rate = rng.uniform(4.8, 6.0)
+        wobble = np.sin(2 * np.pi * rate * t) * np.minimum(t / 0.25, 1.0)
+        phase += depth * freq * np.cumsum(wobble) / sample_rate
     if instrument == "organ":
         weights = np.array([1.0, 0.7, 0.5, 0.45, 0.05, 0.35, 0.03, 0.3, 0.02, 0.15])
         env = dsp.adsr(length, sample_rate, 0.008, 0.1, 0.9, 0.04)
@@ -89,11 +92,11 @@ def _note(
         weights = np.array([1.0, 0.22, 0.08, 0.03])
         env = dsp.adsr(length, sample_rate, 0.07, 0.2, 0.85, 0.08)
     else:
-        weights = 1.0 / n**1.0 * np.exp(-n / 18.0)
+        weights = 1.0 / n * np.exp(-n / 18.0)
         env = dsp.adsr(length, sample_rate, 0.12, 0.3, 0.9, 0.15)
     out = dsp.lookup(dsp.wavetable(_harmonics(freq, sample_rate, weights)), phase) * env
     if instrument == "flute":
-        out += 0.04 * rng.standard_normal(length) * env
+        out += 0.04 * rng.standard_normal(length, dtype=np.float32) * env
     return out
 
 
@@ -134,7 +137,7 @@ def synthesize(
     attrs: dict[str, Any], num_samples: int, sample_rate: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Render the music clip; adds the ``notes`` count to ``attrs``."""
-    out = np.zeros(num_samples)
+    out = np.zeros(num_samples, dtype=np.float32)
     events = _note_events(attrs, num_samples / sample_rate, rng)
     tail = {"piano": 0.6, "guitar": 0.4, "bell": 1.2}.get(attrs["instrument"], 0.0)
     for onset, length, pitches in events:
@@ -143,12 +146,13 @@ def synthesize(
             freq = 440.0 * 2 ** ((pitch - 69) / 12)
             samples = int((length + tail) * sample_rate)
             note = _note(attrs["instrument"], freq, samples, sample_rate, rng)
-            dsp.place(out, velocity * note, int(onset * sample_rate))
+            dsp.place(out, np.float32(velocity) * note, int(onset * sample_rate))
     attrs["notes"] = sum(len(p) for _, _, p in events)
     decay = rng.uniform(0.25, 0.6) if attrs["space"] == "reverberant" else rng.uniform(0.05, 0.12)
     wet = rng.uniform(0.25, 0.4) if attrs["space"] == "reverberant" else 0.08
     ir_len = int(decay * 3 * sample_rate)
-    impulse = rng.standard_normal(ir_len) * np.exp(-np.arange(ir_len) / (decay * sample_rate))
-    size = 1 << int(np.ceil(np.log2(num_samples + ir_len)))
+    ramp = np.arange(ir_len, dtype=np.float32) / np.float32(decay * sample_rate)
+    impulse = rng.standard_normal(ir_len, dtype=np.float32) * np.exp(-ramp)
+    size = dsp.fft_size(num_samples + ir_len)
     reverb = np.fft.irfft(np.fft.rfft(out, size) * np.fft.rfft(impulse, size), size)[:num_samples]
     return out + wet * reverb * dsp.rms(out) / dsp.rms(reverb)

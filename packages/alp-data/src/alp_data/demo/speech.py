@@ -31,7 +31,8 @@ class Speaker:
 
 def _speakers() -> tuple[Speaker, ...]:
     voices = []
-    for gender, base_f0, base_scale, breath in (("male", 100.0, 1.0, 0.04), ("female", 190.0, 1.17, 0.08)):
+    genders = (("male", 100.0, 1.0, 0.04), ("female", 190.0, 1.17, 0.08))
+    for gender, base_f0, base_scale, breath in genders:
         for pitch, pitch_mul in (("low", 0.88), ("high", 1.22)):
             for timbre, tract in (("resonant", 0.9), ("thin", 1.1)):
                 index = len(voices) + 1
@@ -167,25 +168,28 @@ def synthesize(
     voice_amp = np.convolve(voice_amp, kernel[1:-1] / kernel[1:-1].sum(), "same")
     scale = speaker.formant_scale
     f4 = np.full((frames, 1), 3500.0)
-    formants = np.concatenate([formants, f4], axis=1) * scale
-    bandwidths = np.array([70.0, 100.0, 140.0, 200.0]) * scale
-    freqs = dsp.rfft_freqs(sample_rate)
+    formants = (np.concatenate([formants, f4], axis=1) * scale).astype(np.float32)
+    bandwidths = (np.array([70.0, 100.0, 140.0, 200.0]) * scale).astype(np.float32)
+    freqs = dsp.rfft_freqs(sample_rate).astype(np.float32)
     peaks = dsp.resonance(freqs[None, None, :], formants[:, :, None], bandwidths[None, :, None])
-    vocal_tract = np.tensordot(peaks, np.array([1.0, 0.7, 0.4, 0.22]), axes=([1], [0]))
-    tilt = 1.0 / (1.0 + freqs / 250.0)
+    weights = np.array([1.0, 0.7, 0.4, 0.22], dtype=np.float32)
+    vocal_tract = np.einsum("fkb,k->fb", peaks, weights) / (1.0 + freqs / 250.0)
+    lo, hi = noise_lo.astype(np.float32)[:, None], noise_hi.astype(np.float32)[:, None]
+    noise_shape = dsp.band(freqs[None, :], lo, hi, slope=3.0)
 
     sample_t = np.arange(num_samples) / sample_rate
     drift = 1.0 + 0.025 * dsp.smooth_random(num_samples, sample_rate, 3.0, rng)
     f0 = speaker.f0 * np.interp(sample_t, times, contour) * drift
-    f0 *= 1.0 + speaker.jitter * rng.standard_normal(num_samples)
+    f0 *= 1.0 + speaker.jitter * rng.standard_normal(num_samples, dtype=np.float32)
     phase = np.cumsum(f0 / sample_rate)
     pulses = np.diff(np.floor(phase), prepend=0.0)
-    breath = speaker.breathiness * rng.standard_normal(num_samples)
-    voiced = dsp.stft(pulses + breath) * (vocal_tract * tilt * voice_amp[:, None])
-    noise_shape = dsp.band(freqs[None, :], noise_lo[:, None], noise_hi[:, None], slope=3.0)
-    hiss = dsp.stft(rng.standard_normal(num_samples)) * (noise_shape * noise_amp[:, None] * 0.08)
-    signal = dsp.istft(voiced + hiss, num_samples)
-
+    pulse_spec = dsp.stft(pulses)
+    noise_spec = dsp.stft(rng.standard_normal(num_samples, dtype=np.float32))
+    voice_env = vocal_tract * voice_amp.astype(np.float32)[:, None]
+    voice = (pulse_spec + np.float32(speaker.breathiness) * noise_spec) * voice_env
+    voice += noise_spec * (noise_shape * (0.08 * noise_amp.astype(np.float32)[:, None]))
+    # The room noise reuses the noise spectrum; its level follows Parseval on the spectra.
+    room = noise_spec * dsp.pink_tilt(freqs, 0.7).astype(np.float32)
     snr_db = rng.uniform(28.0, 36.0) if attrs["room"] == "quiet" else rng.uniform(10.0, 16.0)
-    room = dsp.shape_noise(dsp.pink_tilt(freqs, 0.7), num_samples, rng)
-    return signal + room * dsp.rms(signal) / dsp.rms(room) * 10 ** (-snr_db / 20.0)
+    gain = np.sqrt(np.sum(np.abs(voice) ** 2) / np.sum(np.abs(room) ** 2)) * 10 ** (-snr_db / 20)
+    return dsp.istft(voice + gain * room, num_samples)

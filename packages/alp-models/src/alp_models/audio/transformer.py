@@ -28,8 +28,8 @@ def _stride2_length(lengths: Tensor) -> Tensor:
 class ConvSubsampling(nn.Module):
     """Stride-2 conv2d stages over (time, frequency), then a linear map to ``d_model``.
 
-    Between stages the frames past each clip's length are zeroed, so a clip's valid output
-    does not depend on how much padding the batch added after it.
+    Before each stage the frames past each clip's length are zeroed, so a clip's valid output
+    does not depend on how much padding (or what) the batch added after it.
     """
 
     def __init__(self, input_dim: int, d_model: int, stages: int) -> None:
@@ -49,11 +49,12 @@ class ConvSubsampling(nn.Module):
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         x = features.unsqueeze(1)  # (B, 1, T, F)
-        x = x * length_mask(lengths, x.shape[2])[:, None, :, None]
         for conv in self.stages:
-            lengths = _stride2_length(lengths)
+            # Zero what lies past each clip before the kernel can read it; after the last
+            # stage nothing reads padded frames (attention masks them as keys).
+            x = x.masked_fill(~length_mask(lengths, x.shape[2])[:, None, :, None], 0.0)
             x = F.relu(conv(x))
-            x = x * length_mask(lengths, x.shape[2])[:, None, :, None]
+            lengths = _stride2_length(lengths)
         b, c, t, f = x.shape
         return self.out(x.permute(0, 2, 1, 3).reshape(b, t, c * f)), lengths
 

@@ -1,0 +1,34 @@
+# ALP developer commands. `make help` lists them.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help install run test lint format bench bench-compare clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install:  ## create .venv with pinned torch/torchaudio and every package in editable mode (+ dev tools)
+	scripts/setup.sh dev
+
+run:  ## set up, then run the embedded default end to end (alp run)
+	scripts/setup.sh
+	$(VENV)/bin/alp run
+
+test: install  ## set up, then run the whole test suite
+	$(PY) -m pytest
+
+lint: install  ## ruff
+	$(VENV)/bin/ruff check packages tests benchmarks examples
+
+format: install  ## ruff format + fixes
+	$(VENV)/bin/ruff check --fix packages tests benchmarks examples
+
+bench: install  ## data-loader and training-step benchmarks; JSON saved under .benchmarks/
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave -p no:randomly
+
+bench-compare: install  ## compare the last two saved benchmark runs
+	$(PY) -m pytest-benchmark compare --group-by=name 2>/dev/null || \
+	  $(VENV)/bin/pytest-benchmark compare --group-by=name
+
+clean:  ## remove runs/ and caches (keeps .venv)
+	rm -rf runs .pytest_cache .ruff_cache

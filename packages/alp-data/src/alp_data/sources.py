@@ -1,0 +1,50 @@
+"""Data sources: recipes that produce ALP manifests (``prepare(out_dir) -> {split: path}``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field
+
+from alp_core import ComponentConfig, ConfigError
+
+
+class ManifestSourceConfig(ComponentConfig):
+    """Manifests you already have: one JSONL file per split (see alp_data.manifest)."""
+
+    train: str = Field(description="JSONL manifest of the pretraining clips")
+    test: str = Field(description="JSONL manifest of held-out clips for evaluation")
+
+
+class ManifestSource:
+    """Uses existing manifests as they are; nothing is written."""
+
+    def __init__(self, config: ManifestSourceConfig, **_: object) -> None:
+        self.config = config
+
+    def prepare(self, out_dir: Path) -> dict[str, Path]:
+        paths = {"train": Path(self.config.train), "test": Path(self.config.test)}
+        for split, path in paths.items():
+            if not path.is_file():
+                raise ConfigError(f"data.source.{split}: manifest {path} does not exist")
+        return paths
+
+
+class DemoSource:
+    """The embedded demo corpus, generated once into ``out_dir`` and reused after that."""
+
+    def __init__(self, config, **_: object) -> None:
+        self.config = config
+
+    def prepare(self, out_dir: Path) -> dict[str, Path]:
+        from alp_data.demo import generate_demo_corpus
+
+        out_dir = Path(out_dir)
+        info = out_dir / "corpus.json"
+        splits = {"train": out_dir / "train.jsonl", "test": out_dir / "test.jsonl"}
+        if info.is_file() and all(p.is_file() for p in splits.values()):
+            stored = json.loads(info.read_text()).get("config")
+            if stored == self.config.model_dump(mode="json"):
+                return splits
+        return {k: Path(v) for k, v in generate_demo_corpus(out_dir, self.config).items()}

@@ -1,0 +1,87 @@
+"""Run-config validation: unknown keys, wrong values and unknown components are caught up front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alp_cli.commands.run import load_run_config
+from alp_cli.config import resolve_run
+from alp_cli.overrides import apply_overrides, parse_override
+from alp_core import ConfigError, UnknownComponentError
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+
+
+def test_embedded_default_resolves_with_every_component():
+    resolved = resolve_run({})
+    dump = resolved.dump()
+    assert dump["data"]["source"]["name"] == "demo"
+    assert dump["model"]["audio_encoder"]["name"] == "transformer"
+    assert dump["model"]["audio_encoder"]["d_model"] == 192  # defaults filled in
+    assert [t["name"] for t in dump["eval"]["tasks"]] == ["linear-probe", "retrieval"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_validates_and_names_its_command(path):
+    assert path.read_text().splitlines()[0] == f"# alp run configs/{path.name}"
+    resolve_run(load_run_config(str(path), []))
+
+
+def test_default_yaml_is_the_embedded_default():
+    shipped = resolve_run(load_run_config("configs/default.yaml", [])).dump()
+    assert shipped == resolve_run({}).dump()
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"trian": {}}, "trian: unknown key"),
+        ({"train": {"epocs": 1}}, "train.epocs: unknown key (accepted keys: "),
+        ({"train": {"epochs": -1}}, "train.epochs"),
+        ({"train": {"device": "tpu"}}, "'auto', 'cpu' or 'cuda'"),
+        ({"model": {"audio_encoder": {"name": "transformer", "d_modle": 8}}},
+         "model.audio_encoder.d_modle: unknown key"),
+        ({"model": {"audio_encoder": {"name": "transformer", "num_layers": "many"}}},
+         "model.audio_encoder.num_layers"),
+        ({"objective": {"temperature": 0.1}}, "objective: expected a mapping with a 'name' key"),
+        ({"data": {"source": {"name": "demo", "num_clips": 0}}}, "data.source.num_clips"),
+        ({"eval": {"tasks": [{"name": "retrieval"}, {"name": "retrieval"}]}}, "listed twice"),
+    ],
+)
+def test_bad_config_names_the_key(raw, expected):
+    with pytest.raises(ConfigError) as err:
+        resolve_run(raw)
+    assert expected in str(err.value)
+
+
+def test_unknown_component_lists_valid_choices():
+    with pytest.raises(UnknownComponentError) as err:
+        resolve_run({"model": {"text_encoder": {"name": "roberta"}}})
+    msg = str(err.value)
+    assert "model.text_encoder.name" in msg and "roberta" in msg
+    assert "bert" in msg and "minilm" in msg
+    with pytest.raises(ConfigError, match="infonce"):
+        resolve_run({"objective": {"name": "clip"}})
+
+
+def test_overrides_parse_yaml_values_and_nest():
+    assert parse_override("train.epochs=3") == (["train", "epochs"], 3)
+    assert parse_override("eval.baseline=false") == (["eval", "baseline"], False)
+    cfg = apply_overrides({"train": {"lr": 1.0}}, ["train.epochs=2", "model.embed_dim=64"])
+    assert cfg == {"train": {"lr": 1.0, "epochs": 2}, "model": {"embed_dim": 64}}
+    with pytest.raises(ConfigError, match="key.path=value"):
+        parse_override("train.epochs")
+    with pytest.raises(ConfigError, match="train.lr is a float"):
+        apply_overrides({"train": {"lr": 1.0}}, ["train.lr.x=1"])
+
+
+def test_overrides_without_config_file_and_missing_file(tmp_path):
+    assert load_run_config("train.epochs=1", ["seed=3"]) == {"train": {"epochs": 1}, "seed": 3}
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_run_config(str(tmp_path / "nope.yaml"), [])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_run_config(str(bad), [])

@@ -1,0 +1,86 @@
+"""Reports: JSON round trip, summary values, Markdown rows and columns."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from alp_eval.context import TaskResult
+from alp_eval.report import build_report, render_markdown, report_results, write_report
+
+
+def _results() -> dict[str, list[TaskResult]]:
+    def retrieval(r1: float) -> TaskResult:
+        metrics = {"a2t_R@1": r1, "t2a_R@1": r1 / 2, "mean_R": r1 * 0.75}
+        return TaskResult("retrieval", metrics, "mean_R", {"n_clips": 12})
+
+    return {
+        "pretrained": [
+            TaskResult(
+                "probe/kind",
+                {"accuracy": 0.9, "macro_f1": 0.85},
+                "accuracy",
+                {"n_train": 40, "chance": 0.34, "ratio": (1, 2)},
+            ),
+            TaskResult("probe/mood", {"accuracy": 0.7, "macro_f1": 0.6}, "accuracy", {}),
+            retrieval(0.4),
+        ],
+        "random-init": [
+            TaskResult("probe/kind", {"accuracy": 0.5, "macro_f1": 0.45}, "accuracy", {}),
+            TaskResult("probe/mood", {"accuracy": 0.4, "macro_f1": math.nan}, "accuracy", {}),
+            retrieval(0.1),
+        ],
+    }
+
+
+def test_report_round_trips_through_json(tmp_path):
+    report = build_report(_results(), {"run": "demo", "seed": 0, "steps": [1, 2]})
+    assert json.loads(json.dumps(report)) == report
+    json_path, md_path = write_report(report, tmp_path / "out")
+    assert json.loads(json_path.read_text()) == report
+    assert md_path.read_text() == render_markdown(report)
+    assert report["results"]["random-init"]["probe/mood"]["metrics"]["macro_f1"] is None
+    back = report_results(json.loads(json_path.read_text()))
+    assert [r.task for r in back["pretrained"]] == ["probe/kind", "probe/mood", "retrieval"]
+    assert back["pretrained"][0].details["ratio"] == [1, 2]
+
+
+def test_summary_averages_primaries():
+    summary = build_report(_results(), {})["summary"]
+    assert summary["pretrained"]["probe_average"] == pytest.approx(0.8)
+    assert summary["pretrained"]["n_probe_tasks"] == 2
+    assert summary["pretrained"]["retrieval_mean"] == pytest.approx(0.3)
+    assert summary["random-init"]["probe_average"] == pytest.approx(0.45)
+
+
+def test_markdown_has_every_row_both_models_and_the_delta():
+    text = render_markdown(build_report(_results(), {"run": "demo"}))
+    header = next(line for line in text.splitlines() if line.startswith("| task"))
+    assert "pretrained" in header and "random-init" in header
+    assert "Δ (pretrained − random-init)" in header
+    for task, metric in [
+        ("probe/kind", "accuracy"),
+        ("probe/kind", "macro_f1"),
+        ("probe/mood", "macro_f1"),
+        ("retrieval", "a2t_R@1"),
+        ("retrieval", "mean_R"),
+    ]:
+        assert any(line.startswith(f"| {task} | {metric}") for line in text.splitlines())
+    assert "| probe/kind | accuracy (primary) | 0.900 | 0.500 | +0.400 |" in text
+    assert "| probe/mood | macro_f1 | 0.600 | — | — |" in text
+    assert "**Probe average**: pretrained 0.800 (2 tasks) · random-init 0.450 (2 tasks)" in text
+    assert "Δ +0.350" in text
+    assert "- run: demo" in text
+
+
+def test_single_model_has_no_delta_column():
+    report = build_report({"only": _results()["pretrained"]}, {})
+    assert "Δ" not in render_markdown(report)
+
+
+def test_duplicate_task_is_an_error():
+    dup = [TaskResult("probe/kind", {"accuracy": 1.0}, "accuracy")] * 2
+    with pytest.raises(ValueError, match="probe/kind"):
+        build_report({"m": dup}, {})
