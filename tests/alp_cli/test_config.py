@@ -19,7 +19,8 @@ def test_embedded_default_resolves_with_every_component():
     dump = resolved.dump()
     assert dump["data"]["source"]["name"] == "demo"
     assert dump["model"]["audio_encoder"]["name"] == "transformer"
-    assert dump["model"]["audio_encoder"]["d_model"] == 192  # defaults filled in
+    assert dump["model"]["audio_encoder"]["ffn_dim"] == 512
+    assert dump["model"]["audio_encoder"]["dropout"] == 0.1  # component defaults filled in
     assert [t["name"] for t in dump["eval"]["tasks"]] == ["linear-probe", "retrieval"]
 
 

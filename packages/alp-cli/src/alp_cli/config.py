@@ -33,27 +33,29 @@ class DataConfig(StrictModel):
     cache_dir: str = Field("runs/cache", description="prepared corpora are kept here and reused")
     audio: AudioConfig = Field(default_factory=AudioConfig)
     fbank: FbankConfig = Field(default_factory=FbankConfig)
-    train_max_seconds: float = Field(4.0, gt=0, description="random crop length in training")
+    train_max_seconds: float = Field(3.0, gt=0, description="random crop length in training")
     spec_augment: bool = True
     batch_size: int = Field(32, ge=1)
     max_batch_seconds: float | None = Field(
         None, gt=0, description="duration-bucketed batches of about this many seconds"
     )
-    num_workers: int = Field(2, ge=0)
+    num_workers: int = Field(1, ge=0)
     max_bad_clips: int = Field(20, ge=0, description="skip this many unreadable clips, then fail")
 
 
 class ModelConfig(StrictModel):
-    audio_encoder: dict[str, Any] = _component("transformer")
-    text_encoder: dict[str, Any] = _component("bert")
-    embed_dim: int = Field(256, ge=1, description="joint audio-text space (projection output)")
+    audio_encoder: dict[str, Any] = _component(
+        "transformer", d_model=128, num_layers=3, num_heads=4, ffn_dim=512)
+    text_encoder: dict[str, Any] = _component(
+        "bert", hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512)
+    embed_dim: int = Field(128, ge=1, description="joint audio-text space (projection output)")
     projection_hidden: int | None = Field(None, ge=1, description="MLP hidden size")
 
 
 class TrainConfig(StrictModel):
-    epochs: int = Field(10, ge=0)
+    epochs: int = Field(12, ge=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(2e-3, gt=0)
     text_lr: float | None = Field(None, gt=0, description="learning rate of the text tower")
     weight_decay: float = Field(0.01, ge=0)
     warmup_fraction: float = Field(0.05, ge=0, lt=1)

@@ -35,6 +35,11 @@ class TransformerAudioEncoderConfig(ComponentConfig):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     subsampling: Literal[1, 2, 4] = 4
     max_positions: int = Field(4096, ge=1)
+    input_norm: Literal["frame", "none"] = Field(
+        "frame",
+        description="'frame': LayerNorm over the mel bins of each frame (log-fbank values sit "
+        "far from zero, which stalls contrastive training from scratch); 'none': raw features",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> TransformerAudioEncoderConfig:

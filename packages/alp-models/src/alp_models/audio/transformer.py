@@ -108,6 +108,7 @@ class TransformerAudioEncoder(nn.Module):
         self.config = config
         self.output_dim = config.d_model
         stages = {1: 0, 2: 1, 4: 2}[config.subsampling]
+        self.input_norm = nn.LayerNorm(config.input_dim) if config.input_norm == "frame" else None
         self.subsampling = ConvSubsampling(config.input_dim, config.d_model, stages)
         table = sinusoidal_positions(config.max_positions, config.d_model)
         self.register_buffer("positions", table, persistent=False)
@@ -127,6 +128,8 @@ class TransformerAudioEncoder(nn.Module):
             raise ValueError(
                 f"features must be (B, T, {self.config.input_dim}), got {tuple(features.shape)}"
             )
+        if self.input_norm is not None:
+            features = self.input_norm(features)
         x, out_lengths = self.subsampling(features, lengths)
         t = x.shape[1]
         if t > self.config.max_positions:
