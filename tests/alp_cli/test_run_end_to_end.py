@@ -30,7 +30,8 @@ def test_run_writes_config_metrics_checkpoint_and_report(smoke_run):
     run = smoke_run / "run"
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["name"] == "smoke" and config["model"]["audio_encoder"]["d_model"] == 32
-    events = [json.loads(line)["event"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    events = [json.loads(line)["event"] for line in lines]
     assert events[0] == "start" and "train" in events and events[-1] == "eval_end"
     assert (run / "checkpoint" / "model.safetensors").stat().st_size > 0
     meta = json.loads((run / "checkpoint" / "checkpoint.json").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import pytest
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from alp_core import ComponentConfig, ConfigError, validate_model
 
@@ -37,5 +37,5 @@ def test_wrong_value_names_key_and_accepted_values():
 def test_configs_are_frozen_and_defaults_fill_in():
     cfg = validate_model(Outer, None)
     assert cfg.inner.depth == 2
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.mode = "slow"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import torch
 import torch.nn.functional as F
 
 from alp_eval.context import EvalContext, TaskResult

@@ -9,7 +9,10 @@ from alp_plugin_example.configs import MarginRankingConfig
 
 
 class MarginRankingLoss(nn.Module):
-    """(audio_embeds, text_embeds, clip_ids) -> {"loss": ...}; rows sharing a clip id are positives."""
+    """(audio_embeds, text_embeds, clip_ids) -> {"loss": ...}.
+
+    Rows sharing a clip id are positives, never negatives.
+    """
 
     def __init__(self, config: MarginRankingConfig) -> None:
         super().__init__()

@@ -47,13 +47,13 @@ class ModelConfig(StrictModel):
     audio_encoder: dict[str, Any] = _component(
         "transformer", d_model=128, num_layers=3, num_heads=4, ffn_dim=512)
     text_encoder: dict[str, Any] = _component(
-        "bert", hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512)
+        "bert", hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512, pooling="mean")
     embed_dim: int = Field(128, ge=1, description="joint audio-text space (projection output)")
     projection_hidden: int | None = Field(None, ge=1, description="MLP hidden size")
 
 
 class TrainConfig(StrictModel):
-    epochs: int = Field(12, ge=0)
+    epochs: int = Field(16, ge=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
     lr: float = Field(2e-3, gt=0)
     text_lr: float | None = Field(None, gt=0, description="learning rate of the text tower")

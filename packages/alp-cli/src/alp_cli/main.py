@@ -7,10 +7,10 @@ import logging
 import os
 import sys
 
+from alp_cli.version import __version__
 from alp_core import ALPError
 from alp_core.manager import get_plugin_manager
 from alp_core.records import resolve_factory
-from alp_cli.version import __version__
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:

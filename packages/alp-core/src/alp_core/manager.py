@@ -13,8 +13,9 @@ import importlib.metadata as md
 import logging
 import os
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any
 
 import pluggy
 
@@ -74,7 +75,7 @@ class ALPPluginManager(pluggy.PluginManager):
     def add_plugin(
         self, plugin: object, name: str, distribution: str = "", version: str = ""
     ) -> bool:
-        """Register one plugin; a plugin with a misspelled ``alp_*`` hook is reported and skipped."""
+        """Register one plugin; one with a misspelled ``alp_*`` hook is reported and skipped."""
         try:
             self.register(plugin, name=name)
             self.check_pending()

@@ -8,8 +8,9 @@ never imports torch; the heavy module is imported when the component is built.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Union
+from typing import Any, ClassVar, Union
 
 from pydantic import BaseModel
 
@@ -17,7 +18,7 @@ Factory = Union[str, Callable[..., Any]]
 
 
 def resolve_factory(factory: Factory) -> Callable[..., Any]:
-    """Turn a ``"package.module:attr"`` path into the object it names (callables pass through)."""
+    """Resolve a ``"package.module:attr"`` path to the object it names (callables pass)."""
     if callable(factory):
         return factory
     module_name, sep, attr = factory.partition(":")
@@ -31,7 +32,7 @@ def resolve_factory(factory: Factory) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class ComponentRecord:
-    """One registered component: ``factory(config, **context)`` builds it from a validated config."""
+    """One registered component: ``factory(config, **context)`` builds it from its config."""
 
     kind: ClassVar[str] = "component"
     name: str
@@ -93,7 +94,7 @@ class EvalTaskRecord(ComponentRecord):
 
 @dataclass(frozen=True)
 class DataSourceRecord(ComponentRecord):
-    """A corpus recipe: ``factory(config)`` returns an object whose ``prepare(out_dir)`` writes manifests."""
+    """A corpus recipe: ``factory(config).prepare(out_dir)`` writes manifests and returns them."""
 
     kind: ClassVar[str] = "data_source"
 

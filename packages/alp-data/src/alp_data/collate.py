@@ -23,7 +23,8 @@ class Collator:
 
     The batch holds ``ids``, ``indices``, ``features`` ``(B, T_max, F)`` float32 zero-padded,
     ``feature_lengths`` ``(B,)`` int64, ``feature_mask`` ``(B, T_max)`` bool (True on real
-    frames), ``captions`` (the one used per clip), ``all_captions``, ``labels``, ``skipped`` and, with a tokenizer, ``input_ids`` and
+    frames), ``captions`` (the one used per clip), ``all_captions``, ``labels``, ``skipped``
+    and, with a tokenizer, ``input_ids`` and
     ``attention_mask`` from ``tokenizer(captions)``. The tokenizer must return tensors padded to
     a common length (e.g. a Hugging Face tokenizer with ``padding=True, return_tensors="pt"``).
     """

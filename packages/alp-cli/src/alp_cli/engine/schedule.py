@@ -9,7 +9,8 @@ from torch import nn
 
 
 def param_groups(
-    modules: dict[str, nn.Module], lr: float, weight_decay: float, lrs: dict[str, float] | None = None
+    modules: dict[str, nn.Module], lr: float, weight_decay: float,
+    lrs: dict[str, float] | None = None,
 ) -> list[dict]:
     """AdamW groups: no weight decay on biases, norms and scalars; per-module learning rates."""
     groups = []
