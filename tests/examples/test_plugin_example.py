@@ -63,5 +63,6 @@ def test_tiny_run_uses_encoder_objective_and_eval_task(installed_example, tmp_pa
     assert any(t.startswith("knn/") for t in tasks) and "retrieval" in tasks
     config = (tmp_path / "run" / "config.yaml").read_text()
     assert "conv1d" in config and "margin-ranking" in config
-    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
     assert any(e["event"] == "train" for e in events)

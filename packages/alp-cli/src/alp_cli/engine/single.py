@@ -45,7 +45,6 @@ class TrainSummary:
     samples: int
     seconds: float
     final_loss: float
-    skipped_clips: int
 
 
 class SingleProcessEngine:
@@ -73,7 +72,7 @@ class SingleProcessEngine:
         model.to(self.device).train()
         objective.to(self.device).train()
         lrs = {"text": cfg.text_lr} if cfg.text_lr else None
-        modules = {"audio": _audio_side(model), "text": _text_side(model), "objective": objective}
+        modules = {**split_text_side(model), "objective": objective}
         optimizer, scheduler = build_optimizer(
             modules, cfg.lr, cfg.weight_decay, max(total, 1), cfg.warmup_fraction, lrs)
         step, samples, last_loss, start = 0, 0, float("nan"), time.perf_counter()
@@ -121,15 +120,26 @@ class SingleProcessEngine:
             epoch += 1
         bar.close()
         seconds = time.perf_counter() - start
-        return TrainSummary(step, samples, seconds, last_loss, 0)
+        return TrainSummary(step, samples, seconds, last_loss)
 
 
-def _audio_side(model: nn.Module) -> nn.Module:
-    return nn.ModuleList([model.audio_encoder, model.audio_proj])
+class _Params(nn.Module):
+    """A view of some parameters of a model, so that they form one optimiser group."""
+
+    def __init__(self, named: list[tuple[str, nn.Parameter]]) -> None:
+        super().__init__()
+        self._named = named
+
+    def named_parameters(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        yield from self._named
 
 
-def _text_side(model: nn.Module) -> nn.Module:
-    return nn.ModuleList([model.text_encoder, model.text_proj])
+def split_text_side(model: nn.Module) -> dict[str, nn.Module]:
+    """{"model": every parameter but the text tower's, "text": text encoder + text projection}."""
+    text, rest = [], []
+    for name, p in model.named_parameters():
+        (text if name.startswith(("text_encoder.", "text_proj.")) else rest).append((name, p))
+    return {"model": _Params(rest), "text": _Params(text)}
 
 
 class _NoBar:
