@@ -24,11 +24,11 @@ format: install  ## ruff format + fixes
 	$(VENV)/bin/ruff check --fix packages tests benchmarks examples
 
 bench: install  ## data-loader and training-step benchmarks; JSON saved under .benchmarks/
-	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave -p no:randomly
+	$(PY) -m pytest benchmarks --benchmark-only --benchmark-autosave $(BENCH_ARGS)
+	$(PY) benchmarks/summary.py
 
-bench-compare: install  ## compare the last two saved benchmark runs
-	$(PY) -m pytest-benchmark compare --group-by=name 2>/dev/null || \
-	  $(VENV)/bin/pytest-benchmark compare --group-by=name
+bench-compare: install  ## run the benchmarks again and compare with the last saved run
+	$(MAKE) bench BENCH_ARGS=--benchmark-compare
 
 clean:  ## remove runs/ and caches (keeps .venv)
 	rm -rf runs .pytest_cache .ruff_cache
