@@ -76,8 +76,11 @@ def test_workers_skip_corrupt_clip_and_budget_raises(manifest, caplog, tokenizer
     assert sorted(seen) == [f"c{i}" for i in range(8)]
     assert [s.id for s in skipped] == ["corrupt"] and isinstance(skipped[0], BadClip)
     assert budget.count == 1 and "corrupt.flac" in caplog.text
-    with pytest.raises(DataError, match=r"2 clips failed.*budget of 1.*corrupt.flac"):
-        budget.update(skipped)
+    budget.update(skipped)  # the same clip met again (next epoch, eval) is counted once
+    assert budget.count == 1 and caplog.text.count("skipping clip corrupt ") == 1
+    other = BadClip(99, "gone", "/data/gone.flac", "missing")
+    with pytest.raises(DataError, match=r"2 clips failed.*budget of 1.*corrupt.flac.*gone.flac"):
+        budget.update([other])
 
 
 def test_zero_budget_and_negative_budget():

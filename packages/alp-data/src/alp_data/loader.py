@@ -23,21 +23,32 @@ log = logging.getLogger(__name__)
 
 
 class BadClipBudget:
-    """Counts skipped clips; raises :class:`DataError` once more than ``max_bad`` failed."""
+    """Counts distinct skipped clips; raises :class:`DataError` once more than ``max_bad`` failed.
+
+    A clip is counted once however often it is met (every epoch, every evaluation pass).
+    """
 
     def __init__(self, max_bad: int) -> None:
         if max_bad < 0:
             raise ConfigError(f"max_bad must be >= 0 (number of clips), got {max_bad}")
         self.max_bad = max_bad
-        self.count = 0
-        self.skipped: list[BadClip] = []
+        self._seen: dict[tuple[str, str], BadClip] = {}
+
+    @property
+    def skipped(self) -> list[BadClip]:
+        return list(self._seen.values())
+
+    @property
+    def count(self) -> int:
+        return len(self._seen)
 
     def update(self, skipped: list[BadClip]) -> None:
-        """Record one batch's skipped clips (a warning each); raise when over the budget."""
+        """Record one batch's skipped clips (a warning for each new one); raise when over."""
         for clip in skipped:
-            log.warning("skipping clip %s (%s): %s", clip.id, clip.path, clip.error)
-        self.skipped.extend(skipped)
-        self.count += len(skipped)
+            key = (clip.id, clip.path)
+            if key not in self._seen:
+                log.warning("skipping clip %s (%s): %s", clip.id, clip.path, clip.error)
+                self._seen[key] = clip
         if self.count > self.max_bad:
             shown = [c.path for c in self.skipped[:10]]
             more = f" and {self.count - len(shown)} more" if self.count > len(shown) else ""
