@@ -11,16 +11,6 @@ from alp_core.errors import DataError
 from alp_data.audio import audio_info, crop_or_pad, load_audio
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention (workers run single-threaded too)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 def _sine(freq, seconds, rate, amp=0.5):
     t = np.arange(int(seconds * rate)) / rate
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)

