@@ -142,3 +142,16 @@ def test_alp_plugins_lists_every_builtin_kind(capsys):
             ("eval_task", "linear-probe"), ("eval_task", "retrieval"),
             ("data_source", "demo"), ("command", "run")} <= kinds
     assert data["failed"] == []
+
+
+@pytest.mark.slow
+def test_pretrained_minilm_text_tower_runs_offline(smoke_run, tmp_path):
+    code = run_alp(SMOKE, "model.text_encoder={name: minilm, freeze: true}",
+                   f"output_dir={tmp_path / 'run'}", f"data.cache_dir={smoke_run / 'cache'}",
+                   "train.max_steps=2", "eval.baseline=false")
+    assert code == 0
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["model"]["text_encoder"] == {"name": "minilm", "max_tokens": 32,
+                                               "pooling": "mean", "freeze": True}
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["models"] == ["pretrained"] and "retrieval" in report["results"]["pretrained"]
