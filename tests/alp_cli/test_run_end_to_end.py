@@ -155,3 +155,16 @@ def test_pretrained_minilm_text_tower_runs_offline(smoke_run, tmp_path):
                                                "pooling": "mean", "freeze": True}
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["models"] == ["pretrained"] and "retrieval" in report["results"]["pretrained"]
+
+
+@pytest.mark.parametrize("objective, logged", [("infonce", "loss_a2t"), ("siglip", "logit_bias")])
+def test_each_contrastive_objective_is_selected_by_name(smoke_run, tmp_path, objective, logged):
+    code = run_alp(SMOKE, f"objective.name={objective}", f"output_dir={tmp_path / 'run'}",
+                   f"data.cache_dir={smoke_run / 'cache'}", "train.max_steps=3",
+                   "train.log_every=1", "eval.baseline=false")
+    assert code == 0
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["objective"]["name"] == objective
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    train = [json.loads(x) for x in lines if json.loads(x)["event"] == "train"]
+    assert len(train) == 3 and all(logged in row for row in train)

@@ -17,10 +17,15 @@ from typing import Any
 from alp_objectives.version import __version__
 
 _LAZY = {
+    "CaptioningConfig": "alp_objectives.configs",
+    "CaptioningLoss": "alp_objectives.captioning",
+    "DecoderInputs": "alp_objectives.captioning",
     "InfoNCEConfig": "alp_objectives.configs",
     "InfoNCELoss": "alp_objectives.contrastive",
-    "embedding_regularizer": "alp_objectives.contrastive",
     "LossOutput": "alp_objectives.outputs",
+    "SigLIPConfig": "alp_objectives.configs",
+    "SigLIPLoss": "alp_objectives.siglip",
+    "embedding_regularizer": "alp_objectives.contrastive",
 }
 
 __all__ = [*sorted(_LAZY), "__version__"]

@@ -1,0 +1,180 @@
+"""Pairwise sigmoid audio-text loss (SigLIP) with learnable logit scale and bias.
+
+Every (audio, text) pair is an independent binary problem, so the loss needs no softmax over
+the global batch. When distributed, the text chunks travel around the ring of ranks (rank r
+sends to r + 1 and receives from r - 1, world - 1 times) and each rank scores its local audio
+rows against one chunk at a time: the largest block is local x chunk, never global x global.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from alp_objectives.configs import SigLIPConfig
+from alp_objectives.distributed import gather_ids, gather_with_grad, world_info
+from alp_objectives.outputs import LossOutput
+from alp_objectives.validation import check_embeddings, check_ids
+
+
+def _exchange(tensor: torch.Tensor, recv_rows: int, to_rank: int, from_rank: int) -> torch.Tensor:
+    """Send ``tensor`` to ``to_rank`` and return the (recv_rows, ...) tensor from ``from_rank``."""
+    received = tensor.new_empty((recv_rows, *tensor.shape[1:]))
+    ops = [dist.P2POp(dist.isend, tensor.contiguous(), to_rank),
+           dist.P2POp(dist.irecv, received, from_rank)]
+    for request in dist.batch_isend_irecv(ops):
+        request.wait()
+    return received
+
+
+class _RingPass(torch.autograd.Function):
+    """Pass a chunk to the right neighbour; backward passes its gradient to the left one.
+
+    The gradient of a chunk received from rank r - 1 belongs to r - 1's tensor, so the reverse
+    ring returns it there (the NeighbourExchange idea of big_vision / open_clip).
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, recv_rows: int) -> torch.Tensor:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        ctx.send_rows = tensor.shape[0]
+        return _exchange(tensor, recv_rows, (rank + 1) % world, (rank - 1) % world)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        return _exchange(grad, ctx.send_rows, (rank - 1) % world, (rank + 1) % world), None
+
+
+def ring_chunks(
+    tensor: torch.Tensor, ids: torch.Tensor | None, sizes: list[int]
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+    """Yield (source rank, chunk, chunk ids) for every rank's ``tensor``, own chunk first.
+
+    ``sizes`` holds every rank's row count. The chunks keep their gradient path to the
+    owning rank; ids (when given) travel along without gradient.
+    """
+    rank, world = world_info()
+    yield rank, tensor, ids
+    for step in range(1, world):
+        source = (rank - step) % world
+        tensor = _RingPass.apply(tensor, sizes[source])
+        if ids is not None:
+            ids = _exchange(ids, sizes[source], (rank + 1) % world, (rank - 1) % world)
+        yield source, tensor, ids
+
+
+class SigLIPLoss(nn.Module):
+    """Sigmoid loss over all audio-text pairs: -(1/B) sum_ij log sigmoid(z_ij (s <a_i,t_j> + b)).
+
+    Input: ``audio_embeds`` (B, E) and ``text_embeds`` (B, E), row i of each from the same
+    pair, and optionally ``clip_ids`` (B,) int64; z_ij is +1 where the ids match (the diagonal
+    when no ids are given) and -1 elsewhere. B is the local batch, so each rank's loss is its
+    rows' part of the global sum over its row count. ``block_shapes`` lists the (rows, columns)
+    of the logits blocks the last forward built.
+    """
+
+    def __init__(self, config: SigLIPConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or SigLIPConfig()
+        self._max_log_scale = math.log(self.config.max_logit_scale)
+        init = math.log(self.config.init_logit_scale)
+        if self.config.learnable:
+            self.log_logit_scale = nn.Parameter(torch.tensor(init))
+            self.logit_bias = nn.Parameter(torch.tensor(self.config.init_logit_bias))
+        else:  # Python floats: exact in any dtype the embeddings come in
+            self.log_logit_scale = None
+            self.logit_bias = None
+            self._fixed_scale = math.exp(min(init, self._max_log_scale))
+        self.block_shapes: list[tuple[int, int]] = []
+
+    def logit_scale(self) -> torch.Tensor:
+        """exp(t') clamped to ``max_logit_scale``."""
+        if self.log_logit_scale is None:
+            return torch.tensor(self._fixed_scale, dtype=torch.float64)
+        return self.log_logit_scale.clamp(max=self._max_log_scale).exp()
+
+    def bias(self) -> torch.Tensor:
+        """The logit bias b."""
+        if self.logit_bias is None:
+            return torch.tensor(self.config.init_logit_bias, dtype=torch.float64)
+        return self.logit_bias
+
+    def forward(
+        self,
+        audio_embeds: torch.Tensor,
+        text_embeds: torch.Tensor,
+        clip_ids: torch.Tensor | None = None,
+    ) -> LossOutput:
+        check_embeddings(audio_embeds=audio_embeds, text_embeds=text_embeds)
+        batch = audio_embeds.shape[0]
+        if clip_ids is not None:
+            check_ids(clip_ids, batch)
+        scale = self.logit_scale().to(audio_embeds)
+        bias = self.bias().to(audio_embeds)
+
+        total = audio_embeds.new_zeros(())
+        stats = audio_embeds.new_zeros(3, dtype=torch.float64)  # sum p(positive), #pos, #hits
+        pairs = 0
+        self.block_shapes = []
+        for text, positives in self._blocks(text_embeds, clip_ids, batch):
+            logits = scale * audio_embeds @ text.t() + bias
+            signs = positives.to(logits.dtype) * 2 - 1
+            total = total - F.logsigmoid(signs * logits).sum()
+            self.block_shapes.append(tuple(logits.shape))
+            with torch.no_grad():
+                stats += torch.stack([torch.sigmoid(logits[positives]).sum().double(),
+                                      positives.sum().double(),
+                                      ((logits > 0) == positives).sum().double()])
+                pairs += positives.numel()
+        loss = total / batch
+        pos_prob, pos_count, hits = stats.tolist()  # one device sync for all the metrics
+        metrics = {"loss": loss.item(), "logit_scale": scale.item(), "logit_bias": bias.item(),
+                   "pos_prob": pos_prob / pos_count, "pair_acc": hits / pairs}
+        return LossOutput(loss=loss, metrics=metrics)
+
+    def _blocks(
+        self, text_embeds: torch.Tensor, clip_ids: torch.Tensor | None, batch: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(text columns, boolean positives of the local rows) for each logits block."""
+        rank, world = world_info()
+        mode = self.config.distributed
+        if world == 1 or mode == "local":
+            yield text_embeds, _positives(clip_ids, clip_ids, batch, batch, own=True,
+                                          device=text_embeds.device)
+            return
+        sizes = gather_ids(torch.tensor([batch], device=text_embeds.device)).tolist()
+        if mode == "chunked":
+            for source, text, ids in ring_chunks(text_embeds, clip_ids, sizes):
+                yield text, _positives(clip_ids, ids, batch, sizes[source],
+                                       own=source == rank, device=text.device)
+            return
+        if len(set(sizes)) > 1:
+            raise ValueError(
+                f"SigLIP distributed='gather' needs one batch size on every rank, got {sizes}; "
+                "use distributed='chunked' for uneven batches"
+            )
+        all_text = gather_with_grad(text_embeds)
+        if clip_ids is not None:
+            all_ids = gather_ids(clip_ids)
+        else:  # one pair per clip: the own diagonal, offset so that ranks never collide
+            all_ids = torch.arange(world * batch, device=all_text.device)
+            clip_ids = all_ids[rank * batch:(rank + 1) * batch]
+        yield all_text, clip_ids[:, None] == all_ids[None, :]
+
+
+def _positives(
+    ids: torch.Tensor | None, chunk_ids: torch.Tensor | None, rows: int, cols: int,
+    own: bool, device: torch.device,
+) -> torch.Tensor:
+    """Boolean (rows, cols) mask of same-clip pairs; without ids only the own diagonal."""
+    if ids is not None and chunk_ids is not None:
+        return ids[:, None] == chunk_ids[None, :]
+    if own:
+        return torch.eye(rows, cols, dtype=torch.bool, device=device)
+    return torch.zeros(rows, cols, dtype=torch.bool, device=device)

@@ -1,0 +1,163 @@
+"""Gloo processes: the ring-chunked (and gathered) SigLIP equals the single-process loss.
+
+Three ranks rather than two, so that the ring's direction matters (with two, the left and the
+right neighbour are one rank and a reversed ring would pass unnoticed).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from alp_objectives.configs import SigLIPConfig
+from alp_objectives.siglip import SigLIPLoss
+
+WORLD, PER_RANK, DIM = 3, 3, 5
+UNEVEN = (2, 4, 3)  # rows per rank in the uneven case (the chunked ring allows it)
+CONFIG = {"init_logit_scale": 3.0, "init_logit_bias": -1.0}
+
+
+def _data():
+    g = torch.Generator().manual_seed(11)
+    a = F.normalize(torch.randn(WORLD * PER_RANK, DIM, generator=g, dtype=torch.float64), dim=-1)
+    t = F.normalize(torch.randn(WORLD * PER_RANK, DIM, generator=g, dtype=torch.float64), dim=-1)
+    ids = torch.tensor([4, 8, 4, 1, 8, 2, 5, 1, 4])  # clips 1, 4 and 8 span several ranks
+    return a, t, ids
+
+
+def _rows(rank: int, sizes: tuple[int, ...]) -> slice:
+    start = sum(sizes[:rank])
+    return slice(start, start + sizes[rank])
+
+
+def _run(loss_fn, a, t, ids, rows):
+    la, lt = a[rows].clone().requires_grad_(), t[rows].clone().requires_grad_()
+    res = loss_fn(la, lt, None if ids is None else ids[rows])
+    res.loss.backward()
+    return {"loss": res.loss.item(), "audio": la.grad.clone(), "text": lt.grad.clone(),
+            "scale": loss_fn.log_logit_scale.grad.item(), "bias": loss_fn.logit_bias.grad.item(),
+            "blocks": list(loss_fn.block_shapes)}
+
+
+def _worker(rank: int, port: int, out: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        a, t, ids = _data()
+        even = (PER_RANK,) * WORLD
+        for mode in ("chunked", "gather", "local"):
+            for use_ids in (False, True):
+                loss_fn = SigLIPLoss(SigLIPConfig(distributed=mode, **CONFIG)).double()
+                out[(mode, use_ids, rank)] = _run(
+                    loss_fn, a, t, ids if use_ids else None, _rows(rank, even))
+        for use_ids in (False, True):
+            loss_fn = SigLIPLoss(SigLIPConfig(**CONFIG)).double()
+            out[("uneven", use_ids, rank)] = _run(
+                loss_fn, a, t, ids if use_ids else None, _rows(rank, UNEVEN))
+        try:
+            SigLIPLoss(SigLIPConfig(distributed="gather")).double()(
+                a[_rows(rank, UNEVEN)], t[_rows(rank, UNEVEN)])
+        except ValueError as err:
+            out[("gather_uneven_error", rank)] = str(err)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def rank_results():
+    manager = mp.get_context("spawn").Manager()
+    out = manager.dict()
+    mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
+    return dict(out)
+
+
+def _weighted_reference(a, t, ids, sizes):
+    """Sum over ranks of each rank's loss: rows weighted by 1 / their rank's row count."""
+    loss_fn = SigLIPLoss(SigLIPConfig(**CONFIG)).double()
+    scale, bias = loss_fn.logit_scale(), loss_fn.bias()
+    ids = torch.arange(a.shape[0]) if ids is None else ids
+    signs = (ids[:, None] == ids[None, :]).double() * 2 - 1
+    weights = torch.cat([torch.full((n,), 1.0 / n, dtype=torch.float64) for n in sizes])
+    rows = -F.logsigmoid(signs * (scale * a @ t.t() + bias)).sum(dim=1)
+    return (weights * rows).sum(), loss_fn
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["chunked", "gather"])
+@pytest.mark.parametrize("use_ids", [False, True])
+def test_ranks_loss_and_grads_equal_single_process(rank_results, mode, use_ids):
+    out = {r: rank_results[(mode, use_ids, r)] for r in range(WORLD)}
+
+    a, t, ids = _data()
+    a.requires_grad_()
+    t.requires_grad_()
+    loss_fn = SigLIPLoss(SigLIPConfig(**CONFIG)).double()
+    single = loss_fn(a, t, ids if use_ids else None)
+    single.loss.backward()
+    # rank r's loss is S_r / PER_RANK (S_r: its rows' sum over all texts) and the single-process
+    # loss is sum_r S_r / (WORLD * PER_RANK), so the mean of the rank losses is the global loss
+    mean_loss = sum(out[r]["loss"] for r in range(WORLD)) / WORLD
+    assert mean_loss == pytest.approx(single.loss.item(), rel=1e-12)
+    for r in range(WORLD):
+        rows = slice(r * PER_RANK, (r + 1) * PER_RANK)
+        # the ring (or gather) backward brings every rank's loss gradient to the owner of the
+        # rows, so each rank holds d(sum_s loss_s) = WORLD * d(global loss) for its rows
+        torch.testing.assert_close(out[r]["audio"], WORLD * a.grad[rows])
+        torch.testing.assert_close(out[r]["text"], WORLD * t.grad[rows])
+    # scale and bias are replicated: rank r's grad is d(loss_r) only, so the per-rank grads sum
+    # to WORLD * the single-process grad (DDP's all-reduce mean gives exactly that grad)
+    for name, param in (("scale", loss_fn.log_logit_scale), ("bias", loss_fn.logit_bias)):
+        total = sum(out[r][name] for r in range(WORLD))
+        assert total == pytest.approx(WORLD * param.grad.item(), rel=1e-10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("use_ids", [False, True])
+def test_chunked_never_builds_more_than_a_local_block(rank_results, use_ids):
+    for r in range(WORLD):
+        assert rank_results[("chunked", use_ids, r)]["blocks"] == [(PER_RANK, PER_RANK)] * WORLD
+        assert rank_results[("gather", use_ids, r)]["blocks"] == [(PER_RANK, WORLD * PER_RANK)]
+        assert rank_results[("uneven", use_ids, r)]["blocks"] == [
+            (UNEVEN[r], UNEVEN[(r - k) % WORLD]) for k in range(WORLD)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("use_ids", [False, True])
+def test_uneven_batches_match_row_weighted_reference(rank_results, use_ids):
+    out = {r: rank_results[("uneven", use_ids, r)] for r in range(WORLD)}
+    a, t, ids = _data()
+    a.requires_grad_()
+    t.requires_grad_()
+    reference, loss_fn = _weighted_reference(a, t, ids if use_ids else None, UNEVEN)
+    reference.backward()
+    assert sum(out[r]["loss"] for r in range(WORLD)) == pytest.approx(reference.item(), rel=1e-12)
+    for r in range(WORLD):
+        rows = _rows(r, UNEVEN)
+        torch.testing.assert_close(out[r]["audio"], a.grad[rows])
+        torch.testing.assert_close(out[r]["text"], t.grad[rows])
+    for name, param in (("scale", loss_fn.log_logit_scale), ("bias", loss_fn.logit_bias)):
+        total = sum(out[r][name] for r in range(WORLD))
+        assert total == pytest.approx(param.grad.item(), rel=1e-10)
+
+
+@pytest.mark.slow
+def test_local_mode_scores_only_the_own_batch_and_gather_rejects_uneven(rank_results):
+    a, t, ids = _data()
+    for r in range(WORLD):
+        rows = slice(r * PER_RANK, (r + 1) * PER_RANK)
+        alone = SigLIPLoss(SigLIPConfig(**CONFIG)).double()(a[rows], t[rows], ids[rows])
+        assert rank_results[("local", True, r)]["loss"] == pytest.approx(alone.loss.item())
+        assert rank_results[("local", True, r)]["blocks"] == [(PER_RANK, PER_RANK)]
+        assert "one batch size on every rank" in rank_results[("gather_uneven_error", r)]
