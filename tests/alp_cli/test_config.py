@@ -46,7 +46,8 @@ def test_default_yaml_is_the_embedded_default():
          "model.audio_encoder.d_modle: unknown key"),
         ({"model": {"audio_encoder": {"name": "transformer", "num_layers": "many"}}},
          "model.audio_encoder.num_layers"),
-        ({"objective": {"temperature": 0.1}}, "objective: expected a mapping with a 'name' key"),
+        ({"objective": "infonce"}, "objective: Input should be a valid dictionary"),
+        ({"objective": {"name": 7}}, "objective: expected a mapping with a 'name' key"),
         ({"data": {"source": {"name": "demo", "num_clips": 0}}}, "data.source.num_clips"),
         ({"eval": {"tasks": [{"name": "retrieval"}, {"name": "retrieval"}]}}, "listed twice"),
     ],
@@ -86,3 +87,28 @@ def test_overrides_without_config_file_and_missing_file(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_run_config(str(bad), [])
+
+
+def test_component_options_merge_with_the_default_when_the_component_is_the_same():
+    dump = resolve_run({"data": {"source": {"seed": 1}},
+                        "model": {"text_encoder": {"name": "bert", "hidden_size": 64}}}).dump()
+    assert dump["data"]["source"]["name"] == "demo" and dump["data"]["source"]["seed"] == 1
+    text = dump["model"]["text_encoder"]
+    default_text = resolve_run({}).dump()["model"]["text_encoder"]
+    assert text == {**default_text, "hidden_size": 64}
+    assert resolve_run({"objective": {"temperature": 0.1}}).dump()["objective"] == {
+        **resolve_run({}).dump()["objective"], "temperature": 0.1}
+
+
+def test_another_component_starts_from_its_own_defaults():
+    text = resolve_run({"model": {"text_encoder": {"name": "minilm"}}}).dump()["model"]
+    assert text["text_encoder"] == {"name": "minilm", "max_tokens": 32, "pooling": "mean",
+                                    "freeze": False}
+    with pytest.raises(ConfigError, match="objective.temperature: unknown key"):
+        resolve_run({"objective": {"name": "siglip", "temperature": 0.1}})
+
+
+def test_overrides_on_the_embedded_default_reach_component_options():
+    raw = load_run_config(None, ["data.source.num_clips=50", "objective.name=siglip"])
+    dump = resolve_run(raw).dump()
+    assert dump["data"]["source"]["num_clips"] == 50 and dump["objective"]["name"] == "siglip"

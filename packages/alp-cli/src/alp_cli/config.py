@@ -7,6 +7,7 @@ config class that the plugin registered for that name.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -147,9 +148,36 @@ def resolve_component(
     return Resolved(record, validate_model(record.config_cls, options, prefix=key))
 
 
+COMPONENT_PATHS: tuple[tuple[str, ...], ...] = (
+    ("data", "source"), ("model", "audio_encoder"), ("model", "text_encoder"), ("objective",))
+
+
+def with_component_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """Lay component mappings over the embedded default's, where they pick the same component.
+
+    ``model.text_encoder: {hidden_size: 256}`` (no name, or the default's name) keeps the
+    default run's other options; a different name starts from that component's own defaults.
+    """
+    defaults = RunConfig().model_dump()
+    out = copy.deepcopy(raw)
+    for path in COMPONENT_PATHS:
+        parent, default = out, defaults
+        for key in path[:-1]:
+            parent, default = parent.get(key), default[key]
+            if not isinstance(parent, dict):
+                break
+        else:
+            spec, default = parent.get(path[-1]), default[path[-1]]
+            if isinstance(spec, dict) and spec.get("name", default["name"]) == default["name"]:
+                parent[path[-1]] = {**default, **spec}
+    return out
+
+
 def resolve_run(raw: dict[str, Any], pm: ALPPluginManager | None = None) -> ResolvedRun:
     """Validate a raw config mapping completely; any problem is one :class:`ConfigError`."""
     pm = pm or get_plugin_manager()
+    if isinstance(raw, dict):
+        raw = with_component_defaults(raw)
     config = validate_model(RunConfig, raw)
     assert isinstance(config, RunConfig)
     return ResolvedRun(
