@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from alp_objectives import InfoNCEConfig, InfoNCELoss
@@ -40,18 +38,9 @@ def _worker(rank: int, port: int, out: dict) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def two_rank_results():
-    manager = mp.get_context("spawn").Manager()
-    out = manager.dict()
-    mp.spawn(_worker, args=(_free_port(), out), nprocs=WORLD, join=True)
-    return dict(out)
+def two_rank_results(spawn_ranks):
+    return spawn_ranks(_worker, WORLD)
 
 
 @pytest.mark.slow
