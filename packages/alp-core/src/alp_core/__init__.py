@@ -27,13 +27,14 @@ from alp_core.records import (
     ObjectiveRecord,
     TextEncoderRecord,
 )
+from alp_core.resolve import Resolved, resolve_component
 from alp_core.version import __version__
 
 __all__ = [
     "ALPError", "ALPPluginManager", "AudioEncoderRecord", "CaptionDecoderRecord",
     "CommandRecord", "ComponentConfig", "ComponentRecord", "ConfigError", "DataError",
     "DataSourceRecord", "EmptyConfig", "EvalTaskRecord", "ObjectiveRecord",
-    "PluginConflictError", "TextEncoderRecord", "UnknownComponentError", "__version__",
+    "PluginConflictError", "Resolved", "TextEncoderRecord", "UnknownComponentError", "__version__",
     "get_plugin_manager", "hookimpl", "hookspec", "new_plugin_manager",
-    "reset_plugin_manager", "validate_model",
+    "reset_plugin_manager", "resolve_component", "validate_model",
 ]

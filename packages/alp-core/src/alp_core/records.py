@@ -8,11 +8,14 @@ never imports torch; the heavy module is imported when the component is built.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
 from pydantic import BaseModel
+
+from alp_core.config import validate_model
 
 Factory = Union[str, Callable[..., Any]]
 
@@ -30,6 +33,20 @@ def resolve_factory(factory: Factory) -> Callable[..., Any]:
     return obj
 
 
+def accepted_context(factory: Callable[..., Any], context: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``context`` that ``factory`` takes as keyword arguments (all with ``**kw``)."""
+    if not context:
+        return context
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: pass everything
+        return context
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return context
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in context.items() if k in names}
+
+
 @dataclass(frozen=True)
 class ComponentRecord:
     """One registered component: ``factory(config, **context)`` builds it from its config."""
@@ -45,16 +62,24 @@ class ComponentRecord:
     version: str = field(default="", compare=False)
 
     def validate_config(self, values: dict[str, Any] | BaseModel | None = None) -> BaseModel:
-        """Validate ``values`` against this component's config class (``extra="forbid"``)."""
+        """Validate ``values`` against this component's config class (``extra="forbid"``).
+
+        A problem is a :class:`~alp_core.errors.ConfigError` naming the key and what is accepted.
+        """
         if isinstance(values, self.config_cls):
             return values
         if isinstance(values, BaseModel):
             values = values.model_dump()
-        return self.config_cls.model_validate(values or {})
+        return validate_model(self.config_cls, values or {}, prefix=self.kind)
 
     def build(self, config: dict[str, Any] | BaseModel | None = None, **context: Any) -> Any:
-        """Import the factory lazily and build the component from a validated config."""
-        return resolve_factory(self.factory)(self.validate_config(config), **context)
+        """Import the factory lazily and build the component from a validated config.
+
+        ``context`` (e.g. ``memory_dim`` for a decoder, ``special_ids`` for captioning) is
+        passed only as far as the factory names it, so a factory takes just what it uses.
+        """
+        factory = resolve_factory(self.factory)
+        return factory(self.validate_config(config), **accepted_context(factory, context))
 
 
 @dataclass(frozen=True)
