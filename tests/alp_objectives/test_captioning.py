@@ -56,7 +56,7 @@ def random_logits(shape, seed):
 def test_matches_loop_reference(eps, modes):
     loss_fn = make_loss(eps)
     parallel = torch.tensor(modes)
-    inputs = loss_fn.prepare(TOKENS, parallel=parallel)
+    inputs = loss_fn.decoder_inputs(TOKENS, parallel=parallel)
     logits = random_logits((3, 5, VOCAB), seed=1)
     out = loss_fn(logits, inputs.targets, inputs.parallel)
     expected = reference_loss(logits, inputs.targets, eps)
@@ -106,7 +106,7 @@ def test_token_accuracy_per_mode_by_hand():
 
 
 def test_prepare_autoregressive_and_parallel_rows():
-    inputs = make_loss().prepare(TOKENS, parallel=torch.tensor([False, True, True]))
+    inputs = make_loss().decoder_inputs(TOKENS, parallel=torch.tensor([False, True, True]))
     # AR row: shifted, causal, padded targets ignored, EOS kept as a target.
     assert inputs.input_ids[0].tolist() == [BOS, 5, 6, 7, EOS]
     assert inputs.targets[0].tolist() == [5, 6, 7, EOS, IGNORE_INDEX]
@@ -127,7 +127,7 @@ def test_attention_mask_lets_pad_share_the_eos_id():
     tokens = torch.tensor([[BOS, 5, EOS, EOS], [BOS, 6, 7, EOS]])  # GPT-2 style: pad == eos
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
     loss_fn = make_loss(pad_id=EOS)
-    inputs = loss_fn.prepare(tokens, mask, parallel=torch.tensor([False, True]))
+    inputs = loss_fn.decoder_inputs(tokens, mask, parallel=torch.tensor([False, True]))
     assert inputs.targets.tolist() == [[5, EOS, IGNORE_INDEX], [6, 7, IGNORE_INDEX]]
     assert inputs.input_ids.tolist() == [[BOS, 5, EOS], [MASK, MASK, MASK]]
 
@@ -135,7 +135,7 @@ def test_attention_mask_lets_pad_share_the_eos_id():
 @pytest.mark.parametrize("p, expected", [(0.0, 0), (1.0, 2000)])
 def test_probability_extremes(p, expected):
     tokens = TOKENS[[0, 2]].repeat(1000, 1)
-    inputs = make_loss(p=p).prepare(tokens, generator=torch.Generator().manual_seed(0))
+    inputs = make_loss(p=p).decoder_inputs(tokens, generator=torch.Generator().manual_seed(0))
     assert int(inputs.parallel.sum()) == expected
     assert torch.equal(inputs.causal, ~inputs.parallel)
 
@@ -143,9 +143,9 @@ def test_probability_extremes(p, expected):
 def test_probability_mix_is_per_sample_and_seeded():
     tokens = TOKENS[[0, 2]].repeat(1000, 1)
     loss_fn = make_loss(p=0.5)
-    first = loss_fn.prepare(tokens, generator=torch.Generator().manual_seed(7))
-    again = loss_fn.prepare(tokens, generator=torch.Generator().manual_seed(7))
-    other = loss_fn.prepare(tokens, generator=torch.Generator().manual_seed(8))
+    first = loss_fn.decoder_inputs(tokens, generator=torch.Generator().manual_seed(7))
+    again = loss_fn.decoder_inputs(tokens, generator=torch.Generator().manual_seed(7))
+    other = loss_fn.decoder_inputs(tokens, generator=torch.Generator().manual_seed(8))
     assert torch.equal(first.parallel, again.parallel)
     assert torch.equal(first.input_ids, again.input_ids)
     assert not torch.equal(first.parallel, other.parallel)
@@ -153,12 +153,12 @@ def test_probability_mix_is_per_sample_and_seeded():
     par = first.parallel
     assert (first.input_ids[par] == MASK).all()
     assert torch.equal(first.input_ids[~par], tokens[~par, :-1])
-    quarter = make_loss(p=0.25).prepare(tokens, generator=torch.Generator().manual_seed(7))
+    quarter = make_loss(p=0.25).decoder_inputs(tokens, generator=torch.Generator().manual_seed(7))
     assert 400 < int(quarter.parallel.sum()) < 600
 
 
 def test_bf16_logits_are_scored_in_float32():
-    inputs = make_loss().prepare(TOKENS)
+    inputs = make_loss().decoder_inputs(TOKENS)
     logits = random_logits((3, 5, VOCAB), seed=3)
     exact = make_loss()(logits, inputs.targets).loss
     low = make_loss()(logits.bfloat16(), inputs.targets).loss
@@ -179,9 +179,9 @@ def test_config_and_token_id_validation():
     with pytest.raises(ValueError, match="eos_id=12 is outside"):
         CaptioningLoss(pad_id=PAD, eos_id=12, vocab_size=VOCAB)
     ar_only = CaptioningLoss(pad_id=PAD, eos_id=EOS)
-    assert not ar_only.prepare(TOKENS).parallel.any()
+    assert not ar_only.decoder_inputs(TOKENS).parallel.any()
     with pytest.raises(ValueError, match="need a mask_id"):
-        ar_only.prepare(TOKENS, parallel=torch.ones(3, dtype=torch.bool))
+        ar_only.decoder_inputs(TOKENS, parallel=torch.ones(3, dtype=torch.bool))
 
 
 @pytest.mark.parametrize(
@@ -201,12 +201,12 @@ def test_config_and_token_id_validation():
 )
 def test_bad_captions_name_the_tensor_and_row(tokens, mask, match):
     with pytest.raises(ValueError, match=match):
-        make_loss().prepare(tokens, mask)
+        make_loss().decoder_inputs(tokens, mask)
 
 
 def test_prepare_rejects_ids_outside_the_vocabulary():
     with pytest.raises(ValueError, match="tokens row 2 holds ids >= vocab_size 8"):
-        make_loss(mask_id=7, vocab_size=8).prepare(TOKENS)
+        make_loss(mask_id=7, vocab_size=8).decoder_inputs(TOKENS)
 
 
 GOOD_TARGETS = torch.tensor([[1, 2, IGNORE_INDEX], [3, IGNORE_INDEX, IGNORE_INDEX]])

@@ -33,14 +33,35 @@ SCRIPT = textwrap.dedent("""
     out = InfoNCELoss(InfoNCEConfig(learnable_temperature=True))(a, t, ids)
     out.loss.backward()
 
-    from alp_core import new_plugin_manager
-    names = new_plugin_manager().names("objective")
+    from alp_core import new_plugin_manager, resolve_component
+    pm = new_plugin_manager()
+    names = pm.names("objective")
+
+    # every objective by name, driven through the step protocol (captioning with its ids)
+    ids = {"bos_id": 0, "pad_id": 1, "eos_id": 2, "mask_id": 3, "vocab_size": 12}
+    tokens = torch.tensor([[0, 5, 6, 2, 1], [0, 7, 2, 1, 1], [0, 8, 9, 10, 2],
+                           [0, 4, 2, 1, 1], [0, 6, 6, 2, 1], [0, 11, 2, 1, 1]])
+    losses = {}
+    for spec in ({"name": "infonce"}, {"name": "siglip"}, {"name": "captioning",
+                  "parallel_probability": 0.5}, {"name": "coca"},
+                 {"name": "weighted-sum", "terms": [{"name": "siglip", "weight": 0.5},
+                                                    {"name": "captioning"}]}):
+        objective = resolve_component(pm, "objective", spec, "objective").build(
+            special_ids=ids, plugin_manager=pm)
+        step = {"clip_ids": torch.tensor([1, 1, 2, 3, 4, 5]), "caption_ids": tokens}
+        step.update(objective.prepare(step))
+        step["audio_embeds"] = torch.nn.functional.normalize(torch.randn(6, 8).requires_grad_(), dim=-1)
+        step["text_embeds"] = torch.nn.functional.normalize(torch.randn(6, 8).requires_grad_(), dim=-1)
+        step["caption_logits"] = torch.randn(6, 4, 12, requires_grad=True)
+        out = objective.compute(step)
+        out.loss.backward()
+        losses[spec["name"]] = out.loss.item()
 
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in {
         "transformers", "torchaudio", "alp_data", "alp_models", "alp_eval", "alp_cli"})
     installed = sorted(d.metadata["Name"] for d in md.distributions())
-    print(json.dumps({"loss": out.loss.item(), "objectives": names, "heavy": heavy,
-                      "installed": installed}))
+    print(json.dumps({"loss": losses["infonce"], "losses": losses, "objectives": names,
+                      "heavy": heavy, "installed": installed}))
 """)
 
 
@@ -63,5 +84,8 @@ def test_objectives_install_and_run_with_only_torch(tmp_path):
     assert {"alp-core", "alp-objectives", "torch", "pluggy", "pydantic"} <= installed
     assert not installed & {"transformers", "torchaudio", "alp-data", "alp-models", "alp-eval",
                             "alp-cli", "numpy"}
-    assert "infonce" in result["objectives"]
+    assert {"infonce", "siglip", "captioning", "coca", "weighted-sum"} <= set(
+        result["objectives"])
     assert result["loss"] > 0
+    assert set(result["losses"]) == {"infonce", "siglip", "captioning", "coca", "weighted-sum"}
+    assert all(value > 0 for value in result["losses"].values())

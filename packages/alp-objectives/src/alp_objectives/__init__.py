@@ -17,6 +17,18 @@ from typing import Any
 from alp_objectives.version import __version__
 
 _LAZY = {
+    "MODEL_OUTPUTS": "alp_objectives.base",
+    "Objective": "alp_objectives.base",
+    "STEP_KEYS": "alp_objectives.base",
+    "as_objective": "alp_objectives.base",
+    "to_loss_output": "alp_objectives.base",
+    "CoCaConfig": "alp_objectives.configs",
+    "ObjectiveTerm": "alp_objectives.configs",
+    "WeightedSumConfig": "alp_objectives.configs",
+    "WeightedSumLoss": "alp_objectives.hybrid",
+    "build_coca": "alp_objectives.hybrid",
+    "build_weighted_sum": "alp_objectives.hybrid",
+    "captioning_loss": "alp_objectives.hybrid",
     "CaptioningConfig": "alp_objectives.configs",
     "CaptioningLoss": "alp_objectives.captioning",
     "DecoderInputs": "alp_objectives.captioning",

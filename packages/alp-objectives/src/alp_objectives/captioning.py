@@ -1,10 +1,14 @@
 """Captioning objective: teacher-forced cross-entropy with a per-sample CapPa parallel mode.
 
-The objective is model-agnostic. :meth:`CaptioningLoss.prepare` turns tokenised captions into
-decoder inputs, targets and a per-sample attention mode; any caption decoder runs on those and
-hands its logits back to :meth:`CaptioningLoss.forward`. In the autoregressive (AR) mode the
-decoder sees the caption shifted right under a causal mask; in the parallel (CapPa) mode it sees
-only mask tokens, attends in full, and is not asked to predict EOS.
+The objective is model-agnostic. :meth:`CaptioningLoss.decoder_inputs` turns tokenised captions
+into decoder inputs, targets and a per-sample attention mode; any caption decoder runs on those
+and hands its logits back to :meth:`CaptioningLoss.forward`. In a training step
+(:mod:`alp_objectives.base`) :meth:`CaptioningLoss.prepare` does this for the batch's
+``caption_ids`` / ``caption_mask`` and the model returns ``caption_logits``.
+
+In the autoregressive (AR) mode the decoder sees the caption shifted right under a causal mask;
+in the parallel (CapPa) mode it sees only mask tokens, attends in full, and is not asked to
+predict EOS.
 
 Token ids come from the tokenizer, not from the run config, so they are constructor arguments:
 the builder reads them off the tokenizer it is given and they can never disagree with it.
@@ -12,12 +16,14 @@ the builder reads them off the tokenizer it is given and they can never disagree
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from alp_objectives.base import Objective
 from alp_objectives.configs import CaptioningConfig
 from alp_objectives.outputs import LossOutput
 
@@ -73,14 +79,18 @@ def _check_tokens(
     return attention_mask.to(device=tokens.device, dtype=torch.bool)
 
 
-class CaptioningLoss(nn.Module):
+class CaptioningLoss(Objective):
     """Label-smoothed teacher-forced cross-entropy over caption tokens, AR and CapPa mixed.
 
     Build with the tokenizer's ``pad_id``, ``eos_id`` and ``mask_id`` (``mask_id`` may be
     omitted when ``parallel_probability`` is 0). ``vocab_size``, when given, is checked against
-    the ids and the logits. Use :meth:`prepare` on the tokenised batch, run the decoder on
+    the ids and the logits. Use :meth:`decoder_inputs` on the tokenised batch, run the decoder on
     ``input_ids`` (causal where ``causal``), then call the module on its logits.
     """
+
+    inputs = {"logits": "caption_logits", "targets": "caption_targets",
+              "parallel": "caption_parallel"}
+    optional_inputs = frozenset({"parallel"})
 
     def __init__(
         self,
@@ -121,7 +131,25 @@ class CaptioningLoss(nn.Module):
         draw = torch.rand(batch, generator=generator, device=rand_device) < p
         return draw.to(device)
 
-    def prepare(
+    def prepare(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """Decoder inputs and targets for the batch's ``caption_ids`` (and ``caption_mask``).
+
+        Modes are drawn per sample from the global torch generator (seeded by the run).
+        """
+        if "caption_ids" not in batch:
+            raise KeyError(
+                "captioning needs 'caption_ids' (B, L) in the batch: captions tokenised by the "
+                f"caption decoder's tokenizer; the batch holds only {sorted(batch)}")
+        prepared = self.decoder_inputs(batch["caption_ids"], batch.get("caption_mask"))
+        return {
+            "decoder_input_ids": prepared.input_ids,
+            "decoder_attention_mask": prepared.attention_mask,
+            "decoder_causal": prepared.causal,
+            "caption_targets": prepared.targets,
+            "caption_parallel": prepared.parallel,
+        }
+
+    def decoder_inputs(
         self,
         tokens: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
@@ -186,7 +214,7 @@ class CaptioningLoss(nn.Module):
     ) -> LossOutput:
         """Mean label-smoothed cross-entropy over all non-ignored target tokens of the batch.
 
-        ``logits`` (B, T, V) from the decoder, ``targets`` (B, T) from :meth:`prepare`,
+        ``logits`` (B, T, V) from the decoder, ``targets`` (B, T) from :meth:`decoder_inputs`,
         ``parallel`` (B,) bool (None: all AR) only splits the token-accuracy metrics.
         Half-precision logits are scored in float32.
         """

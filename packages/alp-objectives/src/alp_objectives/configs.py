@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alp_core import ComponentConfig
 
@@ -58,3 +58,62 @@ class SigLIPConfig(ComponentConfig):
         "blocks), 'gather' all-gathers the texts (local x global), 'local' scores only the "
         "rank's own batch",
     )
+
+
+class ObjectiveTerm(BaseModel):
+    """One term of a weighted sum: a registered objective by ``name``, its ``weight``, and
+    that objective's own options as the other keys (``{name: infonce, weight: 1, temperature:
+    0.05}``). ``label`` prefixes its metrics (default: the name)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    weight: float = Field(1.0, ge=0.0, description="factor of this term's loss in the sum")
+    label: str | None = Field(None, description="metric prefix; default the objective's name")
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+    def spec(self) -> dict[str, Any]:
+        """``{name, **options}``: the term as a component spec, without weight and label."""
+        return {"name": self.name, **(self.model_extra or {})}
+
+
+class WeightedSumConfig(ComponentConfig):
+    """A weighted sum of registered objectives, each chosen by name with its own options."""
+
+    terms: list[ObjectiveTerm] = Field(
+        min_length=1, description="[{name, weight, label?, ...options}, ...]"
+    )
+
+    @field_validator("terms")
+    @classmethod
+    def _unique_labels(cls, terms: list[ObjectiveTerm]) -> list[ObjectiveTerm]:
+        keys = [t.key for t in terms]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise ValueError(f"two terms are labelled {key!r}; give each a distinct 'label'")
+            if "." in key or "/" in key:
+                raise ValueError(f"term label {key!r} may not contain '.' or '/'")
+        return terms
+
+    def nested_components(self) -> list[tuple[str, dict[str, Any], str]]:
+        """The term objectives, resolved (and so validated) with the run config."""
+        return [("objective", t.spec(), f"terms.{i}") for i, t in enumerate(self.terms)]
+
+
+class CoCaConfig(ComponentConfig):
+    """CoCa-style hybrid: a contrastive loss on the pooled embeddings plus captioning on the
+    encoder frames, weighted (CoCa's published weights: contrastive 1, captioning 2)."""
+
+    contrastive: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "infonce"},
+        description="the contrastive objective by name with its options, e.g. {name: siglip}",
+    )
+    contrastive_weight: float = Field(1.0, ge=0.0)
+    captioning: CaptioningConfig = Field(default_factory=CaptioningConfig)
+    captioning_weight: float = Field(2.0, ge=0.0)
+
+    def nested_components(self) -> list[tuple[str, dict[str, Any], str]]:
+        return [("objective", self.contrastive, "contrastive")]

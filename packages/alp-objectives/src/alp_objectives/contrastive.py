@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from alp_objectives.base import Objective
 from alp_objectives.configs import InfoNCEConfig
 from alp_objectives.distributed import gather_ids, gather_with_grad, world_info
 from alp_objectives.outputs import LossOutput
@@ -24,19 +24,29 @@ def embedding_regularizer(embeds: torch.Tensor) -> torch.Tensor:
     return (embeds.abs().mean(dim=-1) / embeds.norm(dim=-1).clamp_min(1e-12)).mean()
 
 
-def soft_positive_targets(query_ids: torch.Tensor, key_ids: torch.Tensor) -> torch.Tensor:
-    """Row-normalised (Q, K) target matrix: uniform over the keys sharing the query's clip id."""
-    positives = (query_ids[:, None] == key_ids[None, :]).to(torch.get_default_dtype())
-    return positives / positives.sum(dim=1, keepdim=True)
+def _positive_mean_cross_entropy(
+    logits: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, counts: torch.Tensor
+) -> torch.Tensor:
+    """Mean over rows of -(1/|P_i|) sum_{j in P_i} log_softmax(logits_i)_j.
+
+    Written as logsumexp(l_i) - mean_{j in P_i} l_ij with the positives as index lists, so that
+    autograd keeps one (rows, columns) matrix, not a dense target matrix and a product beside it.
+    """
+    positive_sum = logits.new_zeros(logits.shape[0]).index_add(0, rows, logits[rows, cols])
+    return (torch.logsumexp(logits, dim=1) - positive_sum / counts).mean()
 
 
-class InfoNCELoss(nn.Module):
+class InfoNCELoss(Objective):
     """Symmetric InfoNCE over L2-normalised audio and text embeddings.
 
     Input: ``audio_embeds`` (B, E) and ``text_embeds`` (B, E), row i of each from the same
     pair, and optionally ``clip_ids`` (B,) int64 marking rows that share a clip. Output:
     :class:`LossOutput` with the mean of the audio->text and text->audio cross-entropies.
     """
+
+    inputs = {"audio_embeds": "audio_embeds", "text_embeds": "text_embeds",
+              "clip_ids": "clip_ids"}
+    optional_inputs = frozenset({"clip_ids"})
 
     def __init__(self, config: InfoNCEConfig | None = None) -> None:
         super().__init__()
@@ -77,11 +87,14 @@ class InfoNCELoss(nn.Module):
             all_audio, all_text, all_ids = audio_embeds, text_embeds, clip_ids
 
         scale = self.logit_scale().to(audio_embeds)
-        logits_a2t = scale * audio_embeds @ all_text.t()  # local rows x global columns
-        logits_t2a = scale * text_embeds @ all_audio.t()
-        targets = soft_positive_targets(clip_ids, all_ids).to(logits_a2t.dtype)
-        loss_a2t = -(targets * F.log_softmax(logits_a2t, dim=1)).sum(dim=1).mean()
-        loss_t2a = -(targets * F.log_softmax(logits_t2a, dim=1)).sum(dim=1).mean()
+        # local rows x global columns; the scale goes on the (small) embeddings, not the logits
+        logits_a2t = (scale * audio_embeds) @ all_text.t()
+        logits_t2a = (scale * text_embeds) @ all_audio.t()
+        positives = clip_ids[:, None] == all_ids[None, :]  # every row holds its own pair
+        rows, cols = positives.nonzero(as_tuple=True)
+        counts = positives.sum(dim=1).to(logits_a2t.dtype)
+        loss_a2t = _positive_mean_cross_entropy(logits_a2t, rows, cols, counts)
+        loss_t2a = _positive_mean_cross_entropy(logits_t2a, rows, cols, counts)
         loss = 0.5 * (loss_a2t + loss_t2a)
 
         metrics = {"loss_a2t": loss_a2t.item(), "loss_t2a": loss_t2a.item(),
@@ -91,7 +104,7 @@ class InfoNCELoss(nn.Module):
             loss = loss + self.config.embedding_regularizer * reg
             metrics["embedding_reg"] = reg.item()
         with torch.no_grad():
-            hit = targets.gather(1, logits_a2t.argmax(dim=1, keepdim=True)).squeeze(1) > 0
+            hit = positives.gather(1, logits_a2t.argmax(dim=1, keepdim=True)).squeeze(1)
             metrics["a2t_top1"] = hit.float().mean().item()
         metrics["loss"] = loss.item()
         return LossOutput(loss=loss, metrics=metrics)
