@@ -27,26 +27,35 @@ class Collator:
     and, with a tokenizer, ``input_ids`` and
     ``attention_mask`` from ``tokenizer(captions)``. The tokenizer must return tensors padded to
     a common length (e.g. a Hugging Face tokenizer with ``padding=True, return_tensors="pt"``).
+    With a ``caption_tokenizer`` (a caption decoder's, which may differ from the text tower's)
+    the same captions also come as ``caption_ids`` and ``caption_mask``.
     """
 
-    def __init__(self, tokenizer: Tokenizer | None = None, *, num_mel_bins: int = 80) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer | None = None, *, num_mel_bins: int = 80,
+        caption_tokenizer: Tokenizer | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
+        self.caption_tokenizer = caption_tokenizer
         self.num_mel_bins = num_mel_bins
 
-    def _tokens(self, captions: list[str]) -> dict[str, torch.Tensor]:
-        if self.tokenizer is None:
+    @staticmethod
+    def _tokens(
+        tokenizer: Tokenizer | None, captions: list[str], ids_key: str, mask_key: str
+    ) -> dict[str, torch.Tensor]:
+        if tokenizer is None:
             return {}
         if not captions:
             empty = torch.zeros(0, 0, dtype=torch.int64)
-            return {"input_ids": empty, "attention_mask": empty.clone()}
-        out = self.tokenizer(captions)
+            return {ids_key: empty, mask_key: empty.clone()}
+        out = tokenizer(captions)
         if "input_ids" not in out:
             raise ValueError("the tokenizer must return a dict with 'input_ids' (and "
                              f"'attention_mask'); got keys {sorted(out)}")
         ids = torch.as_tensor(out["input_ids"], dtype=torch.int64)
         mask = out.get("attention_mask")
         mask = torch.ones_like(ids) if mask is None else torch.as_tensor(mask, dtype=torch.int64)
-        return {"input_ids": ids, "attention_mask": mask}
+        return {ids_key: ids, mask_key: mask}
 
     def __call__(self, items: Sequence[dict[str, Any] | BadClip]) -> dict[str, Any]:
         good = [it for it in items if not isinstance(it, BadClip)]
@@ -74,5 +83,6 @@ class Collator:
             "labels": [it.get("labels", {}) for it in good],
             "skipped": skipped,
         }
-        batch.update(self._tokens(captions))
+        batch.update(self._tokens(self.tokenizer, captions, "input_ids", "attention_mask"))
+        batch.update(self._tokens(self.caption_tokenizer, captions, "caption_ids", "caption_mask"))
         return batch

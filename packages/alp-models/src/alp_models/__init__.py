@@ -1,4 +1,4 @@
-"""alp-models: audio encoders, text encoders, pooling, projection heads, the two-tower model.
+"""alp-models: audio/text encoders, caption decoders, pooling, projection heads, two-tower model.
 
 Importing the package is cheap (configs only); the torch modules load on first attribute use.
 """
@@ -13,6 +13,7 @@ from alp_models.configs import (
     MiniLMTextEncoderConfig,
     ProjectionConfig,
     TransformerAudioEncoderConfig,
+    TransformerCaptionDecoderConfig,
 )
 from alp_models.version import __version__
 
@@ -22,16 +23,19 @@ _LAZY = {
     "CaptionTokenizer": "alp_models.text.tokenizer",
     "MLPProjection": "alp_models.heads",
     "TransformerAudioEncoder": "alp_models.audio.transformer",
+    "TransformerCaptionDecoder": "alp_models.decoder.transformer",
     "build_bert_text_encoder": "alp_models.text.bert",
     "build_minilm_text_encoder": "alp_models.text.bert",
     "build_transformer_audio_encoder": "alp_models.audio.transformer",
+    "build_transformer_caption_decoder": "alp_models.decoder.transformer",
     "length_mask": "alp_models.pooling",
     "masked_mean": "alp_models.pooling",
 }
 
 __all__ = [
     "BertTextEncoderConfig", "MiniLMTextEncoderConfig", "ProjectionConfig",
-    "TransformerAudioEncoderConfig", "__version__", *sorted(_LAZY),
+    "TransformerAudioEncoderConfig", "TransformerCaptionDecoderConfig", "__version__",
+    *sorted(_LAZY),
 ]
 
 

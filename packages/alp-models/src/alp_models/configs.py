@@ -17,6 +17,7 @@ __all__ = [
     "MiniLMTextEncoderConfig",
     "ProjectionConfig",
     "TransformerAudioEncoderConfig",
+    "TransformerCaptionDecoderConfig",
 ]
 
 
@@ -82,6 +83,50 @@ class MiniLMTextEncoderConfig(ComponentConfig):
     max_tokens: int = Field(32, ge=2, le=512)
     pooling: Literal["cls", "mean"] = "mean"
     freeze: bool = False
+
+
+class TransformerCaptionDecoderConfig(ComponentConfig):
+    """A Transformer caption decoder cross-attending to audio frames (defaults: the paper's).
+
+    6 post-norm layers, d 768, 8 heads, FFN 3072, GELU, dropout 0.1, no biases, fixed
+    sinusoidal positions, output projection tied to the token embedding. The paper used the
+    ``facebook/bart-base`` tokenizer, which is not available offline; ``tokenizer`` has the
+    meaning of :class:`BertTextEncoderConfig` (``"minilm"``: the bundled BERT-uncased
+    WordPiece vocabulary, or a local Hugging Face tokenizer folder, e.g. a bart-base copy).
+    """
+
+    d_model: int = Field(768, ge=1, description="width of the decoder")
+    num_layers: int = Field(6, ge=1, description="number of decoder layers")
+    num_heads: int = Field(8, ge=1, description="attention heads (must divide d_model)")
+    ffn_dim: int = Field(3072, ge=1, description="hidden width of each feed-forward block")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in every layer")
+    activation: Literal["gelu", "relu"] = Field("gelu", description="feed-forward activation")
+    norm_first: bool = Field(
+        False, description="False: post-norm layers (the paper's); True: pre-norm + final norm"
+    )
+    bias: bool = Field(
+        False, description="biases in the linear layers and layer norms (the paper has none)"
+    )
+    max_tokens: int = Field(
+        128, ge=2, le=4096,
+        description="tokenizer truncation (special tokens included) and the greedy "
+        "decoding length limit; also the size of the position table",
+    )
+    tokenizer: str = Field(
+        "minilm",
+        description="'minilm' (bundled BERT-uncased WordPiece) or a local tokenizer folder",
+    )
+    tie_embeddings: bool = Field(
+        True, description="the output projection shares the token embedding matrix"
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TransformerCaptionDecoderConfig:
+        if self.d_model % self.num_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
+            )
+        return self
 
 
 class ProjectionConfig(ComponentConfig):

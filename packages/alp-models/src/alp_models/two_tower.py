@@ -1,13 +1,18 @@
-"""The contrastive two-tower audio–text model of the paper.
+"""The audio–language model of the paper: one audio encoder, a text tower and/or a decoder.
 
 Audio: encoder frames → per-frame MLP projection → masked mean → L2 norm.
 Text: encoder (CLS or mean pooled) → MLP projection → L2 norm.
+Captions: a decoder cross-attending to the encoder frames → token logits.
+
+Contrastive training needs the two towers, captioning the decoder, hybrids (CoCa) both; the
+model holds what the objective needs and computes what the step gives it inputs for.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -17,33 +22,50 @@ from alp_models.pooling import masked_mean
 
 __all__ = ["AudioTextModel"]
 
-_BATCH_KEYS = ("features", "feature_lengths", "input_ids", "attention_mask")
+_AUDIO_KEYS = ("features", "feature_lengths")
+_TEXT_KEYS = ("input_ids", "attention_mask")
+_DECODER_KEYS = ("decoder_input_ids", "decoder_attention_mask", "decoder_causal")
 
 
 class AudioTextModel(nn.Module):
-    """Audio and text towers with their projection heads into one ``embed_dim`` space.
+    """An audio encoder with a text tower (joint ``embed_dim`` space) and/or a caption decoder.
 
     ``audio_encoder`` maps (features, lengths) → (frames, lengths) and has ``output_dim``;
-    ``text_encoder`` maps (input_ids, attention_mask) → (B, output_dim).
+    ``text_encoder`` maps (input_ids, attention_mask) → (B, output_dim); ``caption_decoder``
+    maps (input_ids, attention_mask, causal, memory, memory_lengths) → (B, L, vocab) logits.
+    Without a text encoder there is no joint space (no projections, ``embed_audio`` is None).
     """
 
     def __init__(
-        self, audio_encoder: nn.Module, text_encoder: nn.Module,
-        projection: ProjectionConfig | None = None,
+        self, audio_encoder: nn.Module, text_encoder: nn.Module | None = None,
+        projection: ProjectionConfig | None = None, caption_decoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        if text_encoder is None and caption_decoder is None:
+            raise ValueError("AudioTextModel needs a text encoder, a caption decoder, or both")
         projection = projection or ProjectionConfig()
         self.projection_config = projection
         self.embed_dim = projection.embed_dim
         self.audio_encoder, self.text_encoder = audio_encoder, text_encoder
-        hidden = projection.resolved_hidden_dim
-        self.audio_proj = MLPProjection(int(audio_encoder.output_dim), projection.embed_dim, hidden)
-        self.text_proj = MLPProjection(int(text_encoder.output_dim), projection.embed_dim, hidden)
+        self.caption_decoder = caption_decoder
+        self.audio_proj: nn.Module | None = None
+        self.text_proj: nn.Module | None = None
+        if text_encoder is not None:
+            hidden = projection.resolved_hidden_dim
+            self.audio_proj = MLPProjection(
+                int(audio_encoder.output_dim), projection.embed_dim, hidden)
+            self.text_proj = MLPProjection(
+                int(text_encoder.output_dim), projection.embed_dim, hidden)
 
     @property
     def tokenizer(self) -> Any:
         """The text tower's picklable caption tokenizer (None when it has none)."""
         return getattr(self.text_encoder, "tokenizer", None)
+
+    @property
+    def caption_tokenizer(self) -> Any:
+        """The caption decoder's tokenizer (None without a decoder)."""
+        return getattr(self.caption_decoder, "tokenizer", None)
 
     def encode_audio(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Encoder frames (B, T', D), zero past each length, and their lengths (B,)."""
@@ -55,25 +77,56 @@ class AudioTextModel(nn.Module):
         return masked_mean(frames, out_lengths)
 
     def _embed_frames(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        assert self.audio_proj is not None
         return F.normalize(masked_mean(self.audio_proj(frames), lengths), dim=-1)
 
-    def embed_audio(self, features: Tensor, lengths: Tensor) -> Tensor:
-        """Unit-norm audio embeddings (B, embed_dim): project per frame, pool, normalise."""
+    def embed_audio(self, features: Tensor, lengths: Tensor) -> Tensor | None:
+        """Unit-norm audio embeddings (B, embed_dim): project per frame, pool, normalise.
+
+        None when the model has no text tower (hence no joint audio-text space).
+        """
+        if self.audio_proj is None:
+            return None
         return self._embed_frames(*self.encode_audio(features, lengths))
 
     def embed_text(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Unit-norm caption embeddings (B, embed_dim): pool, project, normalise."""
+        if self.text_encoder is None or self.text_proj is None:
+            raise RuntimeError("this model has no text tower (captioning only): no text embeds")
         return F.normalize(self.text_proj(self.text_encoder(input_ids, attention_mask)), dim=-1)
 
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """A collated batch → audio/text embeddings plus the encoder frames and lengths."""
-        missing = [k for k in _BATCH_KEYS if k not in batch]
-        if missing:
-            raise KeyError(f"batch is missing {missing}; AudioTextModel needs {list(_BATCH_KEYS)}")
+    def forward(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """A step's inputs → encoder frames and lengths, and what the parts it holds make.
+
+        ``audio_embeds``/``text_embeds`` with a text tower (needs ``input_ids``,
+        ``attention_mask``); ``caption_logits`` with a decoder when the step carries decoder
+        inputs (``decoder_input_ids``, ``decoder_attention_mask``, ``decoder_causal``).
+        """
+        _require(batch, _AUDIO_KEYS, "audio")
         frames, lengths = self.encode_audio(batch["features"], batch["feature_lengths"])
-        return {
-            "audio_embeds": self._embed_frames(frames, lengths),
-            "text_embeds": self.embed_text(batch["input_ids"], batch["attention_mask"]),
-            "audio_frames": frames,
-            "audio_lengths": lengths,
-        }
+        out = {"audio_frames": frames, "audio_lengths": lengths}
+        if self.text_encoder is not None:
+            _require(batch, _TEXT_KEYS, "the text tower")
+            out["audio_embeds"] = self._embed_frames(frames, lengths)
+            out["text_embeds"] = self.embed_text(batch["input_ids"], batch["attention_mask"])
+        if self.caption_decoder is not None and "decoder_input_ids" in batch:
+            _require(batch, _DECODER_KEYS, "the caption decoder")
+            out["caption_logits"] = self.caption_decoder(
+                batch["decoder_input_ids"], batch["decoder_attention_mask"],
+                batch["decoder_causal"], frames, lengths)
+        return out
+
+    @torch.no_grad()
+    def generate_captions(self, features: Tensor, lengths: Tensor, **kwargs: Any) -> list[str]:
+        """Greedy captions of a batch of clips (call in eval mode)."""
+        if self.caption_decoder is None:
+            raise RuntimeError("this model has no caption decoder")
+        frames, out_lengths = self.encode_audio(features, lengths)
+        ids = self.caption_decoder.generate(frames, out_lengths, **kwargs)
+        return self.caption_decoder.decode(ids)
+
+
+def _require(batch: dict[str, Any], keys: tuple[str, ...], part: str) -> None:
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        raise KeyError(f"batch is missing {missing}, which {part} needs; it holds {sorted(batch)}")

@@ -1,0 +1,1 @@
+"""Caption decoders: token ids + audio frames (B, S, D) + lengths → next-token logits."""
