@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from alp_cli.engine.schedule import build_optimizer, warmup_cosine
-from alp_cli.engine.single import clip_ids, loss_and_metrics, split_text_side
+from alp_cli.engine.single import clip_ids, split_text_side
 from alp_objectives import LossOutput
+from alp_objectives.base import to_loss_output
 
 
 class TwoTower(nn.Module):
@@ -48,11 +49,10 @@ def test_warmup_then_cosine_to_zero():
 
 def test_objective_return_types_are_normalised():
     t = torch.tensor(2.0)
-    assert loss_and_metrics(t)[1] == {"loss": 2.0}
-    loss, metrics = loss_and_metrics({"loss": t, "acc": torch.tensor(0.5)})
-    assert loss is t and metrics == {"acc": 0.5, "loss": 2.0}
-    loss, metrics = loss_and_metrics(LossOutput(t, {"x": 1.0}))
-    assert metrics == {"x": 1.0, "loss": 2.0}
+    assert to_loss_output(t).metrics == {"loss": 2.0}
+    out = to_loss_output({"loss": t, "acc": torch.tensor(0.5)})
+    assert out.loss is t and out.metrics == {"acc": 0.5, "loss": 2.0}
+    assert to_loss_output(LossOutput(t, {"x": 1.0})).metrics == {"x": 1.0, "loss": 2.0}
 
 
 def test_clip_ids_are_stable_and_shared_by_equal_strings():

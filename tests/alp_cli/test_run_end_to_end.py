@@ -157,14 +157,35 @@ def test_pretrained_minilm_text_tower_runs_offline(smoke_run, tmp_path):
     assert report["models"] == ["pretrained"] and "retrieval" in report["results"]["pretrained"]
 
 
-@pytest.mark.parametrize("objective, logged", [("infonce", "loss_a2t"), ("siglip", "logit_bias")])
-def test_each_contrastive_objective_is_selected_by_name(smoke_run, tmp_path, objective, logged):
-    code = run_alp(SMOKE, f"objective.name={objective}", f"output_dir={tmp_path / 'run'}",
+WEIGHTED = "{name: weighted-sum, terms: [{name: siglip, weight: 0.5}, {name: captioning}]}"
+
+
+@pytest.mark.parametrize("objective, logged, parts", [
+    ("objective.name=infonce", "loss_a2t", {"text_encoder"}),
+    ("objective.name=siglip", "logit_bias", {"text_encoder"}),
+    ("objective.name=captioning", "token_acc_ar", {"caption_decoder"}),
+    ("objective={name: captioning, parallel_probability: 1.0}", "token_acc_parallel",
+     {"caption_decoder"}),
+    ("objective.name=coca", "captioning/token_acc", {"text_encoder", "caption_decoder"}),
+    (f"objective={WEIGHTED}", "siglip/logit_bias", {"text_encoder", "caption_decoder"}),
+])
+def test_each_objective_is_selected_by_name(smoke_run, tmp_path, objective, logged, parts):
+    from safetensors import safe_open
+
+    code = run_alp(SMOKE, objective, f"output_dir={tmp_path / 'run'}",
                    f"data.cache_dir={smoke_run / 'cache'}", "train.max_steps=3",
                    "train.log_every=1", "eval.baseline=false")
     assert code == 0
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert config["objective"]["name"] == objective
+    assert config["objective"]["name"] in objective
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     train = [json.loads(x) for x in lines if json.loads(x)["event"] == "train"]
     assert len(train) == 3 and all(logged in row for row in train)
+    with safe_open(str(tmp_path / "run" / "checkpoint" / "model.safetensors"), "pt") as f:
+        towers = {k.split(".")[1] for k in f.keys() if k.startswith("model.")}  # noqa: SIM118
+    assert towers & {"text_encoder", "caption_decoder"} == parts
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert ("retrieval" in report["results"]["pretrained"]) == ("text_encoder" in parts)
+    samples = report["meta"].get("caption_samples", [])
+    assert bool(samples) == ("caption_decoder" in parts)
+    assert all(set(s) == {"id", "reference", "generated"} for s in samples)

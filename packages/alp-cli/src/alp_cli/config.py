@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from alp_core import ConfigError, UnknownComponentError, validate_model
+from alp_core import Resolved, resolve_component, validate_model
 from alp_core.manager import ALPPluginManager, get_plugin_manager
 from alp_data.dataset import AudioConfig
 from alp_data.features import FbankConfig
@@ -45,10 +45,15 @@ class DataConfig(StrictModel):
 
 
 class ModelConfig(StrictModel):
+    """The parts the objective needs are built: the text tower for objectives reading text
+    embeddings, the caption decoder for those reading caption logits (CoCa: both)."""
+
     audio_encoder: dict[str, Any] = _component(
         "transformer", d_model=128, num_layers=3, num_heads=4, ffn_dim=512)
     text_encoder: dict[str, Any] = _component(
         "bert", hidden_size=128, num_layers=2, num_heads=2, intermediate_size=512, pooling="mean")
+    caption_decoder: dict[str, Any] = _component(
+        "transformer", d_model=128, num_layers=2, num_heads=4, ffn_dim=512, max_tokens=64)
     embed_dim: int = Field(128, ge=1, description="joint audio-text space (projection output)")
     projection_hidden: int | None = Field(None, ge=1, description="MLP hidden size")
 
@@ -97,59 +102,30 @@ class RunConfig(StrictModel):
 
 
 @dataclass(frozen=True)
-class Resolved:
-    """One component: its plugin record and its validated config."""
-
-    record: Any
-    config: BaseModel
-
-    def build(self, **context: Any) -> Any:
-        return self.record.build(self.config, **context)
-
-
-@dataclass(frozen=True)
 class ResolvedRun:
     config: RunConfig
     source: Resolved
     audio_encoder: Resolved
     text_encoder: Resolved
+    caption_decoder: Resolved
     objective: Resolved
     eval_tasks: tuple[Resolved, ...]
 
     def dump(self) -> dict[str, Any]:
         """The fully resolved config (every default filled in), as written into the run folder."""
         out = self.config.model_dump(mode="json")
-        out["data"]["source"] = _spec(self.source)
-        out["model"]["audio_encoder"] = _spec(self.audio_encoder)
-        out["model"]["text_encoder"] = _spec(self.text_encoder)
-        out["objective"] = _spec(self.objective)
-        out["eval"]["tasks"] = [_spec(t) for t in self.eval_tasks]
+        out["data"]["source"] = self.source.spec()
+        out["model"]["audio_encoder"] = self.audio_encoder.spec()
+        out["model"]["text_encoder"] = self.text_encoder.spec()
+        out["model"]["caption_decoder"] = self.caption_decoder.spec()
+        out["objective"] = self.objective.spec()
+        out["eval"]["tasks"] = [t.spec() for t in self.eval_tasks]
         return out
 
 
-def _spec(res: Resolved) -> dict[str, Any]:
-    return {"name": res.record.name, **res.config.model_dump(mode="json")}
-
-
-def resolve_component(
-    pm: ALPPluginManager, kind: str, spec: Any, key: str
-) -> Resolved:
-    """Look up ``spec["name"]`` among ``kind`` and validate the rest of ``spec`` against it."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise ConfigError(
-            f"{key}: expected a mapping with a 'name' key, e.g. {{name: ..., option: value}}; "
-            f"valid names: {', '.join(pm.names(kind))}"
-        )
-    options = {k: v for k, v in spec.items() if k != "name"}
-    try:
-        record = pm.get(kind, spec["name"])
-    except UnknownComponentError as err:
-        raise UnknownComponentError(err.kind, err.name, err.choices, f"{key}.name") from None
-    return Resolved(record, validate_model(record.config_cls, options, prefix=key))
-
-
 COMPONENT_PATHS: tuple[tuple[str, ...], ...] = (
-    ("data", "source"), ("model", "audio_encoder"), ("model", "text_encoder"), ("objective",))
+    ("data", "source"), ("model", "audio_encoder"), ("model", "text_encoder"),
+    ("model", "caption_decoder"), ("objective",))
 
 
 def with_component_defaults(raw: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +163,8 @@ def resolve_run(raw: dict[str, Any], pm: ALPPluginManager | None = None) -> Reso
             pm, "audio_encoder", config.model.audio_encoder, "model.audio_encoder"),
         text_encoder=resolve_component(
             pm, "text_encoder", config.model.text_encoder, "model.text_encoder"),
+        caption_decoder=resolve_component(
+            pm, "caption_decoder", config.model.caption_decoder, "model.caption_decoder"),
         objective=resolve_component(pm, "objective", config.objective, "objective"),
         eval_tasks=tuple(
             resolve_component(pm, "eval_task", t, f"eval.tasks.{i}")

@@ -21,6 +21,7 @@ from alp_cli.checkpoint import save_checkpoint
 from alp_cli.config import ResolvedRun
 from alp_cli.engine.single import SingleProcessEngine
 from alp_cli.metrics_log import MetricsLog
+from alp_core import ConfigError
 from alp_data.collate import Collator
 from alp_data.dataset import AudioCaptionDataset
 from alp_data.features import Fbank, SpecAugment
@@ -31,6 +32,7 @@ from alp_eval.extract import extract_embeddings
 from alp_eval.report import build_report, render_markdown, write_report
 from alp_models.configs import ProjectionConfig
 from alp_models.two_tower import AudioTextModel
+from alp_objectives.base import Objective, as_objective
 
 log = logging.getLogger("alp")
 
@@ -70,6 +72,31 @@ def budgeted(loader: Iterable[dict[str, Any]], budget: BadClipBudget) -> Iterato
         yield batch
 
 
+def build_model(resolved: ResolvedRun) -> tuple[AudioTextModel, Objective]:
+    """The objective, and a model holding just the parts that produce what it reads.
+
+    The text tower is built for objectives reading text embeddings, the caption decoder for
+    those reading caption logits (CoCa: both). The decoder is built first because captioning
+    takes its token ids from the decoder's tokenizer.
+    """
+    cfg = resolved.config
+    audio_encoder = resolved.audio_encoder.build()
+    decoder = resolved.caption_decoder.build(memory_dim=int(audio_encoder.output_dim))
+    objective = as_objective(resolved.objective.build(
+        special_ids=getattr(decoder, "special_ids", None)))
+    needs = objective.requires
+    if not needs & {"text_embeds", "caption_logits"}:
+        raise ConfigError(f"objective {resolved.objective.record.name!r} reads {sorted(needs)}; "
+                          "alp run trains a text tower (text_embeds) and/or a caption decoder "
+                          "(caption_logits)")
+    text_encoder = resolved.text_encoder.build() if "text_embeds" in needs else None
+    model = AudioTextModel(
+        audio_encoder, text_encoder,
+        ProjectionConfig(embed_dim=cfg.model.embed_dim, hidden_dim=cfg.model.projection_hidden),
+        caption_decoder=decoder if "caption_logits" in needs else None)
+    return model, objective
+
+
 def run(resolved: ResolvedRun, echo=print) -> Path:
     """Execute one validated run; returns the run folder."""
     cfg = resolved.config
@@ -92,18 +119,20 @@ def run(resolved: ResolvedRun, echo=print) -> Path:
          f"({timings['data_prepare_s']:.1f} s)")
 
     # -- model and objective ---------------------------------------------------------------
-    audio_encoder = resolved.audio_encoder.build()
-    text_encoder = resolved.text_encoder.build()
-    model = AudioTextModel(audio_encoder, text_encoder, ProjectionConfig(
-        embed_dim=cfg.model.embed_dim, hidden_dim=cfg.model.projection_hidden))
+    model, objective = build_model(resolved)
+    needs = objective.requires
     baseline = copy.deepcopy(model) if cfg.eval.baseline else None
-    objective = resolved.objective.build()
     n_params = sum(p.numel() for p in model.parameters())
-    echo(f"model: {n_params / 1e6:.2f} M parameters "
-         f"(audio encoder {sum(p.numel() for p in audio_encoder.parameters()) / 1e6:.2f} M)")
+    parts = [f"{name.replace('_', ' ')} {_millions(part)}"
+             for name, part in (("audio_encoder", model.audio_encoder),
+                                ("text_encoder", model.text_encoder),
+                                ("caption_decoder", model.caption_decoder)) if part is not None]
+    echo(f"model: {n_params / 1e6:.2f} M parameters ({', '.join(parts)}); "
+         f"objective {resolved.objective.record.name} reads {', '.join(sorted(needs))}")
 
     fbank = Fbank(cfg.data.fbank)
-    collator = Collator(text_encoder.tokenizer, num_mel_bins=cfg.data.fbank.num_mel_bins)
+    collator = Collator(model.tokenizer, num_mel_bins=cfg.data.fbank.num_mel_bins,
+                        caption_tokenizer=model.caption_tokenizer)
     budget = BadClipBudget(cfg.data.max_bad_clips)
     train_audio = cfg.data.audio.model_copy(update={"max_seconds": cfg.data.train_max_seconds})
     train_set = AudioCaptionDataset(
@@ -154,9 +183,18 @@ def run(resolved: ResolvedRun, echo=print) -> Path:
         for label, m in models.items():
             results[label] = evaluate(m, tasks, eval_loaders, budget, device, cfg.seed,
                                       cfg.eval.batch_size)
+        notes = {}
+        if model.text_encoder is None:
+            notes["retrieval"] = ("skipped: the model has no text tower (objective "
+                                  f"{resolved.objective.record.name}), so no joint space")
+        samples = (caption_samples(model, eval_loaders["test"], device)
+                   if model.caption_decoder is not None else [])
         timings["eval_s"] = time.perf_counter() - t0
         report = build_report(results, {
             "run": cfg.name, "run_dir": str(run_dir), "seed": cfg.seed,
+            "objective": resolved.objective.record.name, "model_reads": sorted(needs),
+            **({"notes": notes} if notes else {}),
+            **({"caption_samples": samples} if samples else {}),
             "train_steps": summary.steps, "skipped_clips": budget.count,
             "skipped_paths": [getattr(b, "path", str(b)) for b in budget.skipped],
             "timings_s": {k: round(v, 2) for k, v in timings.items()},
@@ -175,7 +213,10 @@ def evaluate(model, tasks, loaders, budget, device, seed, batch_size) -> list[An
     model.to(device).eval()
     train = extract_embeddings(model, budgeted(loaders["train"], budget), device=device)
     test = extract_embeddings(model, budgeted(loaders["test"], budget), device=device)
-    tokenizer = model.text_encoder.tokenizer
+    tokenizer = model.tokenizer
+    if tokenizer is None:  # no text tower (captioning only): no joint space to retrieve in
+        ctx = EvalContext(train=train, test=test, embed_text=None, seed=seed)
+        return [result for task in tasks for result in task.run(ctx)]
 
     @torch.inference_mode()
     def embed_text(captions: list[str]) -> torch.Tensor:
@@ -188,6 +229,26 @@ def evaluate(model, tasks, loaders, budget, device, seed, batch_size) -> list[An
 
     ctx = EvalContext(train=train, test=test, embed_text=embed_text, seed=seed)
     return [result for task in tasks for result in task.run(ctx)]
+
+
+@torch.inference_mode()
+def caption_samples(model: AudioTextModel, loader: Iterable[dict[str, Any]], device: torch.device,
+                    count: int = 4) -> list[dict[str, str]]:
+    """Greedy captions of the first ``count`` readable test clips, beside their references."""
+    model.to(device).eval()
+    for batch in loader:
+        if not batch["ids"]:
+            continue
+        n = min(count, len(batch["ids"]))
+        generated = model.generate_captions(batch["features"][:n].to(device),
+                                            batch["feature_lengths"][:n].to(device))
+        return [{"id": i, "reference": ref, "generated": gen}
+                for i, ref, gen in zip(batch["ids"][:n], batch["captions"][:n], generated)]
+    return []
+
+
+def _millions(module: torch.nn.Module) -> str:
+    return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M"
 
 
 def _digest(resolved: ResolvedRun) -> str:

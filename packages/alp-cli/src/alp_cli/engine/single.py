@@ -13,6 +13,8 @@ from torch import nn
 
 from alp_cli.engine.schedule import build_optimizer
 from alp_cli.metrics_log import MetricsLog
+from alp_objectives.base import Objective, as_objective
+from alp_objectives.outputs import LossOutput
 
 
 def clip_ids(ids: list[str], device: torch.device) -> torch.Tensor:
@@ -27,16 +29,19 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
             for k, v in batch.items()}
 
 
-def loss_and_metrics(result: Any) -> tuple[torch.Tensor, dict[str, float]]:
-    """Accept what objectives return: a LossOutput-like object, a dict with 'loss', or a tensor."""
-    if isinstance(result, torch.Tensor):
-        return result, {"loss": result.item()}
-    if isinstance(result, dict):
-        loss = result["loss"]
-        return loss, {k: float(v) for k, v in result.items() if k != "loss"} | {"loss": loss.item()}
-    metrics = dict(getattr(result, "metrics", {}) or {})
-    metrics.setdefault("loss", result.loss.item())
-    return result.loss, metrics
+def training_step(
+    model: nn.Module, objective: Objective, batch: dict[str, Any], device: torch.device
+) -> LossOutput:
+    """One forward pass through the step protocol of :mod:`alp_objectives.base`.
+
+    The batch gains ``clip_ids``, then what the objective prepares (e.g. decoder inputs); the
+    model adds its outputs; the objective reads what it declared.
+    """
+    step = to_device(batch, device)
+    step["clip_ids"] = clip_ids(step["ids"], device)
+    step.update(objective.prepare(step))
+    step.update(model(step))
+    return objective.compute(step)
 
 
 @dataclass
@@ -69,8 +74,11 @@ class SingleProcessEngine:
         total = cfg.epochs * steps_per_epoch
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
+        objective = as_objective(objective)
         model.to(self.device).train()
         objective.to(self.device).train()
+        # contrastive losses need in-batch negatives; a captioning loss scores a single clip
+        min_batch = 2 if "text_embeds" in objective.requires else 1
         lrs = {"text": cfg.text_lr} if cfg.text_lr else None
         modules = {**split_text_side(model), "objective": objective}
         optimizer, scheduler = build_optimizer(
@@ -84,12 +92,10 @@ class SingleProcessEngine:
             epoch_start_step = step
             for batch in loader:
                 on_batch_skipped(batch.get("skipped", []))
-                if len(batch["ids"]) < 2:  # contrastive needs negatives; all-bad batches too
+                if len(batch["ids"]) < min_batch:  # too few readable clips (or none)
                     continue
-                batch = to_device(batch, self.device)
-                out = model(batch)
-                loss, metrics = loss_and_metrics(objective(
-                    out["audio_embeds"], out["text_embeds"], clip_ids(batch["ids"], self.device)))
+                out = training_step(model, objective, batch, self.device)
+                loss, metrics = out.loss, dict(out.metrics)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at step {step}; "
                                              "lower train.lr or check the data")
@@ -114,7 +120,7 @@ class SingleProcessEngine:
                     break
             if step == epoch_start_step:
                 raise RuntimeError(f"epoch {epoch} yielded no usable batch (every batch had "
-                                   "fewer than 2 readable clips); check the manifest")
+                                   f"fewer than {min_batch} readable clips); check the manifest")
             if on_epoch_end is not None:
                 on_epoch_end(epoch, step)
             epoch += 1
