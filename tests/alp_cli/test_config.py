@@ -112,3 +112,19 @@ def test_overrides_on_the_embedded_default_reach_component_options():
     raw = load_run_config(None, ["data.source.num_clips=50", "objective.name=siglip"])
     dump = resolve_run(raw).dump()
     assert dump["data"]["source"]["num_clips"] == 50 and dump["objective"]["name"] == "siglip"
+
+
+@pytest.mark.parametrize("objective", [
+    {"name": "coca", "contrastive": {"name": "siglip", "learnable": False}},
+    {"name": "weighted-sum", "terms": [{"name": "infonce", "weight": 0.5, "label": "clip"},
+                                       {"name": "captioning", "label_smoothing": 0.0}]},
+])
+def test_nested_objectives_are_written_out_whole_and_read_back(objective):
+    dump = resolve_run({"objective": objective}).dump()
+    inner = (dump["objective"]["contrastive"] if objective["name"] == "coca"
+             else dump["objective"]["terms"][0])
+    assert "max_logit_scale" in inner  # the inner component's defaults are filled in
+    if objective["name"] == "weighted-sum":
+        assert inner["weight"] == 0.5 and inner["label"] == "clip"
+        assert dump["objective"]["terms"][1]["label_smoothing"] == 0.0
+    assert resolve_run(dump).dump() == dump

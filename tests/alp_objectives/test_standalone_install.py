@@ -50,8 +50,9 @@ SCRIPT = textwrap.dedent("""
             special_ids=ids, plugin_manager=pm)
         step = {"clip_ids": torch.tensor([1, 1, 2, 3, 4, 5]), "caption_ids": tokens}
         step.update(objective.prepare(step))
-        step["audio_embeds"] = torch.nn.functional.normalize(torch.randn(6, 8).requires_grad_(), dim=-1)
-        step["text_embeds"] = torch.nn.functional.normalize(torch.randn(6, 8).requires_grad_(), dim=-1)
+        unit = torch.nn.functional.normalize
+        step["audio_embeds"] = unit(torch.randn(6, 8).requires_grad_(), dim=-1)
+        step["text_embeds"] = unit(torch.randn(6, 8).requires_grad_(), dim=-1)
         step["caption_logits"] = torch.randn(6, 4, 12, requires_grad=True)
         out = objective.compute(step)
         out.loss.backward()

@@ -3,12 +3,14 @@
 Used by ``alp run`` for every component of the run config and by components that hold other
 components by name (e.g. a weighted sum of objectives). A config class may declare the
 components nested in it with ``nested_components() -> [(kind, spec, key), ...]``; they are
-resolved too, so a misspelled inner name fails while the config is validated, not mid-run.
+resolved too, so a misspelled inner name fails while the config is validated, not mid-run,
+and :meth:`Resolved.spec` writes them out with their defaults filled in. ``key`` is a dotted
+path into the config's dump (``terms.0``, ``contrastive``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -27,14 +29,21 @@ class Resolved:
 
     record: ComponentRecord
     config: BaseModel
+    nested: tuple[tuple[str, Resolved], ...] = field(default=(), compare=False)
 
     def build(self, **context: Any) -> Any:
         """Build the component; context its factory does not name is left out."""
         return self.record.build(self.config, **context)
 
     def spec(self) -> dict[str, Any]:
-        """``{name, **options}`` with every default filled in."""
-        return {"name": self.record.name, **self.config.model_dump(mode="json")}
+        """``{name, **options}`` with every default filled in, nested components' too."""
+        out = {"name": self.record.name, **self.config.model_dump(mode="json")}
+        for key, inner in self.nested:
+            target: Any = out
+            for part in key.split("."):
+                target = target[int(part)] if isinstance(target, list) else target[part]
+            target.update(inner.spec())  # keeps the keys that are not the component's own
+        return out
 
 
 def resolve_component(
@@ -57,7 +66,9 @@ def resolve_component(
     except UnknownComponentError as err:
         raise UnknownComponentError(err.kind, err.name, err.choices, f"{key}.name") from None
     config = validate_model(record.config_cls, options, prefix=key)
-    nested = getattr(config, "nested_components", None)
-    for inner_kind, inner_spec, inner_key in (nested() if callable(nested) else ()):
-        resolve_component(pm, inner_kind, inner_spec, f"{key}.{inner_key}")
-    return Resolved(record, config)
+    declared = getattr(config, "nested_components", None)
+    nested = tuple(
+        (inner_key, resolve_component(pm, inner_kind, inner_spec, f"{key}.{inner_key}"))
+        for inner_kind, inner_spec, inner_key in (declared() if callable(declared) else ())
+    )
+    return Resolved(record, config, nested)
