@@ -36,6 +36,9 @@ from alp_objectives.base import Objective, as_objective
 
 log = logging.getLogger("alp")
 
+DECODER_SEED_OFFSET = 7919
+"""The caption decoder is initialised from ``seed + DECODER_SEED_OFFSET`` (see build_model)."""
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -81,7 +84,11 @@ def build_model(resolved: ResolvedRun) -> tuple[AudioTextModel, Objective]:
     """
     cfg = resolved.config
     audio_encoder = resolved.audio_encoder.build()
-    decoder = resolved.caption_decoder.build(memory_dim=int(audio_encoder.output_dim))
+    # The decoder draws its initial weights from a seed of its own, so building it (even when
+    # the objective turns out not to need it) leaves the rest of the run's random stream as is.
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed + DECODER_SEED_OFFSET)
+        decoder = resolved.caption_decoder.build(memory_dim=int(audio_encoder.output_dim))
     objective = as_objective(resolved.objective.build(
         special_ids=getattr(decoder, "special_ids", None)))
     needs = objective.requires
