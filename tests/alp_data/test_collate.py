@@ -56,3 +56,19 @@ def test_all_bad_batch_keeps_keys_with_zero_batch(tokenizer):
 def test_mixed_bin_counts_are_rejected():
     with pytest.raises(ValueError, match="feature bins"):
         Collator()([_item(0, 3, "x"), _item(1, 3, "y", bins=64)])
+
+
+def test_caption_tokenizer_adds_decoder_tokens_beside_the_text_towers(tokenizer):
+    def short(caps):  # a different tokenizer for the decoder: truncates to 4 tokens
+        out = tokenizer(caps)
+        return {key: out[key][:, :4] for key in ("input_ids", "attention_mask")}
+
+    items = [_item(0, 3, "a dog barks loudly at night"), _item(1, 2, "hum")]
+    batch = Collator(tokenizer, caption_tokenizer=short)(items)
+    assert batch["input_ids"].shape[1] > 4 and batch["caption_ids"].shape == (2, 4)
+    assert torch.equal(batch["caption_ids"], batch["input_ids"][:, :4])
+    assert batch["caption_mask"].tolist()[1] == [1, 1, 1, 0]  # [CLS] hum [SEP] [PAD]
+    only_decoder = Collator(caption_tokenizer=short)(items)
+    assert "input_ids" not in only_decoder and only_decoder["caption_ids"].shape == (2, 4)
+    empty = Collator(caption_tokenizer=short)([BadClip(0, "a", "/a.wav", "missing")])
+    assert empty["caption_ids"].shape == (0, 0)
