@@ -53,6 +53,11 @@ def alp_text_encoders() -> list[TextEncoderRecord]:
 def alp_caption_decoders() -> list[CaptionDecoderRecord]:
     """Caption decoders this plugin provides.
 
+    The factory is called as ``factory(config, memory_dim=<audio encoder output_dim>)``; the
+    decoder has a picklable ``tokenizer``, ``special_ids`` (``bos_id``, ``eos_id``, ``pad_id``,
+    ``mask_id``, ``vocab_size``), ``forward(input_ids, attention_mask, causal, memory,
+    memory_lengths) -> logits``, ``generate(memory, memory_lengths)`` and ``decode(ids)``.
+
     Example::
 
         @hookimpl
@@ -64,6 +69,11 @@ def alp_caption_decoders() -> list[CaptionDecoderRecord]:
 @hookspec
 def alp_objectives() -> list[ObjectiveRecord]:
     """Training objectives this plugin provides.
+
+    The factory may take ``special_ids`` (the caption decoder's token ids) and
+    ``plugin_manager`` as keyword arguments; it gets only those it names. The objective is a
+    module with ``forward(audio_embeds, text_embeds, clip_ids)`` or an
+    ``alp_objectives.Objective`` declaring what it reads (see ``alp_objectives.base``).
 
     Example::
 
