@@ -221,9 +221,6 @@ def evaluate(model, tasks, loaders, budget, device, seed, batch_size) -> list[An
     train = extract_embeddings(model, budgeted(loaders["train"], budget), device=device)
     test = extract_embeddings(model, budgeted(loaders["test"], budget), device=device)
     tokenizer = model.tokenizer
-    if tokenizer is None:  # no text tower (captioning only): no joint space to retrieve in
-        ctx = EvalContext(train=train, test=test, embed_text=None, seed=seed)
-        return [result for task in tasks for result in task.run(ctx)]
 
     @torch.inference_mode()
     def embed_text(captions: list[str]) -> torch.Tensor:
@@ -234,7 +231,9 @@ def evaluate(model, tasks, loaders, budget, device, seed, batch_size) -> list[An
                                            tokens["attention_mask"].to(device)).cpu())
         return torch.cat(chunks)
 
-    ctx = EvalContext(train=train, test=test, embed_text=embed_text, seed=seed)
+    # no text tower (captioning only): no joint space to retrieve in
+    ctx = EvalContext(train=train, test=test, seed=seed,
+                      embed_text=embed_text if tokenizer is not None else None)
     return [result for task in tasks for result in task.run(ctx)]
 
 

@@ -21,6 +21,12 @@ __all__ = [
 ]
 
 
+def _check_heads_divide(width_name: str, width: int, num_heads: int) -> None:
+    """Attention splits the width evenly over the heads."""
+    if width % num_heads:
+        raise ValueError(f"{width_name} ({width}) must be divisible by num_heads ({num_heads})")
+
+
 class TransformerAudioEncoderConfig(ComponentConfig):
     """A pre-norm Transformer over filterbank frames behind a strided conv2d stem.
 
@@ -44,10 +50,7 @@ class TransformerAudioEncoderConfig(ComponentConfig):
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> TransformerAudioEncoderConfig:
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
-            )
+        _check_heads_divide("d_model", self.d_model, self.num_heads)
         return self
 
 
@@ -69,11 +72,7 @@ class BertTextEncoderConfig(ComponentConfig):
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> BertTextEncoderConfig:
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by "
-                f"num_heads ({self.num_heads})"
-            )
+        _check_heads_divide("hidden_size", self.hidden_size, self.num_heads)
         return self
 
 
@@ -122,10 +121,7 @@ class TransformerCaptionDecoderConfig(ComponentConfig):
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> TransformerCaptionDecoderConfig:
-        if self.d_model % self.num_heads:
-            raise ValueError(
-                f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})"
-            )
+        _check_heads_divide("d_model", self.d_model, self.num_heads)
         return self
 
 

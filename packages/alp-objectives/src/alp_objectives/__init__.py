@@ -18,6 +18,7 @@ from alp_objectives.version import __version__
 
 _LAZY = {
     "MODEL_OUTPUTS": "alp_objectives.base",
+    "ContrastiveObjective": "alp_objectives.base",
     "Objective": "alp_objectives.base",
     "STEP_KEYS": "alp_objectives.base",
     "as_objective": "alp_objectives.base",

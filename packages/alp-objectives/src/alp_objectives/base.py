@@ -105,12 +105,16 @@ class Objective(nn.Module):
         return to_loss_output(self(**kwargs), type(self).__name__)
 
 
-class _PlainObjective(Objective):
-    """Adapter for a module with ``forward(audio_embeds, text_embeds, clip_ids=None)``."""
+class ContrastiveObjective(Objective):
+    """An objective with ``forward(audio_embeds, text_embeds, clip_ids=None)``."""
 
     inputs: ClassVar[Mapping[str, str]] = {
         "audio_embeds": "audio_embeds", "text_embeds": "text_embeds", "clip_ids": "clip_ids"}
     optional_inputs: ClassVar[frozenset[str]] = frozenset({"clip_ids"})
+
+
+class _PlainObjective(ContrastiveObjective):
+    """Adapter for a plain module with ``forward(audio_embeds, text_embeds, clip_ids=None)``."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()

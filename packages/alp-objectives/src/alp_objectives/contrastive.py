@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from alp_objectives.base import Objective
+from alp_objectives.base import ContrastiveObjective
 from alp_objectives.configs import InfoNCEConfig
 from alp_objectives.distributed import gather_ids, gather_with_grad, world_info
 from alp_objectives.outputs import LossOutput
@@ -36,17 +36,13 @@ def _positive_mean_cross_entropy(
     return (torch.logsumexp(logits, dim=1) - positive_sum / counts).mean()
 
 
-class InfoNCELoss(Objective):
+class InfoNCELoss(ContrastiveObjective):
     """Symmetric InfoNCE over L2-normalised audio and text embeddings.
 
     Input: ``audio_embeds`` (B, E) and ``text_embeds`` (B, E), row i of each from the same
     pair, and optionally ``clip_ids`` (B,) int64 marking rows that share a clip. Output:
     :class:`LossOutput` with the mean of the audio->text and text->audio cross-entropies.
     """
-
-    inputs = {"audio_embeds": "audio_embeds", "text_embeds": "text_embeds",
-              "clip_ids": "clip_ids"}
-    optional_inputs = frozenset({"clip_ids"})
 
     def __init__(self, config: InfoNCEConfig | None = None) -> None:
         super().__init__()

@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from alp_objectives.base import Objective
+from alp_objectives.base import ContrastiveObjective
 from alp_objectives.configs import SigLIPConfig
 from alp_objectives.distributed import gather_ids, gather_with_grad, world_info
 from alp_objectives.outputs import LossOutput
@@ -70,7 +70,7 @@ def ring_chunks(
         yield source, tensor, ids
 
 
-class SigLIPLoss(Objective):
+class SigLIPLoss(ContrastiveObjective):
     """Sigmoid loss over all audio-text pairs: -(1/B) sum_ij log sigmoid(z_ij (s <a_i,t_j> + b)).
 
     Input: ``audio_embeds`` (B, E) and ``text_embeds`` (B, E), row i of each from the same
@@ -79,10 +79,6 @@ class SigLIPLoss(Objective):
     rows' part of the global sum over its row count. ``block_shapes`` lists the (rows, columns)
     of the logits blocks the last forward built.
     """
-
-    inputs = {"audio_embeds": "audio_embeds", "text_embeds": "text_embeds",
-              "clip_ids": "clip_ids"}
-    optional_inputs = frozenset({"clip_ids"})
 
     def __init__(self, config: SigLIPConfig | None = None) -> None:
         super().__init__()
