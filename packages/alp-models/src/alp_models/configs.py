@@ -6,7 +6,7 @@ classes) stays cheap; the models themselves are imported when a component is bui
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -18,6 +18,7 @@ __all__ = [
     "ProjectionConfig",
     "TransformerAudioEncoderConfig",
     "TransformerCaptionDecoderConfig",
+    "ZipformerConfig",
 ]
 
 
@@ -135,3 +136,119 @@ class ProjectionConfig(ComponentConfig):
     def resolved_hidden_dim(self) -> int:
         """The hidden width actually used: ``hidden_dim`` or, when unset, ``embed_dim``."""
         return self.hidden_dim if self.hidden_dim is not None else self.embed_dim
+
+
+_ZIPFORMER_PRESETS: dict[str, dict[str, Any]] = {
+    # The study's encoder (icefall's Zipformer-M layout with the paper's feed-forward sizes).
+    "base": dict(
+        num_encoder_layers=[2, 2, 3, 4, 3, 2],
+        encoder_dims=[192, 256, 384, 512, 384, 256],
+        feedforward_dims=[576, 768, 1152, 1536, 1152, 768],
+        num_heads=[4, 4, 4, 8, 4, 4],
+        downsampling_factors=[1, 2, 4, 8, 4, 2],
+        cnn_module_kernels=[31, 31, 15, 15, 15, 31],
+        query_head_dim=32, value_head_dim=12, pos_head_dim=4, pos_dim=48,
+        output_downsampling=2, frontend_channels=[8, 32, 128],
+    ),
+    # About 5M parameters: a multi-rate model that still trains on a laptop CPU.
+    "small": dict(
+        num_encoder_layers=[1, 1, 1, 1],
+        encoder_dims=[128, 192, 256, 192],
+        feedforward_dims=[384, 576, 768, 576],
+        num_heads=[4, 4, 4, 4],
+        downsampling_factors=[1, 2, 4, 2],
+        cnn_module_kernels=[31, 31, 15, 31],
+        query_head_dim=32, value_head_dim=12, pos_head_dim=4, pos_dim=48,
+        output_downsampling=2, frontend_channels=[8, 32, 128],
+    ),
+    # Two one-layer stacks for tests and smoke runs.
+    "tiny": dict(
+        num_encoder_layers=[1, 1],
+        encoder_dims=[64, 96],
+        feedforward_dims=[128, 192],
+        num_heads=[2, 2],
+        downsampling_factors=[1, 2],
+        cnn_module_kernels=[15, 15],
+        query_head_dim=16, value_head_dim=8, pos_head_dim=4, pos_dim=16,
+        output_downsampling=2, frontend_channels=[4, 16, 32],
+    ),
+}
+
+_ZIPFORMER_STACK_KEYS = (
+    "num_encoder_layers", "encoder_dims", "feedforward_dims", "num_heads",
+    "downsampling_factors", "cnn_module_kernels",
+)
+
+
+class ZipformerConfig(ComponentConfig):
+    """The Zipformer encoder (Yao et al., ICLR 2024) over 100 Hz filterbank frames.
+
+    ``preset`` fills every key not given explicitly (explicit keys win); the per-stack lists
+    need one entry per stack. Output: ``output_dim`` (default: the widest stack) frames at
+    100 / 2 / ``output_downsampling`` Hz (25 Hz for ``base``).
+    """
+
+    preset: Literal["base", "small", "tiny"] = "base"
+    input_dim: int = Field(80, ge=7, description="filterbank bins (the front end needs >= 7)")
+    num_encoder_layers: list[int] = Field(None, description="layers per stack")
+    encoder_dims: list[int] = Field(None, description="width of each stack")
+    feedforward_dims: list[int] = Field(
+        None, description="per stack; the three FFs of a layer use 3/4, 1 and 5/4 of it"
+    )
+    num_heads: list[int] = Field(None, description="attention heads per stack")
+    downsampling_factors: list[int] = Field(
+        None, description="frame-rate divisor of each stack relative to the 50 Hz front end"
+    )
+    cnn_module_kernels: list[int] = Field(None, description="depthwise conv kernel (odd)")
+    query_head_dim: int = Field(None, ge=1, description="query/key width per head")
+    value_head_dim: int = Field(None, ge=1, description="value width per head")
+    pos_head_dim: int = Field(None, ge=1, description="relative-position query width per head")
+    pos_dim: int = Field(None, ge=2, description="relative-position embedding width (even)")
+    output_downsampling: int = Field(None, ge=1, description="final frame-rate divisor")
+    output_dim: int | None = Field(
+        None, ge=1, description="None: the widest stack; otherwise a linear projection to it"
+    )
+    frontend_channels: list[int] = Field(
+        None, description="channels of the three conv2d layers of the front end"
+    )
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="feed-forward and front-end dropout")
+    pos_dropout: float = Field(0.15, ge=0.0, lt=1.0, description="dropout on position embeddings")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        preset = _ZIPFORMER_PRESETS.get(data.get("preset", "base"))
+        if preset is None:
+            return data  # the Literal check reports the unknown preset
+        filled = dict(data)
+        for key, value in preset.items():
+            if filled.get(key) is None:
+                filled[key] = list(value) if isinstance(value, list) else value
+        return filled
+
+    @model_validator(mode="after")
+    def _check_stacks(self) -> ZipformerConfig:
+        n = len(self.encoder_dims)
+        if n == 0:
+            raise ValueError("encoder_dims must name at least one stack")
+        for key in _ZIPFORMER_STACK_KEYS:
+            values = getattr(self, key)
+            if len(values) != n:
+                raise ValueError(
+                    f"{key} has {len(values)} entries but encoder_dims has {n}; every "
+                    f"per-stack list ({', '.join(_ZIPFORMER_STACK_KEYS)}) needs one per stack"
+                )
+            if any(v < 1 for v in values):
+                raise ValueError(f"{key} entries must be >= 1, got {values}")
+        for i, k in enumerate(self.cnn_module_kernels):
+            if k % 2 == 0:
+                raise ValueError(f"cnn_module_kernels[{i}] must be odd, got {k}")
+        if self.pos_dim % 2:
+            raise ValueError(f"pos_dim must be even, got {self.pos_dim}")
+        if len(self.frontend_channels) != 3 or min(self.frontend_channels) < 1:
+            raise ValueError(
+                f"frontend_channels must be three positive ints, got {self.frontend_channels}"
+            )
+        return self

@@ -8,6 +8,7 @@ from alp_models.configs import (
     MiniLMTextEncoderConfig,
     TransformerAudioEncoderConfig,
     TransformerCaptionDecoderConfig,
+    ZipformerConfig,
 )
 
 
@@ -18,6 +19,12 @@ def alp_audio_encoders() -> list[AudioEncoderRecord]:
             "transformer", TransformerAudioEncoderConfig,
             "alp_models.audio.transformer:build_transformer_audio_encoder",
             "conv2d subsampling + pre-norm Transformer over fbank frames (padding-masked)",
+        ),
+        AudioEncoderRecord(
+            "zipformer", ZipformerConfig,
+            "alp_models.audio.zipformer:build_zipformer_encoder",
+            "Zipformer (Yao et al., ICLR 2024): conv2d front end + multi-rate stacks with "
+            "shared rel-pos attention, BiasNorm, Swoosh; presets base (the paper's), small, tiny",
         ),
     ]
 

@@ -1,1 +1,0 @@
-"""Training engines: how one optimisation step is run (single process for now)."""
