@@ -1,8 +1,10 @@
 # ALP developer commands. `make help` lists them.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# the packages `make typecheck` checks with mypy (settings: [tool.mypy] in pyproject.toml)
+TYPECHECK_PACKAGES ?= alp_core alp_objectives
 
-.PHONY: help install run test lint format bench bench-compare clean
+.PHONY: help install run test lint typecheck format bench bench-compare clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -19,6 +21,9 @@ test: install  ## set up, then run the whole test suite
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check packages tests benchmarks examples
+
+typecheck: install  ## mypy over TYPECHECK_PACKAGES
+	$(VENV)/bin/mypy $(addprefix -p ,$(TYPECHECK_PACKAGES))
 
 format: install  ## ruff format + fixes
 	$(VENV)/bin/ruff check --fix packages tests benchmarks examples

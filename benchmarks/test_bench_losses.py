@@ -2,10 +2,13 @@
 
 Run: make bench   (or: .venv/bin/python -m pytest benchmarks -k losses --benchmark-only)
 
-Per case, besides the time, ``extra_info`` holds ``saved_mb`` (what autograd keeps for the
-backward pass, measured with saved-tensor hooks; ``similarity_mb`` counts only the matrices
-against the global batch) and ``peak_extra_mb`` (peak resident memory
-of one forward + backward in a fresh process, see peak_memory.py). The distributed cases run
+Every round starts from cleared gradients (inputs and loss parameters), so no round pays for
+accumulating into the gradients of the rounds before. Per case, besides the time,
+``extra_info`` holds ``saved_mb`` (what the loss makes autograd keep for the backward pass
+beyond the caller's own tensors: saved-tensor hooks around the loss call, not counting its
+inputs or views of them; ``similarity_mb`` counts only the matrices against the global batch)
+and ``peak_extra_mb`` (peak resident memory of one forward + backward in a fresh process, see
+peak_memory.py). The distributed cases run
 two real gloo processes: this one (rank 0, timed) and gloo_peer.py (rank 1), comparing the
 local loss (local rows x global batch) with the naive global x global matrix.
 """

@@ -1,4 +1,8 @@
-"""Two gloo processes: the local-rows-vs-global-batch InfoNCE equals the single-process loss."""
+"""Two gloo processes: the local-rows-vs-global-batch InfoNCE equals the single-process loss.
+
+Besides equal batches, the ranks run uneven ones (2 + 4 and 4 + 2 rows: with 4 + 2 the old
+fallback ids ``arange(B) + rank * B`` collided across ranks) and an empty rank (0 + 6).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import torch.nn.functional as F
 from alp_objectives import InfoNCEConfig, InfoNCELoss
 
 WORLD, PER_RANK, DIM = 2, 3, 5
+UNEVEN = {"2+4": (2, 4), "4+2": (4, 2), "0+6": (0, 6)}  # rows per rank, WORLD * PER_RANK in all
+REG = 0.2
 
 
 def _data():
@@ -20,6 +26,35 @@ def _data():
     t = F.normalize(torch.randn(WORLD * PER_RANK, DIM, generator=g, dtype=torch.float64), dim=-1)
     ids = torch.tensor([4, 8, 4, 1, 8, 2])  # clips 4 and 8 have captions on both ranks
     return a, t, ids
+
+
+def _rows(rank: int, sizes: tuple[int, ...]) -> slice:
+    start = sum(sizes[:rank])
+    return slice(start, start + sizes[rank])
+
+
+def _rank_losses(a, t, ids, sizes):
+    """Each rank's InfoNCE loss as the distributed loss defines it, computed in one process:
+    its own rows (a mean over them, 0 without rows) against every rank's columns."""
+    scale = InfoNCELoss().double().logit_scale()
+    positives = (ids[:, None] == ids[None, :]).double()
+
+    def row_losses(logits):
+        return torch.logsumexp(logits, dim=1) - (logits * positives).sum(1) / positives.sum(1)
+
+    def row_reg(e):
+        return e.abs().mean(dim=-1) / e.norm(dim=-1)
+
+    a2t, t2a = row_losses(scale * a @ t.t()), row_losses(scale * t @ a.t())
+    reg = row_reg(a) + row_reg(t)
+    losses = []
+    for r in range(len(sizes)):
+        rows = _rows(r, sizes)
+        if sizes[r] == 0:
+            losses.append(torch.zeros((), dtype=torch.float64))
+            continue
+        losses.append(0.5 * (a2t[rows].mean() + t2a[rows].mean()) + REG * reg[rows].mean())
+    return losses
 
 
 def _worker(rank: int, port: int, out: dict) -> None:
@@ -34,6 +69,18 @@ def _worker(rank: int, port: int, out: dict) -> None:
             res = loss_fn(la, lt, ids[rows] if use_ids else None)
             res.loss.backward()
             out[(rank, use_ids)] = (res.loss.item(), la.grad.clone(), lt.grad.clone())
+        for name, sizes in UNEVEN.items():
+            rows = _rows(rank, sizes)
+            for use_ids in (False, True):
+                la, lt = a[rows].clone().requires_grad_(), t[rows].clone().requires_grad_()
+                loss_fn = InfoNCELoss(InfoNCEConfig(embedding_regularizer=REG)).double()
+                res = loss_fn(la, lt, ids[rows] if use_ids else None)
+                res.loss.backward()
+                out[(name, rank, use_ids)] = (res.loss.item(), la.grad.clone(), lt.grad.clone())
+        try:  # every rank empty: one clear error on every rank, no rank left waiting
+            InfoNCELoss().double()(a[:0], t[:0])
+        except ValueError as err:
+            out[("all_empty_error", rank)] = str(err)
     finally:
         dist.destroy_process_group()
 
@@ -61,3 +108,40 @@ def test_two_process_loss_and_grads_equal_single_process(two_rank_results, use_i
         # each rank's loss is the mean over its rows; their mean is the global loss
         torch.testing.assert_close(out[r][1], WORLD * a.grad[rows])
         torch.testing.assert_close(out[r][2], WORLD * t.grad[rows])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("use_ids", [False, True])
+@pytest.mark.parametrize("case", list(UNEVEN))
+def test_uneven_batches_equal_single_process(two_rank_results, case, use_ids):
+    """Rank r's loss is the mean over its B_r rows, so (N = sum B_r):
+
+    - sum_r (B_r / N) * loss_r is the single-process loss on the concatenated batch, and
+    - the gradient each rank holds for its rows is d(sum_s loss_s), the plain sum over ranks
+      (every row weighted by 1 / B_r of its rank), which a one-process reference reproduces.
+    """
+    sizes = UNEVEN[case]
+    out = {r: two_rank_results[(case, r, use_ids)] for r in range(WORLD)}
+    a, t, ids = _data()
+    ref_ids = ids if use_ids else torch.arange(a.shape[0])  # fallback ids: globally unique
+
+    single = InfoNCELoss(InfoNCEConfig(embedding_regularizer=REG)).double()(
+        a, t, ids if use_ids else None)
+    weighted = sum(sizes[r] / sum(sizes) * out[r][0] for r in range(WORLD))
+    assert weighted == pytest.approx(single.loss.item(), rel=1e-10)
+
+    a.requires_grad_()
+    t.requires_grad_()
+    losses = _rank_losses(a, t, ref_ids, sizes)
+    sum(losses).backward()
+    for r in range(WORLD):
+        rows = _rows(r, sizes)
+        assert out[r][0] == pytest.approx(losses[r].item(), rel=1e-10, abs=1e-12)
+        torch.testing.assert_close(out[r][1], a.grad[rows], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(out[r][2], t.grad[rows], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_every_rank_empty_is_a_clear_error_on_every_rank(two_rank_results):
+    for r in range(WORLD):
+        assert "every rank passed 0 rows" in two_rank_results[("all_empty_error", r)]

@@ -1,5 +1,7 @@
 """Gloo processes: the ring-chunked (and gathered) SigLIP equals the single-process loss.
 
+Both modes also run uneven batches (2 + 4 + 3 rows) and batches with an empty rank (4 + 0 + 5).
+
 Three ranks rather than two, so that the ring's direction matters (with two, the left and the
 right neighbour are one rank and a reversed ring would pass unnoticed).
 """
@@ -17,7 +19,7 @@ from alp_objectives.configs import SigLIPConfig
 from alp_objectives.siglip import SigLIPLoss
 
 WORLD, PER_RANK, DIM = 3, 3, 5
-UNEVEN = (2, 4, 3)  # rows per rank in the uneven case (the chunked ring allows it)
+UNEVEN = {"uneven": (2, 4, 3), "empty": (4, 0, 5)}  # rows per rank; rank 1 empty in "empty"
 CONFIG = {"init_logit_scale": 3.0, "init_logit_bias": -1.0}
 
 
@@ -39,7 +41,8 @@ def _run(loss_fn, a, t, ids, rows):
     res = loss_fn(la, lt, None if ids is None else ids[rows])
     res.loss.backward()
     return {"loss": res.loss.item(), "audio": la.grad.clone(), "text": lt.grad.clone(),
-            "scale": loss_fn.log_logit_scale.grad.item(), "bias": loss_fn.logit_bias.grad.item(),
+            "scale": loss_fn.log_logit_scale.grad.item(),
+            "bias": loss_fn.logit_bias.grad.item(),
             "blocks": list(loss_fn.block_shapes)}
 
 
@@ -54,15 +57,12 @@ def _worker(rank: int, port: int, out: dict) -> None:
                 loss_fn = SigLIPLoss(SigLIPConfig(distributed=mode, **CONFIG)).double()
                 out[(mode, use_ids, rank)] = _run(
                     loss_fn, a, t, ids if use_ids else None, _rows(rank, even))
-        for use_ids in (False, True):
-            loss_fn = SigLIPLoss(SigLIPConfig(**CONFIG)).double()
-            out[("uneven", use_ids, rank)] = _run(
-                loss_fn, a, t, ids if use_ids else None, _rows(rank, UNEVEN))
-        try:
-            SigLIPLoss(SigLIPConfig(distributed="gather")).double()(
-                a[_rows(rank, UNEVEN)], t[_rows(rank, UNEVEN)])
-        except ValueError as err:
-            out[("gather_uneven_error", rank)] = str(err)
+        for case, sizes in UNEVEN.items():
+            for mode in ("chunked", "gather"):
+                for use_ids in (False, True):
+                    loss_fn = SigLIPLoss(SigLIPConfig(distributed=mode, **CONFIG)).double()
+                    out[(case, mode, use_ids, rank)] = _run(
+                        loss_fn, a, t, ids if use_ids else None, _rows(rank, sizes))
     finally:
         dist.destroy_process_group()
 
@@ -78,7 +78,8 @@ def _weighted_reference(a, t, ids, sizes):
     scale, bias = loss_fn.logit_scale(), loss_fn.bias()
     ids = torch.arange(a.shape[0]) if ids is None else ids
     signs = (ids[:, None] == ids[None, :]).double() * 2 - 1
-    weights = torch.cat([torch.full((n,), 1.0 / n, dtype=torch.float64) for n in sizes])
+    weights = torch.cat([torch.full((n,), 1.0 / max(n, 1), dtype=torch.float64)
+                         for n in sizes])
     rows = -F.logsigmoid(signs * (scale * a @ t.t() + bias)).sum(dim=1)
     return (weights * rows).sum(), loss_fn
 
@@ -118,35 +119,46 @@ def test_chunked_never_builds_more_than_a_local_block(rank_results, use_ids):
     for r in range(WORLD):
         assert rank_results[("chunked", use_ids, r)]["blocks"] == [(PER_RANK, PER_RANK)] * WORLD
         assert rank_results[("gather", use_ids, r)]["blocks"] == [(PER_RANK, WORLD * PER_RANK)]
-        assert rank_results[("uneven", use_ids, r)]["blocks"] == [
-            (UNEVEN[r], UNEVEN[(r - k) % WORLD]) for k in range(WORLD)]
+        for case, sizes in UNEVEN.items():
+            assert rank_results[(case, "chunked", use_ids, r)]["blocks"] == [
+                (sizes[r], sizes[(r - k) % WORLD]) for k in range(WORLD)]
+            # uneven gather: still local rows x global columns
+            assert rank_results[(case, "gather", use_ids, r)]["blocks"] == [
+                (sizes[r], sum(sizes))]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("use_ids", [False, True])
-def test_uneven_batches_match_row_weighted_reference(rank_results, use_ids):
-    out = {r: rank_results[("uneven", use_ids, r)] for r in range(WORLD)}
+@pytest.mark.parametrize("mode", ["chunked", "gather"])
+@pytest.mark.parametrize("case", list(UNEVEN))
+def test_uneven_batches_match_row_weighted_reference(rank_results, case, mode, use_ids):
+    """Rank r's loss is S_r / B_r (0 for an empty rank), so the plain sum over ranks weights
+    each row by 1 / B_r, and sum_r (B_r / N) * loss_r is the single-process loss."""
+    sizes = UNEVEN[case]
+    out = {r: rank_results[(case, mode, use_ids, r)] for r in range(WORLD)}
     a, t, ids = _data()
+    single = SigLIPLoss(SigLIPConfig(**CONFIG)).double()(a, t, ids if use_ids else None)
+    weighted = sum(sizes[r] / sum(sizes) * out[r]["loss"] for r in range(WORLD))
+    assert weighted == pytest.approx(single.loss.item(), rel=1e-10)
     a.requires_grad_()
     t.requires_grad_()
-    reference, loss_fn = _weighted_reference(a, t, ids if use_ids else None, UNEVEN)
+    reference, loss_fn = _weighted_reference(a, t, ids if use_ids else None, sizes)
     reference.backward()
-    assert sum(out[r]["loss"] for r in range(WORLD)) == pytest.approx(reference.item(), rel=1e-12)
+    assert sum(out[r]["loss"] for r in range(WORLD)) == pytest.approx(reference.item(), rel=1e-10)
     for r in range(WORLD):
-        rows = _rows(r, UNEVEN)
-        torch.testing.assert_close(out[r]["audio"], a.grad[rows])
-        torch.testing.assert_close(out[r]["text"], t.grad[rows])
+        rows = _rows(r, sizes)
+        torch.testing.assert_close(out[r]["audio"], a.grad[rows], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(out[r]["text"], t.grad[rows], rtol=1e-10, atol=1e-12)
     for name, param in (("scale", loss_fn.log_logit_scale), ("bias", loss_fn.logit_bias)):
         total = sum(out[r][name] for r in range(WORLD))
         assert total == pytest.approx(param.grad.item(), rel=1e-10)
 
 
 @pytest.mark.slow
-def test_local_mode_scores_only_the_own_batch_and_gather_rejects_uneven(rank_results):
+def test_local_mode_scores_only_the_own_batch(rank_results):
     a, t, ids = _data()
     for r in range(WORLD):
         rows = slice(r * PER_RANK, (r + 1) * PER_RANK)
         alone = SigLIPLoss(SigLIPConfig(**CONFIG)).double()(a[rows], t[rows], ids[rows])
         assert rank_results[("local", True, r)]["loss"] == pytest.approx(alone.loss.item())
         assert rank_results[("local", True, r)]["blocks"] == [(PER_RANK, PER_RANK)]
-        assert "one batch size on every rank" in rank_results[("gather_uneven_error", r)]

@@ -23,7 +23,8 @@ def _accepted_keys(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The keys accepted beside the unknown key at ``loc`` (walks nested config models)."""
     current: Any = cls
     for part in loc[:-1]:
-        field = current.model_fields.get(part) if isinstance(current, type) else None
+        is_model = isinstance(current, type) and issubclass(current, BaseModel)
+        field = current.model_fields.get(part) if is_model else None
         ann = getattr(field, "annotation", None)
         if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             return []

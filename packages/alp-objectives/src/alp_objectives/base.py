@@ -23,7 +23,7 @@ reads them as two-tower contrastive losses ``forward(audio_embeds, text_embeds, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -136,7 +136,8 @@ def as_objective(module: nn.Module) -> Objective:
     if isinstance(module, Objective):
         return module
     if all(hasattr(module, name) for name in ("compute", "prepare", "requires")):
-        return module  # duck-typed protocol implementation
+        # duck-typed protocol implementation: it has the methods, if not the base class
+        return cast(Objective, module)
     if not isinstance(module, nn.Module):
         raise TypeError(f"an objective must be a torch.nn.Module, got {type(module).__name__}")
     return _PlainObjective(module)

@@ -172,9 +172,9 @@ class CaptioningLoss(Objective):
         is_eos = tgt_real & (tokens[:, 1:] == self.eos_id)
         content = (tgt_real & ~is_eos).sum(dim=1)
         if (content == 0).any():
-            rows = (content == 0).nonzero().flatten()[:5].tolist()
+            empty_rows = (content == 0).nonzero().flatten()[:5].tolist()
             raise ValueError(
-                f"tokens rows {rows} hold no caption tokens (only BOS/EOS/padding); every "
+                f"tokens rows {empty_rows} hold no caption tokens (only BOS/EOS/padding); every "
                 f"caption needs at least one real token after BOS"
             )
         if self.bos_id is not None:

@@ -3,6 +3,13 @@
 Each rank scores its local rows against the global batch (memory local x global, never
 global x global); positives are found by clip id, so several captions of one clip in a batch
 are all positives rather than false negatives.
+
+Ranks may hold different row counts B_r (N = sum B_r). Each rank's loss is the mean over its
+own B_r rows, so the global loss on the concatenated batch (the mean over all N rows) is
+sum_r (B_r / N) * loss_r; the plain sum over ranks (what the gradients of a DDP step add up
+to) weights every row by 1 / B_r of its rank. With equal B_r that is WORLD x the global loss.
+A rank with 0 rows returns a zero loss that is still joined to the gathers, so its backward
+takes part in the gradient exchange (its ``a2t_top1`` metric is NaN: no rows to score).
 """
 
 from __future__ import annotations
@@ -14,14 +21,29 @@ from torch import nn
 
 from alp_objectives.base import ContrastiveObjective
 from alp_objectives.configs import InfoNCEConfig
-from alp_objectives.distributed import gather_ids, gather_with_grad, world_info
+from alp_objectives.distributed import (
+    gather_ids,
+    gather_sizes,
+    gather_with_grad,
+    row_offset,
+    world_info,
+)
 from alp_objectives.outputs import LossOutput
-from alp_objectives.validation import check_embeddings, check_ids
+from alp_objectives.validation import check_embeddings, check_ids, check_rank_embeddings
+
+
+def _mean_rows(values: torch.Tensor) -> torch.Tensor:
+    """Mean of per-row values; an exact zero (still in the graph) when there are no rows.
+
+    The empty case is a rank with no rows of a distributed batch: its loss must be a number
+    and must stay joined to the gathered tensors so that its backward runs the collectives.
+    """
+    return values.mean() if values.shape[0] else values.sum()
 
 
 def embedding_regularizer(embeds: torch.Tensor) -> torch.Tensor:
     """The paper's regulariser mean(|e|) / ||e||, averaged over the batch."""
-    return (embeds.abs().mean(dim=-1) / embeds.norm(dim=-1).clamp_min(1e-12)).mean()
+    return _mean_rows(embeds.abs().mean(dim=-1) / embeds.norm(dim=-1).clamp_min(1e-12))
 
 
 def _positive_mean_cross_entropy(
@@ -33,7 +55,7 @@ def _positive_mean_cross_entropy(
     autograd keeps one (rows, columns) matrix, not a dense target matrix and a product beside it.
     """
     positive_sum = logits.new_zeros(logits.shape[0]).index_add(0, rows, logits[rows, cols])
-    return (torch.logsumexp(logits, dim=1) - positive_sum / counts).mean()
+    return _mean_rows(torch.logsumexp(logits, dim=1) - positive_sum / counts)
 
 
 class InfoNCELoss(ContrastiveObjective):
@@ -50,7 +72,7 @@ class InfoNCELoss(ContrastiveObjective):
         self._max_log_scale = math.log(self.config.max_logit_scale)
         init = math.log(1.0 / self.config.temperature)
         if self.config.learnable_temperature:
-            self.log_logit_scale = nn.Parameter(torch.tensor(init))
+            self.log_logit_scale: nn.Parameter | None = nn.Parameter(torch.tensor(init))
         else:  # a Python float: exact in any dtype the embeddings come in
             self.log_logit_scale = None
             self._fixed_scale = math.exp(min(init, self._max_log_scale))
@@ -67,18 +89,23 @@ class InfoNCELoss(ContrastiveObjective):
         text_embeds: torch.Tensor,
         clip_ids: torch.Tensor | None = None,
     ) -> LossOutput:
-        check_embeddings(audio_embeds=audio_embeds, text_embeds=text_embeds)
-        batch = audio_embeds.shape[0]
-        rank, world = world_info()
+        _, world = world_info()
         distributed = self.config.gather and world > 1
-        if clip_ids is None:  # one pair per clip: the diagonal, offset so ranks never collide
-            clip_ids = torch.arange(batch, device=audio_embeds.device) + rank * batch
+        if distributed:  # a rank may have no rows; it still joins the gathers
+            check_rank_embeddings(audio_embeds=audio_embeds, text_embeds=text_embeds)
+        else:
+            check_embeddings(audio_embeds=audio_embeds, text_embeds=text_embeds)
+        batch = audio_embeds.shape[0]
+        sizes = gather_sizes(batch, audio_embeds.device) if distributed else [batch]
+        if clip_ids is None:  # one pair per clip: the diagonal, offset past the lower ranks' rows
+            offset = row_offset(sizes) if distributed else 0
+            clip_ids = torch.arange(offset, offset + batch, device=audio_embeds.device)
         check_ids(clip_ids, batch)
 
         if distributed:
-            all_audio = gather_with_grad(audio_embeds)
-            all_text = gather_with_grad(text_embeds)
-            all_ids = gather_ids(clip_ids)
+            all_audio = gather_with_grad(audio_embeds, sizes)
+            all_text = gather_with_grad(text_embeds, sizes)
+            all_ids = gather_ids(clip_ids, sizes)
         else:
             all_audio, all_text, all_ids = audio_embeds, text_embeds, clip_ids
 

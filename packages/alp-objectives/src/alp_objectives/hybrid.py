@@ -9,8 +9,8 @@ captioning on the encoder frames (two towers plus a caption decoder sharing one 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -45,15 +45,21 @@ class WeightedSumLoss(Objective):
         self.terms = nn.ModuleDict({label: as_objective(m) for label, (m, _) in terms.items()})
         self.weights = {label: float(w) for label, (_, w) in terms.items()}
 
+    def _objectives(self) -> Iterator[tuple[str, Objective]]:
+        """(label, objective) of every term; ``nn.ModuleDict`` types its values as plain
+        modules, but ``__init__`` stored each through :func:`as_objective`."""
+        for label, term in self.terms.items():
+            yield label, cast(Objective, term)
+
     @property
     def requires(self) -> frozenset[str]:
-        return frozenset().union(*(term.requires for term in self.terms.values()))
+        return frozenset().union(*(term.requires for _, term in self._objectives()))
 
     def prepare(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """Every term's model inputs; two terms may not prepare the same key."""
         out: dict[str, Any] = {}
         owner: dict[str, str] = {}
-        for label, term in self.terms.items():
+        for label, term in self._objectives():
             for key, value in term.prepare(batch).items():
                 if key in out:
                     raise ValueError(
@@ -65,7 +71,7 @@ class WeightedSumLoss(Objective):
     def compute(self, step: Mapping[str, Any]) -> LossOutput:
         total: torch.Tensor | None = None
         metrics: dict[str, float] = {}
-        for label, term in self.terms.items():
+        for label, term in self._objectives():
             out = term.compute(step)
             weighted = self.weights[label] * out.loss
             total = weighted if total is None else total + weighted

@@ -4,6 +4,11 @@ Every (audio, text) pair is an independent binary problem, so the loss needs no 
 the global batch. When distributed, the text chunks travel around the ring of ranks (rank r
 sends to r + 1 and receives from r - 1, world - 1 times) and each rank scores its local audio
 rows against one chunk at a time: the largest block is local x chunk, never global x global.
+
+Both distributed modes take a different row count B_r on each rank (and B_r = 0 on some):
+rank r's loss is its rows' sum over all texts divided by B_r (0 without rows), so the plain sum
+over ranks weights every row by 1 / B_r of its rank; the single-process loss on the
+concatenated batch (N rows) equals sum_r (B_r / N) * loss_r.
 """
 
 from __future__ import annotations
@@ -18,18 +23,32 @@ from torch import nn
 
 from alp_objectives.base import ContrastiveObjective
 from alp_objectives.configs import SigLIPConfig
-from alp_objectives.distributed import gather_ids, gather_with_grad, world_info
+from alp_objectives.distributed import (
+    gather_ids,
+    gather_sizes,
+    gather_with_grad,
+    row_offset,
+    world_info,
+)
 from alp_objectives.outputs import LossOutput
-from alp_objectives.validation import check_embeddings, check_ids
+from alp_objectives.validation import check_embeddings, check_ids, check_rank_embeddings
 
 
 def _exchange(tensor: torch.Tensor, recv_rows: int, to_rank: int, from_rank: int) -> torch.Tensor:
-    """Send ``tensor`` to ``to_rank`` and return the (recv_rows, ...) tensor from ``from_rank``."""
+    """Send ``tensor`` to ``to_rank`` and return the (recv_rows, ...) tensor from ``from_rank``.
+
+    Empty chunks (a rank with no rows) are not sent: both sides know the row counts, so the
+    receiver of an empty chunk posts no receive either.
+    """
     received = tensor.new_empty((recv_rows, *tensor.shape[1:]))
-    ops = [dist.P2POp(dist.isend, tensor.contiguous(), to_rank),
-           dist.P2POp(dist.irecv, received, from_rank)]
-    for request in dist.batch_isend_irecv(ops):
-        request.wait()
+    ops = []
+    if tensor.shape[0]:
+        ops.append(dist.P2POp(dist.isend, tensor.contiguous(), to_rank))
+    if recv_rows:
+        ops.append(dist.P2POp(dist.irecv, received, from_rank))
+    if ops:
+        for request in dist.batch_isend_irecv(ops):
+            request.wait()
     return received
 
 
@@ -86,8 +105,9 @@ class SigLIPLoss(ContrastiveObjective):
         self._max_log_scale = math.log(self.config.max_logit_scale)
         init = math.log(self.config.init_logit_scale)
         if self.config.learnable:
-            self.log_logit_scale = nn.Parameter(torch.tensor(init))
-            self.logit_bias = nn.Parameter(torch.tensor(self.config.init_logit_bias))
+            self.log_logit_scale: nn.Parameter | None = nn.Parameter(torch.tensor(init))
+            self.logit_bias: nn.Parameter | None = nn.Parameter(
+                torch.tensor(self.config.init_logit_bias))
         else:  # Python floats: exact in any dtype the embeddings come in
             self.log_logit_scale = None
             self.logit_bias = None
@@ -112,7 +132,11 @@ class SigLIPLoss(ContrastiveObjective):
         text_embeds: torch.Tensor,
         clip_ids: torch.Tensor | None = None,
     ) -> LossOutput:
-        check_embeddings(audio_embeds=audio_embeds, text_embeds=text_embeds)
+        _, world = world_info()
+        if world > 1 and self.config.distributed != "local":  # a rank may have no rows
+            check_rank_embeddings(audio_embeds=audio_embeds, text_embeds=text_embeds)
+        else:
+            check_embeddings(audio_embeds=audio_embeds, text_embeds=text_embeds)
         batch = audio_embeds.shape[0]
         if clip_ids is not None:
             check_ids(clip_ids, batch)
@@ -127,16 +151,18 @@ class SigLIPLoss(ContrastiveObjective):
             logits = scale * audio_embeds @ text.t() + bias
             signs = positives.to(logits.dtype) * 2 - 1
             total = total - F.logsigmoid(signs * logits).sum()
-            self.block_shapes.append(tuple(logits.shape))
+            self.block_shapes.append((logits.shape[0], logits.shape[1]))
             with torch.no_grad():
                 stats += torch.stack([torch.sigmoid(logits[positives]).sum().double(),
                                       positives.sum().double(),
                                       ((logits > 0) == positives).sum().double()])
                 pairs += positives.numel()
-        loss = total / batch
+        loss = total / max(batch, 1)  # a rank without rows: 0, still joined to the exchange
         pos_prob, pos_count, hits = stats.tolist()  # one device sync for all the metrics
+        nan = float("nan")
         metrics = {"loss": loss.item(), "logit_scale": scale.item(), "logit_bias": bias.item(),
-                   "pos_prob": pos_prob / pos_count, "pair_acc": hits / pairs}
+                   "pos_prob": pos_prob / pos_count if pos_count else nan,
+                   "pair_acc": hits / pairs if pairs else nan}
         return LossOutput(loss=loss, metrics=metrics)
 
     def _blocks(
@@ -149,23 +175,19 @@ class SigLIPLoss(ContrastiveObjective):
             yield text_embeds, _positives(clip_ids, clip_ids, batch, batch, own=True,
                                           device=text_embeds.device)
             return
-        sizes = gather_ids(torch.tensor([batch], device=text_embeds.device)).tolist()
+        sizes = gather_sizes(batch, text_embeds.device)
         if mode == "chunked":
             for source, text, ids in ring_chunks(text_embeds, clip_ids, sizes):
                 yield text, _positives(clip_ids, ids, batch, sizes[source],
                                        own=source == rank, device=text.device)
             return
-        if len(set(sizes)) > 1:
-            raise ValueError(
-                f"SigLIP distributed='gather' needs one batch size on every rank, got {sizes}; "
-                "use distributed='chunked' for uneven batches"
-            )
-        all_text = gather_with_grad(text_embeds)
+        all_text = gather_with_grad(text_embeds, sizes)
         if clip_ids is not None:
-            all_ids = gather_ids(clip_ids)
-        else:  # one pair per clip: the own diagonal, offset so that ranks never collide
-            all_ids = torch.arange(world * batch, device=all_text.device)
-            clip_ids = all_ids[rank * batch:(rank + 1) * batch]
+            all_ids = gather_ids(clip_ids, sizes)
+        else:  # one pair per clip: the own diagonal, offset past the lower ranks' rows
+            all_ids = torch.arange(sum(sizes), device=all_text.device)
+            offset = row_offset(sizes)
+            clip_ids = all_ids[offset:offset + batch]
         yield all_text, clip_ids[:, None] == all_ids[None, :]
 
 

@@ -6,7 +6,20 @@ import torch
 
 
 def check_embeddings(**named: torch.Tensor) -> None:
-    """Every tensor is (B, E) with one B and one E, floating point, and finite."""
+    """Every tensor is (B, E) with one B >= 1 and one E, floating point, and finite."""
+    _check_embeddings(named, allow_empty=False)
+
+
+def check_rank_embeddings(**named: torch.Tensor) -> None:
+    """As :func:`check_embeddings`, but B may be 0: one rank's share of a distributed batch.
+
+    A rank with no rows still takes part in the collectives (and contributes columns of
+    nothing), so raising there would leave the other ranks waiting in the gather.
+    """
+    _check_embeddings(named, allow_empty=True)
+
+
+def _check_embeddings(named: dict[str, torch.Tensor], allow_empty: bool) -> None:
     shapes = {}
     for name, t in named.items():
         if not isinstance(t, torch.Tensor):
@@ -15,7 +28,7 @@ def check_embeddings(**named: torch.Tensor) -> None:
             raise ValueError(f"{name} must have shape (batch, dim), got {tuple(t.shape)}")
         if not t.is_floating_point():
             raise TypeError(f"{name} must be floating point, got {t.dtype}")
-        if t.shape[0] == 0:
+        if t.shape[0] == 0 and not allow_empty:
             raise ValueError(f"{name} is empty (batch size 0); expected at least one row")
         shapes[name] = tuple(t.shape)
         if not torch.isfinite(t).all():
