@@ -17,7 +17,7 @@ $PIP install --upgrade pip
 # torch/torchaudio are pinned here only (package metadata declares ranges).
 $PIP install -r scripts/requirements-torch.txt
 $PIP install -e packages/alp-core -e packages/alp-data -e packages/alp-models \
-  -e packages/alp-objectives -e packages/alp-eval -e "packages/alp-cli[minilm]"
+  -e packages/alp-objectives -e packages/alp-eval -e packages/alp-train -e "packages/alp-cli[minilm]"
 if [ "${1:-}" = "dev" ]; then
   $PIP install -r scripts/requirements-dev.txt
 fi

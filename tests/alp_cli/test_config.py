@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from alp_cli.commands.run import load_run_config
-from alp_cli.config import resolve_run
 from alp_cli.overrides import apply_overrides, parse_override
 from alp_core import ConfigError, UnknownComponentError
+from alp_train.config import resolve_run
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 

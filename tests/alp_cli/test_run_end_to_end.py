@@ -35,7 +35,7 @@ def test_run_writes_config_metrics_checkpoint_and_report(smoke_run):
     assert events[0] == "start" and "train" in events and events[-1] == "eval_end"
     assert (run / "checkpoint" / "model.safetensors").stat().st_size > 0
     meta = json.loads((run / "checkpoint" / "checkpoint.json").read_text())
-    assert meta["config"]["name"] == "smoke" and meta["state"]["epoch"] == 0
+    assert meta["config"]["name"] == "smoke" and meta["state"]["epoch"] == 1  # epochs completed
     report = json.loads((run / "report.json").read_text())
     assert report["models"] == ["pretrained", "random-init"]
     for model in report["models"]:
@@ -50,10 +50,10 @@ def test_run_writes_config_metrics_checkpoint_and_report(smoke_run):
 def test_checkpoint_loads_back_into_a_fresh_model(smoke_run):
     import torch
 
-    from alp_cli.checkpoint import load_checkpoint
-    from alp_cli.config import resolve_run
     from alp_models.configs import ProjectionConfig
     from alp_models.two_tower import AudioTextModel
+    from alp_train.checkpoint import load_weights as load_checkpoint
+    from alp_train.config import resolve_run
 
     run = smoke_run / "run"
     meta = load_checkpoint(run / "checkpoint")

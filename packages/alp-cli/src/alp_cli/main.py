@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(resolve_factory(commands[args.command].run)(args) or 0)
     except ALPError as err:
         print(f"alp {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return 2 if type(err).__name__ != "LaunchError" else 1
     except KeyboardInterrupt:
         print("alp: interrupted; files already written are kept", file=sys.stderr)
         return 130

@@ -43,7 +43,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return a copy of ``config`` with each override set (creating nested mappings)."""
+    """Return a copy of ``config`` with each override set (creating nested mappings).
+
+    ``...name=other`` on a component mapping that named another component replaces the
+    mapping (the old component's options would not fit the new one).
+    """
     import copy
 
     result = copy.deepcopy(config)
@@ -59,5 +63,10 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
                 raise ConfigError(f"override {text!r}: {where} is a {type(child).__name__}, "
                                   "not a mapping, so it has no sub-keys")
             node = child
+        if (parts[-1] == "name" and isinstance(node.get("name"), str)
+                and node["name"] != value):
+            # switching a component drops the options given for the old one (Hydra's config
+            # groups do the same); options set by later overrides still apply
+            node.clear()
         node[parts[-1]] = value
     return result

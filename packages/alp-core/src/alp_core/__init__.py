@@ -23,8 +23,11 @@ from alp_core.records import (
     CommandRecord,
     ComponentRecord,
     DataSourceRecord,
+    EngineRecord,
     EvalTaskRecord,
+    LRScheduleRecord,
     ObjectiveRecord,
+    OptimizerRecord,
     TextEncoderRecord,
 )
 from alp_core.resolve import Resolved, resolve_component
@@ -33,7 +36,8 @@ from alp_core.version import __version__
 __all__ = [
     "ALPError", "ALPPluginManager", "AudioEncoderRecord", "CaptionDecoderRecord",
     "CommandRecord", "ComponentConfig", "ComponentRecord", "ConfigError", "DataError",
-    "DataSourceRecord", "EmptyConfig", "EvalTaskRecord", "ObjectiveRecord",
+    "DataSourceRecord", "EmptyConfig", "EngineRecord", "EvalTaskRecord", "LRScheduleRecord",
+    "ObjectiveRecord", "OptimizerRecord",
     "PluginConflictError", "Resolved", "TextEncoderRecord", "UnknownComponentError", "__version__",
     "get_plugin_manager", "hookimpl", "hookspec", "new_plugin_manager",
     "reset_plugin_manager", "resolve_component", "validate_model",

@@ -15,8 +15,11 @@ from alp_core.records import (
     CaptionDecoderRecord,
     CommandRecord,
     DataSourceRecord,
+    EngineRecord,
     EvalTaskRecord,
+    LRScheduleRecord,
     ObjectiveRecord,
+    OptimizerRecord,
     TextEncoderRecord,
 )
 
@@ -108,6 +111,52 @@ def alp_data_sources() -> list[DataSourceRecord]:
 
 
 @hookspec
+def alp_engines() -> list[EngineRecord]:
+    """Training engines (how steps run on one or many processes) this plugin provides.
+
+    The factory is called as ``factory(config, train=<TrainConfig>, dist=<DistInfo>)`` and
+    returns an ``alp_train.engines.base.Engine``; ``train.engine: {name: ..., ...}`` selects it.
+
+    Example::
+
+        @hookimpl
+        def alp_engines():
+            return [EngineRecord("fsdp2", FSDP2Config, "my_pkg.fsdp:FSDP2Engine")]
+    """
+
+
+@hookspec
+def alp_optimizers() -> list[OptimizerRecord]:
+    """Optimizers this plugin provides (``train.optimizer: {name: ..., ...}``).
+
+    The factory is called as ``factory(config, param_groups=..., lr=...)``; each group is a
+    dict with ``params``, ``name``, ``lr_scale`` and ``no_decay`` (see ``alp_train.optim``).
+
+    Example::
+
+        @hookimpl
+        def alp_optimizers():
+            return [OptimizerRecord("lion", LionConfig, "my_pkg.lion:build_lion")]
+    """
+
+
+@hookspec
+def alp_lr_schedules() -> list[LRScheduleRecord]:
+    """Learning-rate schedules this plugin provides (``train.schedule: {name: ..., ...}``).
+
+    The factory is called as ``factory(config, optimizer=..., total_steps=...,
+    steps_per_epoch=...)`` and returns a ``torch.optim.lr_scheduler.LRScheduler`` stepped once
+    per optimizer step.
+
+    Example::
+
+        @hookimpl
+        def alp_lr_schedules():
+            return [LRScheduleRecord("linear", LinearConfig, "my_pkg.sched:build_linear")]
+    """
+
+
+@hookspec
 def alp_cli_commands() -> list[CommandRecord]:
     """Sub-commands added to the ``alp`` command line.
 
@@ -127,5 +176,8 @@ HOOK_KINDS: dict[str, str] = {
     "alp_objectives": "objective",
     "alp_eval_tasks": "eval_task",
     "alp_data_sources": "data_source",
+    "alp_engines": "engine",
+    "alp_optimizers": "optimizer",
+    "alp_lr_schedules": "lr_schedule",
     "alp_cli_commands": "command",
 }

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "alp"
 DISABLE_EXTERNAL_ENV = "ALP_DISABLE_EXTERNAL_PLUGINS"
 BUILTIN_DISTRIBUTIONS = frozenset(
-    {"alp-core", "alp-data", "alp-models", "alp-objectives", "alp-eval", "alp-cli"}
+    {"alp-core", "alp-data", "alp-models", "alp-objectives", "alp-eval", "alp-train",
+     "alp-cli"}
 )
 _KIND_TO_HOOK = {kind: hook for hook, kind in hookspecs.HOOK_KINDS.items()}
 

@@ -125,6 +125,31 @@ class DataSourceRecord(ComponentRecord):
 
 
 @dataclass(frozen=True)
+class EngineRecord(ComponentRecord):
+    """A training engine: ``factory(config, train=..., dist=...)`` runs steps on some devices.
+
+    See ``alp_train.engines.base.Engine`` for the interface an engine implements.
+    """
+
+    kind: ClassVar[str] = "engine"
+
+
+@dataclass(frozen=True)
+class OptimizerRecord(ComponentRecord):
+    """An optimizer: ``factory(config, param_groups=[{"params", "lr_scale", ...}], lr=...)``."""
+
+    kind: ClassVar[str] = "optimizer"
+
+
+@dataclass(frozen=True)
+class LRScheduleRecord(ComponentRecord):
+    """A learning-rate schedule: ``factory(config, optimizer=..., total_steps=...,
+    steps_per_epoch=...)`` returns a ``torch.optim.lr_scheduler.LRScheduler``."""
+
+    kind: ClassVar[str] = "lr_schedule"
+
+
+@dataclass(frozen=True)
 class CommandRecord:
     """A sub-command of the ``alp`` CLI.
 
@@ -151,6 +176,9 @@ RECORD_TYPES: dict[str, type] = {
         ObjectiveRecord,
         EvalTaskRecord,
         DataSourceRecord,
+        EngineRecord,
+        OptimizerRecord,
+        LRScheduleRecord,
         CommandRecord,
     )
 }

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from torch.utils.data import DataLoader, Dataset
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from alp_core.errors import ConfigError, DataError
 from alp_data.collate import Collator
 from alp_data.dataset import BadClip
-from alp_data.sampler import DurationBucketSampler, EpochSampler
+from alp_data.sampler import DurationBucketSampler, EpochSampler, ResumableBatchSampler
 
 __all__ = ["BadClipBudget", "build_loader", "set_loader_epoch"]
 
@@ -79,7 +80,10 @@ def build_loader(
     Without ``max_batch_seconds`` batches hold ``batch_size`` clips; with it a
     :class:`DurationBucketSampler` packs clips by duration (``dataset.durations()``) under
     that many padded seconds, ``batch_size`` capping the clip count. Workers are persistent.
-    Call :func:`set_loader_epoch` before iterating each epoch.
+    Call :func:`set_loader_epoch` before iterating each epoch. The batches come from a
+    :class:`ResumableBatchSampler` (``loader.batch_sampler.skip(k)`` resumes mid-epoch), and
+    the loader draws its worker seeds from a generator of its own, so iterating never moves
+    the global torch random stream (which dropout reads).
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -90,6 +94,7 @@ def build_loader(
         "collate_fn": collator,
         "pin_memory": pin_memory,
         "persistent_workers": num_workers > 0,
+        "generator": torch.Generator().manual_seed(seed),
     }
     if num_workers > 0 and prefetch_factor is not None:
         kwargs["prefetch_factor"] = prefetch_factor
@@ -98,21 +103,21 @@ def build_loader(
         if durations is None:
             raise ConfigError("max_batch_seconds needs a dataset with a durations() method "
                               f"(e.g. AudioCaptionDataset), got {type(dataset).__name__}")
-        batch_sampler = DurationBucketSampler(
+        batches: Any = DurationBucketSampler(
             durations(), max_batch_seconds=max_batch_seconds, max_batch_size=batch_size,
             num_buckets=num_buckets, shuffle=shuffle, seed=seed, drop_last=drop_last,
             rank=rank, world_size=world_size,
         )
-        return DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
-    sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank,
-                           world_size=world_size)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                      **kwargs)
+    else:
+        sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank,
+                               world_size=world_size)
+        batches = BatchSampler(sampler, batch_size, drop_last)
+    return DataLoader(dataset, batch_sampler=ResumableBatchSampler(batches), **kwargs)
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     """Set ``epoch`` on the loader's sampler and dataset (before ``iter(loader)``)."""
-    for obj in (loader.batch_sampler, loader.sampler, loader.dataset):
+    for obj in (loader.batch_sampler, loader.dataset):
         setter = getattr(obj, "set_epoch", None)
         if setter is not None:
             setter(epoch)

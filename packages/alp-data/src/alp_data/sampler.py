@@ -7,14 +7,14 @@ order and keeps its share; ranks get equal counts so collective ops stay in step
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
 
 from alp_core.errors import ConfigError
 
-__all__ = ["DurationBucketSampler", "EpochSampler"]
+__all__ = ["DurationBucketSampler", "EpochSampler", "ResumableBatchSampler"]
 
 
 def _check_rank(rank: int, world_size: int) -> None:
@@ -129,3 +129,51 @@ class DurationBucketSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.global_batches()) // self.world_size
+
+
+class ResumableBatchSampler(Sampler[list[int]]):
+    """Wraps a batch sampler so an epoch can start at batch ``k`` (exact mid-epoch resume).
+
+    The order of an epoch depends on ``(seed, epoch)`` only, so skipping the first ``k``
+    batches reproduces what an uninterrupted run would load next without reading the clips
+    it already trained on. :meth:`state_dict` holds the epoch and the batches consumed.
+    """
+
+    def __init__(self, batches: Sampler[list[int]] | Iterable[list[int]]) -> None:
+        self.batches = batches
+        self.epoch = 0
+        self.start = 0
+        self.consumed = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        # a torch BatchSampler holds the epoch-aware sampler inside
+        for obj in (self.batches, getattr(self.batches, "sampler", None)):
+            setter = getattr(obj, "set_epoch", None)
+            if setter is not None:
+                setter(epoch)
+
+    def skip(self, count: int) -> None:
+        """Start the next iteration at batch ``count`` of the epoch (then from 0 again)."""
+        if count < 0:
+            raise ValueError(f"cannot skip {count} batches")
+        self.start = int(count)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches_consumed": self.consumed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.set_epoch(state["epoch"])
+        self.skip(state["batches_consumed"])
+
+    def __len__(self) -> int:
+        return len(self.batches)  # type: ignore[arg-type]  # the full epoch, for schedules
+
+    def __iter__(self) -> Iterator[list[int]]:
+        start, self.start = self.start, 0
+        self.consumed = start
+        for i, batch in enumerate(self.batches):
+            if i < start:
+                continue
+            self.consumed = i + 1
+            yield batch

@@ -24,6 +24,8 @@ _LAZY = {
     "RetrievalTask": "alp_eval.retrieval",
     "build_gallery": "alp_eval.retrieval",
     "build_report": "alp_eval.report",
+    "caption_samples": "alp_eval.suite",
+    "evaluate": "alp_eval.suite",
     "render_markdown": "alp_eval.report",
     "report_results": "alp_eval.report",
     "write_report": "alp_eval.report",

@@ -19,6 +19,8 @@ from alp_models.version import __version__
 
 _LAZY = {
     "AudioTextModel": "alp_models.two_tower",
+    "build_audio_text_model": "alp_models.assembly",
+    "component_seed": "alp_models.assembly",
     "BertTextEncoder": "alp_models.text.bert",
     "CaptionTokenizer": "alp_models.text.tokenizer",
     "MLPProjection": "alp_models.heads",

@@ -57,6 +57,20 @@ class AudioTextModel(nn.Module):
             self.text_proj = MLPProjection(
                 int(text_encoder.output_dim), projection.embed_dim, hidden)
 
+    def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Parameters by part, for per-part learning rates: ``audio`` (encoder + audio
+        projection), ``text`` (text tower + text projection), ``decoder``."""
+        parts = {"audio": ("audio_encoder", "audio_proj"), "text": ("text_encoder", "text_proj"),
+                 "decoder": ("caption_decoder",)}
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {}
+        for group, names in parts.items():
+            for name in names:
+                module = getattr(self, name)
+                if module is not None:
+                    groups.setdefault(group, []).extend(
+                        (f"{name}.{n}", p) for n, p in module.named_parameters())
+        return groups
+
     @property
     def tokenizer(self) -> Any:
         """The text tower's picklable caption tokenizer (None when it has none)."""

@@ -1,4 +1,7 @@
-"""The run config of ``alp run``: validated whole, components resolved, before any work starts.
+"""The run config of a training run: validated whole, components resolved, before any work.
+
+``alp run`` (alp-cli) loads YAML and overrides into a mapping; :func:`resolve_run` turns it
+into a :class:`ResolvedRun`, which :func:`alp_train.recipe.run` executes.
 
 A component is chosen by ``name`` and configured by the other keys of its mapping, e.g.
 ``audio_encoder: {name: transformer, d_model: 192}``; the keys are checked against the
@@ -58,15 +61,40 @@ class ModelConfig(StrictModel):
     projection_hidden: int | None = Field(None, ge=1, description="MLP hidden size")
 
 
+class CheckpointConfig(StrictModel):
+    """When training state is saved (model, optimizer, schedule, data position, RNG states)."""
+
+    every_steps: int | None = Field(None, ge=1, description="also save every this many steps")
+    every_epochs: int | None = Field(1, ge=1, description="save at the end of every N epochs")
+    keep_last: int = Field(2, ge=1, description="keep this many newest checkpoints")
+
+
+class GradCacheConfig(StrictModel):
+    """Contrastive gradient caching: exact large-batch gradients in chunks of ``chunk_size``."""
+
+    chunk_size: int | None = Field(
+        None, ge=1, description="embed the batch in chunks of this many clips (None: off)")
+
+
 class TrainConfig(StrictModel):
     epochs: int = Field(16, ge=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
-    lr: float = Field(2e-3, gt=0)
+    lr: float = Field(2e-3, gt=0, description="peak learning rate")
     text_lr: float | None = Field(None, gt=0, description="learning rate of the text tower")
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_fraction: float = Field(0.05, ge=0, lt=1)
     grad_clip: float | None = Field(1.0, gt=0)
+    grad_accum_steps: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="bf16: autocast (CPU or GPU); fp16: autocast + loss scaling (GPU)")
+    engine: dict[str, Any] = _component("single")
+    optimizer: dict[str, Any] = _component("adamw")
+    schedule: dict[str, Any] = _component("warmup-cosine")
+    nproc: int = Field(1, ge=1, description="processes to start on this machine")
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    grad_cache: GradCacheConfig = Field(default_factory=GradCacheConfig)
+    validate_every: int | None = Field(
+        None, ge=1, description="validation loss on held-out clips every N steps; keeps the best")
     log_every: int = Field(10, ge=1)
+    tensorboard: bool = Field(False, description="also write TensorBoard events (extra)")
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     progress: bool = True
 
@@ -110,6 +138,9 @@ class ResolvedRun:
     caption_decoder: Resolved
     objective: Resolved
     eval_tasks: tuple[Resolved, ...]
+    engine: Resolved
+    optimizer: Resolved
+    schedule: Resolved
 
     def dump(self) -> dict[str, Any]:
         """The fully resolved config (every default filled in), as written into the run folder."""
@@ -120,12 +151,16 @@ class ResolvedRun:
         out["model"]["caption_decoder"] = self.caption_decoder.spec()
         out["objective"] = self.objective.spec()
         out["eval"]["tasks"] = [t.spec() for t in self.eval_tasks]
+        out["train"]["engine"] = self.engine.spec()
+        out["train"]["optimizer"] = self.optimizer.spec()
+        out["train"]["schedule"] = self.schedule.spec()
         return out
 
 
 COMPONENT_PATHS: tuple[tuple[str, ...], ...] = (
     ("data", "source"), ("model", "audio_encoder"), ("model", "text_encoder"),
-    ("model", "caption_decoder"), ("objective",))
+    ("model", "caption_decoder"), ("objective",), ("train", "engine"), ("train", "optimizer"),
+    ("train", "schedule"))
 
 
 def with_component_defaults(raw: dict[str, Any]) -> dict[str, Any]:
@@ -170,4 +205,7 @@ def resolve_run(raw: dict[str, Any], pm: ALPPluginManager | None = None) -> Reso
             resolve_component(pm, "eval_task", t, f"eval.tasks.{i}")
             for i, t in enumerate(config.eval.tasks)
         ),
+        engine=resolve_component(pm, "engine", config.train.engine, "train.engine"),
+        optimizer=resolve_component(pm, "optimizer", config.train.optimizer, "train.optimizer"),
+        schedule=resolve_component(pm, "lr_schedule", config.train.schedule, "train.schedule"),
     )

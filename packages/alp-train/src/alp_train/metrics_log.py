@@ -1,4 +1,7 @@
-"""Metrics as JSON lines, flushed line by line so a crash loses nothing already logged."""
+"""Metrics as JSON lines (flushed line by line) and, optionally, TensorBoard with the same keys.
+
+Only rank 0 writes; other ranks get a :class:`NullLog`. A crash loses nothing already logged.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +10,61 @@ import time
 from pathlib import Path
 from typing import Any
 
+from alp_core import ConfigError
+
+__all__ = ["MetricsLog", "NullLog", "read_metrics"]
+
 
 class MetricsLog:
-    """Append-only JSONL file of ``{"event", "time", ...}`` records."""
+    """Append-only JSONL file of ``{"event", "time", ...}`` records (+ TensorBoard scalars)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, tensorboard: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("a", encoding="utf-8")
+        self._tb: Any = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise ConfigError("train.tensorboard: needs the tensorboard package "
+                                  f"({err}); pip install 'alp-train[tensorboard]'") from None
+            self._tb = SummaryWriter(str(self.path.parent / "tensorboard"))
 
     def write(self, event: str, **values: Any) -> None:
         record = {"event": event, "time": round(time.time(), 3), **values}
         self._fh.write(json.dumps(record, sort_keys=False) + "\n")
         self._fh.flush()
+        step = values.get("step")
+        if self._tb is not None and isinstance(step, int):
+            for key, value in values.items():
+                numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if key != "step" and numeric:
+                    self._tb.add_scalar(f"{event}/{key}", value, step)
 
     def close(self) -> None:
         self._fh.close()
+        if self._tb is not None:
+            self._tb.close()
 
     def __enter__(self) -> MetricsLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class NullLog(MetricsLog):
+    """What ranks other than 0 log to: nothing."""
+
+    def __init__(self) -> None:  # noqa: D107 - nothing to open
+        self._tb = None
+
+    def write(self, event: str, **values: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -1,15 +1,17 @@
-"""``alp run``: prepare data, pretrain, save, evaluate the frozen encoder, report.
+"""The training recipe of ``alp run``: set up data, set up the model, train, save, evaluate.
 
-Flat on purpose (setup / train / save / evaluate), like a recipe one can read top to bottom.
+Flat on purpose, like a torchtune recipe: each phase is a short function and :func:`run`
+reads top to bottom. The same code runs in one process or on every rank of a distributed job
+(``train.nproc``, torchrun, the DeepSpeed launcher); only rank 0 writes the run folder.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import logging
 import random
 import time
-from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,44 +19,43 @@ import numpy as np
 import torch
 import yaml
 
-from alp_cli.checkpoint import save_checkpoint
-from alp_cli.config import ResolvedRun
-from alp_cli.engine.single import SingleProcessEngine
-from alp_cli.metrics_log import MetricsLog
 from alp_core import ConfigError
 from alp_data.collate import Collator
-from alp_data.dataset import AudioCaptionDataset
+from alp_data.dataset import AudioCaptionDataset, BadClip
 from alp_data.features import Fbank, SpecAugment
 from alp_data.loader import BadClipBudget, build_loader, set_loader_epoch
-from alp_data.manifest import read_manifest
-from alp_eval.context import EvalContext
-from alp_eval.extract import extract_embeddings
+from alp_data.manifest import ManifestEntry, read_manifest
 from alp_eval.report import build_report, render_markdown, write_report
+from alp_eval.suite import caption_samples, evaluate
+from alp_models.assembly import build_audio_text_model, component_seed
 from alp_models.configs import ProjectionConfig
-from alp_models.two_tower import AudioTextModel
 from alp_objectives.base import Objective, as_objective
+from alp_train.checkpoint import Checkpointer, Progress, save_model
+from alp_train.config import ResolvedRun
+from alp_train.distributed import (
+    DistInfo,
+    broadcast_object,
+    dist_info_from_env,
+    gather_objects,
+    init_distributed,
+)
+from alp_train.engines.base import Engine
+from alp_train.flops import count_step_flops
+from alp_train.loop import TrainPlan, TrainSummary, train_loop
+from alp_train.metrics_log import MetricsLog, NullLog
+from alp_train.optim.groups import optimizer_groups
+from alp_train.signals import StopFlag
+from alp_train.task import TrainTask
+
+__all__ = ["RunData", "new_run_dir", "run", "setup_data", "setup_model"]
 
 log = logging.getLogger("alp")
-
-DECODER_SEED_OFFSET = 7919
-"""The caption decoder is initialised from ``seed + DECODER_SEED_OFFSET`` (see build_model)."""
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from alp_core import ConfigError
-
-        raise ConfigError("train.device: 'cuda' was asked for but no GPU is visible; "
-                          "accepted: auto, cpu, cuda")
-    return torch.device(name)
 
 
 def new_run_dir(cfg: Any) -> Path:
@@ -68,198 +69,315 @@ def new_run_dir(cfg: Any) -> Path:
     return path
 
 
-def budgeted(loader: Iterable[dict[str, Any]], budget: BadClipBudget) -> Iterator[dict[str, Any]]:
-    """Count the clips each batch skipped against the budget, then pass the batch on."""
-    for batch in loader:
-        budget.update(batch.get("skipped", []))
-        yield batch
-
-
-def build_model(resolved: ResolvedRun) -> tuple[AudioTextModel, Objective]:
-    """The objective, and a model holding just the parts that produce what it reads.
-
-    The text tower is built for objectives reading text embeddings, the caption decoder for
-    those reading caption logits (CoCa: both). The decoder is built first because captioning
-    takes its token ids from the decoder's tokenizer.
-    """
-    cfg = resolved.config
-    audio_encoder = resolved.audio_encoder.build()
-    # The decoder draws its initial weights from a seed of its own, so building it (even when
-    # the objective turns out not to need it) leaves the rest of the run's random stream as is.
-    with torch.random.fork_rng():
-        torch.manual_seed(cfg.seed + DECODER_SEED_OFFSET)
-        decoder = resolved.caption_decoder.build(memory_dim=int(audio_encoder.output_dim))
-    objective = as_objective(resolved.objective.build(
-        special_ids=getattr(decoder, "special_ids", None)))
-    needs = objective.requires
-    if not needs & {"text_embeds", "caption_logits"}:
-        raise ConfigError(f"objective {resolved.objective.record.name!r} reads {sorted(needs)}; "
-                          "alp run trains a text tower (text_embeds) and/or a caption decoder "
-                          "(caption_logits)")
-    text_encoder = resolved.text_encoder.build() if "text_embeds" in needs else None
-    model = AudioTextModel(
-        audio_encoder, text_encoder,
-        ProjectionConfig(embed_dim=cfg.model.embed_dim, hidden_dim=cfg.model.projection_hidden),
-        caption_decoder=decoder if "caption_logits" in needs else None)
-    return model, objective
-
-
-def run(resolved: ResolvedRun, echo=print) -> Path:
-    """Execute one validated run; returns the run folder."""
-    cfg = resolved.config
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.train.device)
-    run_dir = new_run_dir(cfg)
+def write_config(resolved: ResolvedRun, run_dir: Path) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(resolved.dump(), sort_keys=False))
-    echo(f"run folder: {run_dir}")
-    timings: dict[str, float] = {}
 
-    # -- data ------------------------------------------------------------------------------
+
+# -- data --------------------------------------------------------------------------------------
+@dataclass
+class RunData:
+    """The prepared corpus and what turns its clips into batches."""
+
+    train_entries: list[ManifestEntry]
+    test_entries: list[ManifestEntry]
+    fbank: Fbank
+    collator: Collator
+    seconds: float
+
+    def loader(self, cfg: Any, split: str, info: DistInfo, *, train: bool,
+               batch_size: int, sharded: bool) -> Any:
+        """A loader over ``split``; ``sharded`` gives each rank its share (training)."""
+        entries = self.train_entries if split == "train" else self.test_entries
+        audio = cfg.data.audio
+        if train:
+            audio = audio.model_copy(update={"max_seconds": cfg.data.train_max_seconds})
+        dataset = AudioCaptionDataset(
+            entries, audio=audio, fbank=self.fbank, train=train, seed=cfg.seed,
+            spec_augment=SpecAugment() if train and cfg.data.spec_augment else None)
+        return build_loader(
+            dataset, batch_size=batch_size, shuffle=train, num_workers=cfg.data.num_workers,
+            collator=self.collator, seed=cfg.seed, drop_last=train,
+            max_batch_seconds=cfg.data.max_batch_seconds if train else None,
+            rank=info.rank if sharded else 0, world_size=info.world_size if sharded else 1,
+            pin_memory=info.device.type == "cuda")
+
+
+def setup_data(resolved: ResolvedRun, info: DistInfo, model: Any) -> RunData:
+    """Prepare the corpus (rank 0; the others wait and read the cache) and the collator."""
+    cfg = resolved.config
     t0 = time.perf_counter()
     source = resolved.source.build()
     source_dir = Path(cfg.data.cache_dir) / f"{resolved.source.record.name}-{_digest(resolved)}"
-    manifests = source.prepare(source_dir)
-    train_entries = read_manifest(manifests["train"])
-    test_entries = read_manifest(manifests["test"])
-    timings["data_prepare_s"] = time.perf_counter() - t0
-    echo(f"data: {len(train_entries)} train / {len(test_entries)} test clips "
-         f"({timings['data_prepare_s']:.1f} s)")
-
-    # -- model and objective ---------------------------------------------------------------
-    model, objective = build_model(resolved)
-    needs = objective.requires
-    baseline = copy.deepcopy(model) if cfg.eval.baseline else None
-    n_params = sum(p.numel() for p in model.parameters())
-    parts = [f"{name.replace('_', ' ')} {_millions(part)}"
-             for name, part in (("audio_encoder", model.audio_encoder),
-                                ("text_encoder", model.text_encoder),
-                                ("caption_decoder", model.caption_decoder)) if part is not None]
-    echo(f"model: {n_params / 1e6:.2f} M parameters ({', '.join(parts)}); "
-         f"objective {resolved.objective.record.name} reads {', '.join(sorted(needs))}")
-
+    manifests = source.prepare(source_dir) if info.is_main else None
+    manifests = broadcast_object(manifests, info)
+    if not info.is_main:
+        manifests = source.prepare(source_dir)  # finds rank 0's files in the cache
     fbank = Fbank(cfg.data.fbank)
     collator = Collator(model.tokenizer, num_mel_bins=cfg.data.fbank.num_mel_bins,
                         caption_tokenizer=model.caption_tokenizer)
+    return RunData(read_manifest(manifests["train"]), read_manifest(manifests["test"]),
+                   fbank, collator, time.perf_counter() - t0)
+
+
+# -- model ----------------------------------------------------------------------------------
+def setup_model(resolved: ResolvedRun) -> tuple[Any, Objective]:
+    """The objective, and a model holding just the parts that produce what it reads.
+
+    Captioning objectives are built with the caption decoder's token ids, so the model (with
+    its decoder) comes first; which parts it needs is read from the objective's declaration.
+    """
+    cfg = resolved.config
+    model = build_audio_text_model(
+        seed=cfg.seed, audio_encoder=resolved.audio_encoder, text_encoder=resolved.text_encoder,
+        caption_decoder=resolved.caption_decoder,
+        projection=ProjectionConfig(embed_dim=cfg.model.embed_dim,
+                                    hidden_dim=cfg.model.projection_hidden),
+        needs=objective_needs(resolved))
+    objective = as_objective(resolved.objective.build(
+        special_ids=getattr(model.caption_decoder, "special_ids", None)))
+    return model, objective
+
+
+def objective_needs(resolved: ResolvedRun) -> frozenset[str]:
+    """The model outputs the run's objective reads (built with placeholder token ids)."""
+    ids = {"bos_id": 1, "eos_id": 2, "pad_id": 0, "mask_id": 3, "vocab_size": 8}
+    return as_objective(resolved.objective.build(special_ids=ids)).requires
+
+
+def build_engine(resolved: ResolvedRun, info: DistInfo) -> Engine:
+    cfg = resolved.config
+    if info.distributed and resolved.engine.record.name == "single":
+        raise ConfigError(f"train.engine: 'single' runs one process, but {info.world_size} "
+                          "were started; use train.engine.name=ddp or deepspeed")
+    return resolved.engine.build(train=cfg.train, dist=info, micro_batch=cfg.data.batch_size)
+
+
+# -- the run ----------------------------------------------------------------------------------
+def run(resolved: ResolvedRun, run_dir: str | Path | None = None, resume: bool = False,
+        echo: Any = print) -> Path:
+    """Execute one validated run on this process (one rank of many, or alone).
+
+    ``run_dir``: an existing run folder (launchers and ``--resume`` pass it); otherwise rank 0
+    makes a new one. With ``resume`` training continues from its latest checkpoint.
+    """
+    cfg = resolved.config
+    info = dist_info_from_env(cfg.train.device)
+    init_distributed(info)
+    say = echo if info.is_main else (lambda *a, **k: None)
+    try:
+        return _run(resolved, info, run_dir, resume, say)
+    finally:
+        if info.distributed and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resume: bool,
+         say: Any) -> Path:
+    cfg = resolved.config
+    if info.is_main:
+        path = Path(run_dir) if run_dir is not None else new_run_dir(cfg)
+        path.mkdir(parents=True, exist_ok=True)
+        if not (path / "config.yaml").is_file():
+            write_config(resolved, path)
+    path = Path(broadcast_object(str(path) if info.is_main else None, info))
+    say(f"run folder: {path}" + (f" ({info.world_size} processes)" if info.distributed else ""))
+    seed_everything(cfg.seed)  # the same on every rank: identical initial weights
+
+    model, objective = setup_model(resolved)
+    data = setup_data(resolved, info, model)
+    say(f"data: {len(data.train_entries)} train / {len(data.test_entries)} test clips "
+        f"({data.seconds:.1f} s)")
+    _describe(model, resolved, objective, say)
+
+    engine = build_engine(resolved, info)
+    task = TrainTask(model, objective)
+    train_loader = data.loader(cfg, "train", info, train=True, batch_size=cfg.data.batch_size,
+                               sharded=True)
+    plan = _plan(cfg, len(train_loader))
+    group_lrs = {"text": cfg.train.text_lr} if cfg.train.text_lr else None
+    engine.setup(
+        task,
+        lambda module: resolved.optimizer.build(
+            param_groups=optimizer_groups({"task": module}, cfg.train.lr, group_lrs),
+            lr=cfg.train.lr),
+        lambda optimizer: resolved.schedule.build(
+            optimizer=optimizer, total_steps=max(plan.total_steps, 1),
+            steps_per_epoch=max(plan.steps_per_epoch, 1)))
+    if cfg.train.grad_cache.chunk_size and engine.name == "deepspeed":
+        raise ConfigError("train.grad_cache: not supported with the deepspeed engine yet "
+                          "(DeepSpeed reduces gradients inside each backward); use single or ddp")
+    gather = getattr(engine.config, "gather_on_save", True)
+    checkpointer = Checkpointer(path, engine, info, cfg.train.checkpoint.keep_last, gather)
     budget = BadClipBudget(cfg.data.max_bad_clips)
-    train_audio = cfg.data.audio.model_copy(update={"max_seconds": cfg.data.train_max_seconds})
-    train_set = AudioCaptionDataset(
-        train_entries, audio=train_audio, fbank=fbank, train=True, seed=cfg.seed,
-        spec_augment=SpecAugment() if cfg.data.spec_augment else None)
-    train_loader = build_loader(
-        train_set, batch_size=cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
-        collator=collator, seed=cfg.seed, drop_last=True,
-        max_batch_seconds=cfg.data.max_batch_seconds)
+    progress = Progress()
+    if resume:
+        latest = checkpointer.latest()
+        if latest is None:
+            raise ConfigError(f"--resume: {path / 'checkpoints'} holds no complete checkpoint")
+        progress = checkpointer.load(latest)
+        budget.update([BadClip(**c) for c in progress.skipped_clips])  # type: ignore[arg-type]
+        say(f"resumed from {latest.name}: step {progress.step}, epoch {progress.epoch}, "
+            f"batch {progress.batches_in_epoch} of the epoch")
+    else:  # dropout & co. draw from a stream of each rank's own (a resume restores it)
+        torch.manual_seed(component_seed(cfg.seed, f"train-rank-{info.rank}"))
 
-    # -- train ------------------------------------------------------------------------------
-    with MetricsLog(run_dir / "metrics.jsonl") as mlog:
-        mlog.write("start", config=cfg.name, device=str(device), parameters=n_params,
-                   train_clips=len(train_entries), test_clips=len(test_entries))
-        engine = SingleProcessEngine(cfg.train, device, mlog)
-
-        def save(epoch: int, step: int) -> None:
-            save_checkpoint(run_dir / "checkpoint", {"model": model, "objective": objective},
-                            resolved.dump(), {"epoch": epoch, "step": step})
-
-        summary = engine.fit(model, objective, train_loader, len(train_loader),
-                             on_batch_skipped=budget.update, on_epoch_end=save,
-                             set_epoch=lambda epoch: set_loader_epoch(train_loader, epoch))
-        timings["train_s"] = summary.seconds
+    mlog = MetricsLog(path / "metrics.jsonl", cfg.train.tensorboard) if info.is_main \
+        else NullLog()
+    with mlog:
+        event = "resume" if resume else "start"
+        mlog.write(event, config=cfg.name, device=str(info.device), world_size=info.world_size,
+                   engine=engine.name, parameters=sum(p.numel() for p in model.parameters()),
+                   train_clips=len(data.train_entries), test_clips=len(data.test_entries),
+                   step=progress.step)
+        summary = train(engine, task, train_loader, plan, progress, checkpointer, mlog, budget,
+                        data, cfg, info)
+        state = engine.full_state_dict()
+        skipped = [c for rank in gather_objects([asdict(c) for c in budget.skipped], info)
+                   for c in rank]
+        if not info.is_main:
+            engine.barrier()
+            return path
+        save_model(path / "checkpoint", state or {},
+                   {"config": resolved.dump(), "state": {"step": summary.steps,
+                                                         "epoch": progress.epoch}})
         mlog.write("train_end", steps=summary.steps, samples=summary.samples,
                    seconds=round(summary.seconds, 2), final_loss=summary.final_loss,
                    samples_per_s=round(summary.samples / max(summary.seconds, 1e-9), 2),
-                   skipped_clips=budget.count)
-        echo(f"trained {summary.steps} steps in {summary.seconds:.1f} s "
-             f"({summary.samples / max(summary.seconds, 1e-9):.1f} samples/s), "
-             f"final loss {summary.final_loss:.3f}")
-
-        # -- evaluate -----------------------------------------------------------------------
-        t0 = time.perf_counter()
-        tasks = [t.build() for t in resolved.eval_tasks]
-        eval_loaders = {
-            split: build_loader(
-                AudioCaptionDataset(entries, audio=cfg.data.audio, fbank=fbank, train=False,
-                                    seed=cfg.seed),
-                batch_size=cfg.eval.batch_size, shuffle=False, num_workers=cfg.data.num_workers,
-                collator=collator, seed=cfg.seed)
-            for split, entries in (("train", train_entries), ("test", test_entries))
-        }
-        models = {"pretrained": model}
-        if baseline is not None:
-            models["random-init"] = baseline
-        results = {}
-        for label, m in models.items():
-            results[label] = evaluate(m, tasks, eval_loaders, budget, device, cfg.seed,
-                                      cfg.eval.batch_size)
-        notes = {}
-        if model.text_encoder is None:
-            notes["retrieval"] = ("skipped: the model has no text tower (objective "
-                                  f"{resolved.objective.record.name}), so no joint space")
-        samples = (caption_samples(model, eval_loaders["test"], device)
-                   if model.caption_decoder is not None else [])
-        timings["eval_s"] = time.perf_counter() - t0
-        report = build_report(results, {
-            "run": cfg.name, "run_dir": str(run_dir), "seed": cfg.seed,
-            "objective": resolved.objective.record.name, "model_reads": sorted(needs),
-            **({"notes": notes} if notes else {}),
-            **({"caption_samples": samples} if samples else {}),
-            "train_steps": summary.steps, "skipped_clips": budget.count,
-            "skipped_paths": [getattr(b, "path", str(b)) for b in budget.skipped],
-            "timings_s": {k: round(v, 2) for k, v in timings.items()},
-        })
-        write_report(report, run_dir)
-        mlog.write("eval_end", seconds=round(timings["eval_s"], 2),
+                   audio_hours_per_s=round(summary.audio_seconds / 3600
+                                           / max(summary.seconds, 1e-9), 5),
+                   skipped_clips=len(skipped), skipped_batches=progress.skipped_batches)
+        say(f"trained {summary.steps} steps in {summary.seconds:.1f} s "
+            f"({summary.samples / max(summary.seconds, 1e-9):.1f} samples/s), "
+            f"final loss {summary.final_loss:.3f}")
+        # evaluate a plain copy holding the gathered weights (sharded engines' own model
+        # would wait for the other ranks at every forward)
+        trained = setup_model(resolved)[0]
+        trained.load_state_dict({k[len("model."):]: v for k, v in (state or {}).items()
+                                 if k.startswith("model.")})
+        report = evaluate_run(resolved, trained, objective, data, info, budget, summary, path,
+                              skipped)
+        mlog.write("eval_end", seconds=report["meta"]["timings_s"].get("eval_s"),
                    summary=report.get("summary", {}))
-    echo("")
-    echo(render_markdown(report))
-    echo(f"report: {run_dir / 'report.md'}  (json: {run_dir / 'report.json'})")
-    return run_dir
+    engine.barrier()
+    say("")
+    say(render_markdown(report))
+    say(f"report: {path / 'report.md'}  (json: {path / 'report.json'})")
+    return path
 
 
-def evaluate(model, tasks, loaders, budget, device, seed, batch_size) -> list[Any]:
-    """Embed both splits with the frozen model and run every eval task on them."""
-    model.to(device).eval()
-    train = extract_embeddings(model, budgeted(loaders["train"], budget), device=device)
-    test = extract_embeddings(model, budgeted(loaders["test"], budget), device=device)
-    tokenizer = model.tokenizer
-
-    @torch.inference_mode()
-    def embed_text(captions: list[str]) -> torch.Tensor:
-        chunks = []
-        for i in range(0, len(captions), batch_size):
-            tokens = tokenizer(captions[i:i + batch_size])
-            chunks.append(model.embed_text(tokens["input_ids"].to(device),
-                                           tokens["attention_mask"].to(device)).cpu())
-        return torch.cat(chunks)
-
-    # no text tower (captioning only): no joint space to retrieve in
-    ctx = EvalContext(train=train, test=test, seed=seed,
-                      embed_text=embed_text if tokenizer is not None else None)
-    return [result for task in tasks for result in task.run(ctx)]
+def _plan(cfg: Any, micro_batches: int) -> TrainPlan:
+    frame_shift = cfg.data.fbank.frame_shift_ms / 1000
+    return TrainPlan(
+        epochs=cfg.train.epochs, micro_batches_per_epoch=micro_batches,
+        accum=cfg.train.grad_accum_steps, max_steps=cfg.train.max_steps,
+        log_every=cfg.train.log_every, checkpoint_every_steps=cfg.train.checkpoint.every_steps,
+        checkpoint_every_epochs=cfg.train.checkpoint.every_epochs,
+        grad_cache_chunk=cfg.train.grad_cache.chunk_size,
+        validate_every=cfg.train.validate_every, seconds_per_frame=frame_shift)
 
 
-@torch.inference_mode()
-def caption_samples(model: AudioTextModel, loader: Iterable[dict[str, Any]], device: torch.device,
-                    count: int = 4) -> list[dict[str, str]]:
-    """Greedy captions of the first ``count`` readable test clips, beside their references."""
-    model.to(device).eval()
-    for batch in loader:
-        if not batch["ids"]:
-            continue
-        n = min(count, len(batch["ids"]))
-        generated = model.generate_captions(batch["features"][:n].to(device),
-                                            batch["feature_lengths"][:n].to(device))
-        return [{"id": i, "reference": ref, "generated": gen}
-                for i, ref, gen in zip(batch["ids"][:n], batch["captions"][:n], generated)]
-    return []
+def train(engine: Engine, task: TrainTask, loader: Any, plan: TrainPlan, progress: Progress,
+          checkpointer: Checkpointer, mlog: MetricsLog, budget: BadClipBudget, data: RunData,
+          cfg: Any, info: DistInfo) -> TrainSummary:
+    """Run the loop with preemption handling and the optional validation loss."""
+    validate = None
+    if cfg.train.validate_every:
+        val_loader = data.loader(cfg, "test", info, train=False, batch_size=cfg.data.batch_size,
+                                 sharded=True)
+        validate = lambda: validation_loss(engine, task, val_loader)  # noqa: E731
+
+    def on_skipped(clips: list[Any]) -> None:
+        budget.update(clips)
+        progress.skipped_clips = [asdict(c) for c in budget.skipped]
+
+    stop = StopFlag().install()
+    try:
+        return train_loop(
+            engine, task, loader, plan, progress, checkpointer, mlog,
+            on_batch_skipped=on_skipped, set_epoch=lambda e: set_loader_epoch(loader, e),
+            stop=stop, validate=validate, show_progress=cfg.train.progress,
+            flop_counter=count_step_flops)
+    finally:
+        stop.restore()
 
 
-def _millions(module: torch.nn.Module) -> str:
-    return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M"
+@torch.no_grad()
+def validation_loss(engine: Engine, task: TrainTask, loader: Any) -> float:
+    """Mean loss over the held-out clips (every rank its share), in eval mode."""
+    task.eval()
+    total, count = 0.0, 0
+    try:
+        set_loader_epoch(loader, 0)
+        for batch in loader:
+            if len(batch["ids"]) < task.min_batch:
+                continue
+            with engine.autocast():
+                out = task(task.prepare(batch, engine.device))
+            total += float(out.loss) * len(batch["ids"])
+            count += len(batch["ids"])
+    finally:
+        task.train()
+    sums = engine.reduce_metrics({"total": total, "count": float(count)})
+    return sums["total"] / max(sums["count"], 1e-9)
+
+
+def evaluate_run(resolved: ResolvedRun, model: Any, objective: Objective, data: RunData,
+                 info: DistInfo,
+                 budget: BadClipBudget, summary: TrainSummary, path: Path,
+                 skipped: list[dict[str, Any]]) -> dict[str, Any]:
+    """Frozen-encoder evaluation of the trained and (optionally) the random-init model."""
+    cfg = resolved.config
+    t0 = time.perf_counter()
+    device = info.device
+    tasks = [t.build() for t in resolved.eval_tasks]
+    single = DistInfo(device=device)
+    loaders = {split: data.loader(cfg, split, single, train=False,
+                                  batch_size=cfg.eval.batch_size, sharded=False)
+               for split in ("train", "test")}
+    models = {"pretrained": model}
+    if cfg.eval.baseline:  # the same seeds rebuild the exact initial weights
+        models["random-init"] = setup_model(resolved)[0]
+    results = {label: evaluate(m, tasks, loaders, device=device, seed=cfg.seed,
+                               batch_size=cfg.eval.batch_size, on_skipped=budget.update)
+               for label, m in models.items()}
+    notes = {}
+    if model.text_encoder is None:
+        notes["retrieval"] = ("skipped: the model has no text tower (objective "
+                              f"{resolved.objective.record.name}), so no joint space")
+    samples = (caption_samples(model, loaders["test"], device)
+               if model.caption_decoder is not None else [])
+    seen = {(c["id"], c["path"]) for c in skipped}
+    skipped += [asdict(c) for c in budget.skipped if (c.id, c.path) not in seen]
+    report = build_report(results, {
+        "run": cfg.name, "run_dir": str(path), "seed": cfg.seed,
+        "objective": resolved.objective.record.name,
+        "model_reads": sorted(objective.requires),
+        "engine": resolved.engine.record.name, "world_size": info.world_size,
+        **({"notes": notes} if notes else {}),
+        **({"caption_samples": samples} if samples else {}),
+        "train_steps": summary.steps, "skipped_clips": len(skipped),
+        "skipped_paths": [c["path"] for c in skipped],
+        "timings_s": {"data_prepare_s": round(data.seconds, 2),
+                      "train_s": round(summary.seconds, 2),
+                      "eval_s": round(time.perf_counter() - t0, 2)},
+    })
+    write_report(report, path)
+    (path / "skipped_clips.jsonl").write_text("".join(json.dumps(c) + "\n" for c in skipped))
+    return report
+
+
+def _describe(model: Any, resolved: ResolvedRun, objective: Objective, say: Any) -> None:
+    n = sum(p.numel() for p in model.parameters())
+    parts = [f"{name.replace('_', ' ')} {sum(p.numel() for p in part.parameters()) / 1e6:.2f} M"
+             for name, part in (("audio_encoder", model.audio_encoder),
+                                ("text_encoder", model.text_encoder),
+                                ("caption_decoder", model.caption_decoder)) if part is not None]
+    say(f"model: {n / 1e6:.2f} M parameters ({', '.join(parts)}); objective "
+        f"{resolved.objective.record.name} reads {', '.join(sorted(objective.requires))}")
 
 
 def _digest(resolved: ResolvedRun) -> str:
     import hashlib
-    import json
 
     spec = json.dumps(resolved.dump()["data"]["source"], sort_keys=True)
     return hashlib.sha1(spec.encode()).hexdigest()[:10]

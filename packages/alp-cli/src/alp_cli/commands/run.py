@@ -1,8 +1,13 @@
-"""``alp run [CONFIG.yaml] [key=value ...]``: validate everything, then run."""
+"""``alp run [CONFIG.yaml] [key=value ...]``: validate everything, then train and evaluate.
+
+With ``train.nproc > 1`` this process starts the workers itself (torch's elastic launcher);
+started by ``torchrun``/the DeepSpeed launcher, each process is one rank of the job.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -11,7 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", default=[],
                         help="key.path=value overrides, e.g. train.epochs=2 data.batch_size=16")
     parser.add_argument("--check", action="store_true",
-                        help="validate the config, print the resolved form and stop")
+                        help="validate the config (and every plugin factory), print the "
+                        "resolved form and stop")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue a stopped run from its latest checkpoint (its "
+                        "config.yaml, plus any overrides given)")
 
 
 def load_run_config(config: str | None, overrides: list[str]) -> dict:
@@ -27,13 +36,46 @@ def load_run_config(config: str | None, overrides: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from alp_cli.config import resolve_run
+    from alp_core import ConfigError
+    from alp_train.checks import check_run
+    from alp_train.config import resolve_run
+    from alp_train.distributed import launched_by_torchrun
 
-    resolved = resolve_run(load_run_config(args.config, args.overrides))
+    config = args.config
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder)")
+        if config is not None:
+            args.overrides, config = [config, *args.overrides], None
+        config = str(run_dir / "config.yaml")
+    raw = load_run_config(config, args.overrides)
+    resolved = resolve_run(raw)
+    check_run(resolved)
     if args.check:
         print(yaml.safe_dump(resolved.dump(), sort_keys=False), end="")
         return 0
-    from alp_cli.run import run as execute
+    from alp_train.recipe import new_run_dir, write_config
+    from alp_train.recipe import run as execute
 
-    execute(resolved)
+    nproc = resolved.config.train.nproc
+    if nproc > 1 and not launched_by_torchrun():
+        from alp_train.launch import launch
+
+        run_dir = Path(args.resume) if args.resume else new_run_dir(resolved.config)
+        if not args.resume:
+            write_config(resolved, run_dir)
+        print(f"starting {nproc} processes ({resolved.engine.record.name}); run folder: "
+              f"{run_dir}", flush=True)
+        launch(resolved.dump(), run_dir, nproc, resume=bool(args.resume))
+        return 0
+    from alp_train.signals import Preempted
+
+    try:
+        execute(resolved, run_dir=args.resume, resume=bool(args.resume))
+    except Preempted as stop:
+        import sys
+
+        print(f"alp run: {stop}", file=sys.stderr)
+        return stop.exit_code
     return 0

@@ -1,0 +1,102 @@
+"""Checks made before any process starts or any folder is written (``alp run`` and ``--check``).
+
+Beyond each component's own config: every factory is imported (a misspelled lazy path of a
+plugin fails here, naming the plugin), and facts that span components are compared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alp_core import ConfigError, Resolved
+from alp_core.records import resolve_factory
+from alp_train.config import ResolvedRun
+
+__all__ = ["check_run"]
+
+
+def _components(resolved: ResolvedRun) -> list[tuple[str, Resolved]]:
+    out = [("data.source", resolved.source), ("model.audio_encoder", resolved.audio_encoder),
+           ("model.text_encoder", resolved.text_encoder),
+           ("model.caption_decoder", resolved.caption_decoder), ("objective", resolved.objective),
+           ("train.engine", resolved.engine), ("train.optimizer", resolved.optimizer),
+           ("train.schedule", resolved.schedule)]
+    out += [(f"eval.tasks.{i}", t) for i, t in enumerate(resolved.eval_tasks)]
+    stack = list(out)
+    while stack:  # components nested in others (hybrid objectives' terms)
+        key, item = stack.pop()
+        for inner_key, inner in item.nested:
+            stack.append((f"{key}.{inner_key}", inner))
+            out.append((f"{key}.{inner_key}", inner))
+    return out
+
+
+def import_factories(resolved: ResolvedRun) -> None:
+    """Import every component's factory; a broken lazy path is an error naming its plugin."""
+    for key, item in _components(resolved):
+        rec = item.record
+        try:
+            resolve_factory(rec.factory)
+        except Exception as err:  # ImportError, AttributeError, a bad path
+            who = f"plugin {rec.plugin!r} ({rec.distribution or 'no distribution'})"
+            raise ConfigError(f"{key}: {rec.kind} {rec.name!r} of {who} has factory "
+                              f"{rec.factory!r}, which cannot be imported: {err}") from None
+
+
+def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
+    """Every check that needs no data and no model weights; raises :class:`ConfigError`."""
+    import_factories(resolved)
+    cfg = resolved.config
+    fbank = cfg.data.fbank
+    input_dim = getattr(resolved.audio_encoder.config, "input_dim", None)
+    if input_dim is not None and input_dim != fbank.num_mel_bins:
+        raise ConfigError(f"model.audio_encoder.input_dim is {input_dim} but data.fbank."
+                          f"num_mel_bins is {fbank.num_mel_bins}; set them equal")
+    if cfg.data.audio.sample_rate != fbank.sample_rate:
+        raise ConfigError(f"data.audio.sample_rate is {cfg.data.audio.sample_rate} but "
+                          f"data.fbank.sample_rate is {fbank.sample_rate}; set them equal")
+    from alp_train.recipe import objective_needs
+
+    needs = objective_needs(resolved)  # builds the objective: CoCa checks its terms here
+    if not needs & {"text_embeds", "caption_logits"}:
+        raise ConfigError(f"objective {resolved.objective.record.name!r} reads {sorted(needs)}; "
+                          "the model makes text_embeds (text tower) and caption_logits "
+                          "(caption decoder): it reads nothing the model trains")
+    engine = resolved.engine.record.name
+    nproc = world_size or cfg.train.nproc
+    if nproc > 1 and engine == "single":
+        raise ConfigError(f"train.nproc is {nproc} but train.engine is 'single' (one process); "
+                          "use train.engine.name=ddp or deepspeed")
+    if engine == "deepspeed":
+        _check_deepspeed(resolved)
+    if cfg.train.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device: 'cuda' was asked for but no GPU is visible; "
+                              "accepted: auto, cpu, cuda")
+    if cfg.train.precision == "fp16" and cfg.train.device == "cpu":
+        raise ConfigError("train.precision: fp16 needs a GPU (loss scaling); on the CPU use "
+                          "bf16 or fp32")
+    if cfg.train.grad_cache.chunk_size:
+        if "caption_logits" in needs:
+            raise ConfigError("train.grad_cache: gradient caching is for contrastive objectives "
+                              f"(text_embeds only); {resolved.objective.record.name!r} also "
+                              "reads caption_logits")
+        if engine == "deepspeed":
+            raise ConfigError("train.grad_cache: not supported with the deepspeed engine yet; "
+                              "use train.engine.name=single or ddp")
+
+
+def _check_deepspeed(resolved: ResolvedRun) -> None:
+    from alp_train.engines.deepspeed_engine import _import_deepspeed, build_deepspeed_config
+
+    _import_deepspeed()
+    cfg = resolved.config
+    build_deepspeed_config(resolved.engine.config, cfg.train,  # type: ignore[arg-type]
+                           cfg.data.batch_size, cfg.train.nproc)
+
+
+def describe(resolved: ResolvedRun) -> dict[str, Any]:
+    """A short line of facts ``--check`` prints after the resolved config."""
+    return {"engine": resolved.engine.record.name, "nproc": resolved.config.train.nproc}

@@ -1,0 +1,152 @@
+"""The engine interface: what the training loop asks of single-process, DDP and DeepSpeed.
+
+A loop drives any engine the same way::
+
+    engine.setup(task, build_optimizer, build_schedule)
+    for micro_step, batch in ...:
+        boundary = (micro_step + 1) % accum == 0
+        with engine.accumulate(boundary):            # DDP: no gradient sync between boundaries
+            out = engine.forward(task.prepare(batch, engine.device))
+            engine.backward(out.loss)
+        stats = engine.step(boundary)                # clip, step, schedule at the boundary
+
+Engines own backward, stepping, precision and their state on disk; the loop owns data, logging
+and when to save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from alp_objectives.outputs import LossOutput
+from alp_train.distributed import DistInfo
+
+__all__ = ["BuildOptimizer", "BuildSchedule", "Engine"]
+
+BuildOptimizer = Callable[[nn.Module], torch.optim.Optimizer]
+"""Builds the optimizer over the (unwrapped) task's parameter groups."""
+BuildSchedule = Callable[[torch.optim.Optimizer], Any]
+"""Builds the learning-rate schedule of an optimizer (stepped once per optimizer step)."""
+
+
+class Engine(ABC):
+    """Runs forward, backward and optimizer steps of a :class:`~alp_train.task.TrainTask`."""
+
+    name = "engine"
+    owns_weights = False
+    """True when :meth:`load_state` restores the weights too (sharded engines)."""
+
+    def __init__(self, config: Any, train: Any, dist: DistInfo) -> None:
+        self.config = config
+        self.train_config = train
+        self.dist = dist
+        self.task: nn.Module | None = None
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+    @property
+    def rank(self) -> int:
+        return self.dist.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.dist.world_size
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    # -- training ------------------------------------------------------------------------
+    @abstractmethod
+    def setup(self, task: nn.Module, build_optimizer: BuildOptimizer,
+              build_schedule: BuildSchedule) -> None:
+        """Move/wrap ``task``, build the optimizer and schedule (in the engine's own way)."""
+
+    @abstractmethod
+    def forward(self, step: dict[str, Any]) -> LossOutput:
+        """Loss and metrics of one prepared micro-batch (under the engine's precision)."""
+
+    @abstractmethod
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate the gradient of ``loss`` (scaled for accumulation by the engine)."""
+
+    @abstractmethod
+    def step(self, boundary: bool) -> dict[str, float]:
+        """End a micro-step; at an accumulation ``boundary`` clip, step and schedule.
+
+        Returns metrics of the optimizer step (``grad_norm``, ``lr``) at a boundary, else {}.
+        """
+
+    def accumulate(self, boundary: bool) -> contextlib.AbstractContextManager[None]:
+        """Context of one micro-step's forward + backward (DDP skips the sync off-boundary)."""
+        return contextlib.nullcontext()
+
+    @property
+    @abstractmethod
+    def lr(self) -> float:
+        """The current learning rate of the first parameter group."""
+
+    # -- state -----------------------------------------------------------------------------
+    @abstractmethod
+    def save_state(self, directory: Path) -> None:
+        """Write the engine's state (optimizer, schedule, scaler; shards) under ``directory``.
+
+        Called on every rank; an engine decides which ranks write.
+        """
+
+    @abstractmethod
+    def load_state(self, directory: Path) -> None:
+        """Restore what :meth:`save_state` wrote (called on every rank after :meth:`setup`)."""
+
+    @abstractmethod
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The whole task's weights on rank 0 (gathered where sharded); None on other ranks.
+
+        Called on every rank (gathering may be collective).
+        """
+
+    # -- collectives -------------------------------------------------------------------------
+    def barrier(self) -> None:
+        if self.dist.distributed:
+            dist.barrier()
+
+    def reduce_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Mean of each metric over the ranks (every rank must pass the same keys)."""
+        if not self.dist.distributed or not metrics:
+            return metrics
+        keys = sorted(metrics)
+        device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64,
+                              device=device)
+        dist.all_reduce(values)
+        return {k: v / self.world_size for k, v in zip(keys, values.tolist())}
+
+    def peak_memory_mb(self) -> float:
+        """Peak memory of this rank: GPU allocator peak, else the process's peak RSS."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """bf16/fp16 autocast per ``train.precision`` (fp32: nothing)."""
+        precision = self.train_config.precision
+        if precision == "fp32":
+            yield
+            return
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        with torch.autocast(self.device.type, dtype=dtype):
+            yield

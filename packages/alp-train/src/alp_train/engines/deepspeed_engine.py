@@ -1,0 +1,159 @@
+"""DeepSpeed's own engine (ZeRO stage 1, 2 or 3) behind ALP's :class:`Engine` interface.
+
+The DeepSpeed config is built from the run config (micro-batch, accumulation, clipping,
+precision, ZeRO stage and offload); a user's own DeepSpeed JSON may add anything else, and a
+key it sets differently from the run config is an error before any work. DeepSpeed is an
+optional extra (``pip install alp-train[deepspeed]``), imported only when this engine is built.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from alp_core import ConfigError
+from alp_objectives.outputs import LossOutput
+from alp_train.engines.base import BuildOptimizer, BuildSchedule, Engine
+from alp_train.engines.configs import DeepSpeedEngineConfig
+
+__all__ = ["DeepSpeedEngineConfig", "DeepSpeedZeroEngine", "build_deepspeed_config"]
+
+DS_TAG = "zero"
+
+
+def _import_deepspeed() -> Any:
+    try:
+        import deepspeed
+    except ImportError as err:
+        raise ConfigError(
+            "train.engine: 'deepspeed' needs the DeepSpeed package, which is not installed "
+            f"({err}); install the extra: pip install 'alp-train[deepspeed]'") from None
+    return deepspeed
+
+
+def build_deepspeed_config(config: DeepSpeedEngineConfig, train: Any, micro_batch: int,
+                           world_size: int) -> dict[str, Any]:
+    """The DeepSpeed JSON of a run: ours, with the user's file merged in (conflicts raise)."""
+    if config.offload_params and config.zero_stage != 3:
+        raise ConfigError("train.engine.offload_params: parameter offload needs zero_stage 3 "
+                          f"(got {config.zero_stage})")
+    zero: dict[str, Any] = {"stage": config.zero_stage, "overlap_comm": config.overlap_comm,
+                            "contiguous_gradients": config.contiguous_gradients}
+    if config.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu"}
+    if config.offload_params:
+        zero["offload_param"] = {"device": "cpu"}
+    ours: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": int(train.grad_accum_steps),
+        "train_batch_size": micro_batch * int(train.grad_accum_steps) * world_size,
+        "gradient_clipping": float(train.grad_clip or 0.0),
+        "zero_optimization": zero,
+        "bf16": {"enabled": train.precision == "bf16"},
+        "fp16": {"enabled": train.precision == "fp16"},
+        # our optimizer runs on the offloaded fp32 partitions (no DeepSpeedCPUAdam build needed)
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if not config.config_file:
+        return ours
+    path = Path(config.config_file)
+    try:
+        user = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"train.engine.config_file: cannot read {path} as JSON: {err}") from None
+    if not isinstance(user, dict):
+        raise ConfigError(f"train.engine.config_file: {path} must hold a JSON object")
+    if "optimizer" in user or "scheduler" in user:
+        raise ConfigError(f"{path}: 'optimizer'/'scheduler' are chosen by train.optimizer and "
+                          "train.schedule in the run config; remove them from the DeepSpeed JSON")
+    return _merge(ours, user, str(path))
+
+
+def _merge(ours: dict[str, Any], user: dict[str, Any], where: str, prefix: str = ""
+           ) -> dict[str, Any]:
+    out = dict(ours)
+    for key, value in user.items():
+        name = f"{prefix}{key}"
+        if key not in ours or value == "auto":
+            out[key] = ours.get(key, value) if value == "auto" else value
+        elif isinstance(value, dict) and isinstance(ours[key], dict):
+            out[key] = _merge(ours[key], value, where, name + ".")
+        elif value != ours[key]:
+            raise ConfigError(
+                f"{where}: {name} = {value!r} conflicts with the run config, which gives "
+                f"{ours[key]!r} (set it in the run config: train.grad_accum_steps, "
+                "train.grad_clip, train.precision, data.batch_size, train.engine.*)")
+    return out
+
+
+class DeepSpeedZeroEngine(Engine):
+    """``deepspeed.initialize`` on the task, with our optimizer and schedule as client objects."""
+
+    name = "deepspeed"
+    owns_weights = True
+
+    def __init__(self, config: DeepSpeedEngineConfig, train: Any, dist: Any,
+                 micro_batch: int = 1) -> None:
+        super().__init__(config, train, dist)
+        self.deepspeed = _import_deepspeed()
+        self.micro_batch = micro_batch
+        self.ds_config = build_deepspeed_config(config, train, micro_batch, dist.world_size)
+        self.module: Any = None
+
+    def setup(self, task: nn.Module, build_optimizer: BuildOptimizer,
+              build_schedule: BuildSchedule) -> None:
+        self.task = task.to(self.device)
+        self.task.train()
+        optimizer = build_optimizer(self.task)
+        self.deepspeed.init_distributed(
+            dist_backend="nccl" if self.device.type == "cuda" else "gloo",
+            auto_mpi_discovery=False, verbose=False)
+        self.module, self.optimizer, _, self.schedule = self.deepspeed.initialize(
+            model=self.task, optimizer=optimizer, lr_scheduler=build_schedule,
+            config=self.ds_config)
+
+    def forward(self, step: dict[str, Any]) -> LossOutput:
+        return self.module(step)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.module.backward(loss)
+
+    def step(self, boundary: bool) -> dict[str, float]:
+        at_boundary = bool(self.module.is_gradient_accumulation_boundary())
+        lr = self.lr
+        self.module.step()  # DeepSpeed counts micro-steps and steps at its own boundary
+        if not at_boundary:
+            return {}
+        stats = {"lr": lr}
+        norm = self.module.get_global_grad_norm()
+        if norm is not None:
+            stats["grad_norm"] = float(norm)
+        return stats
+
+    @property
+    def lr(self) -> float:
+        return float(self.module.get_lr()[0])
+
+    def save_state(self, directory: Path) -> None:
+        self.module.save_checkpoint(str(directory / "deepspeed"), tag=DS_TAG, save_latest=False)
+
+    def load_state(self, directory: Path) -> None:
+        path, _ = self.module.load_checkpoint(str(directory / "deepspeed"), tag=DS_TAG)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory / 'deepspeed'}")
+
+    def full_state_dict(self) -> dict[str, torch.Tensor] | None:
+        assert self.task is not None
+        params = list(self.task.parameters())
+        with self.deepspeed.zero.GatheredParameters(params, modifier_rank=None,
+                                                    enabled=self.config.zero_stage == 3):
+            if not self.is_main:
+                return None
+            return {k: (v.detach().float() if v.is_floating_point() else v.detach()).cpu().clone()
+                    for k, v in self.task.state_dict().items()}

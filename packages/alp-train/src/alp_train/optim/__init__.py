@@ -1,0 +1,1 @@
+"""Optimizers and learning-rate schedules, registered by name through the ALP hooks."""
