@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # the packages `make typecheck` checks with mypy (settings: [tool.mypy] in pyproject.toml)
-TYPECHECK_PACKAGES ?= alp_core alp_objectives
+TYPECHECK_PACKAGES ?= alp_core alp_objectives alp_train
 
 .PHONY: help install run test lint typecheck format bench bench-compare clean
 
@@ -16,7 +16,7 @@ run:  ## set up, then run the embedded default end to end (alp run)
 	scripts/setup.sh
 	$(VENV)/bin/alp run
 
-test: install  ## set up, then run the whole test suite
+test: typecheck  ## set up, type-check, then run the whole test suite
 	$(PY) -m pytest
 
 lint: install  ## ruff

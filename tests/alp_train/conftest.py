@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import types
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest

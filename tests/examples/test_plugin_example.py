@@ -66,3 +66,102 @@ def test_tiny_run_uses_encoder_objective_and_eval_task(installed_example, tmp_pa
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     events = [json.loads(line) for line in lines]
     assert any(e["event"] == "train" for e in events)
+
+
+# -- the third-party engine: fsdp2 ------------------------------------------------------------
+SMOKE = "configs/smoke.yaml"
+FAST = ["eval.baseline=false", "eval.tasks=[]", "train.log_every=1", "train.progress=false"]
+NO_DROPOUT = ["model.audio_encoder.dropout=0", "model.text_encoder.dropout=0"]
+
+
+def _run_env(env: dict) -> dict:
+    """The example's environment plus what the alp_train tests set for `alp run`."""
+    return dict(env, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+
+
+def _train_steps(run_dir: Path) -> dict[int, tuple[float, float]]:
+    """(loss, grad_norm) per logged optimizer step (a step logged twice keeps the last)."""
+    out = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["event"] == "train":
+            out[rec["step"]] = (rec["loss"], rec["grad_norm"])
+    return out
+
+
+@pytest.mark.slow
+def test_example_engine_is_listed_with_its_distribution(installed_example):
+    out = alp(installed_example, "plugins", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {(c["kind"], c["name"]): c for c in json.loads(out.stdout)["components"]}
+    assert rows[("engine", "fsdp2")]["distribution"] == "alp-plugin-example"
+    assert rows[("engine", "ddp")]["distribution"] == "alp-train"  # beside the built-in ones
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_fsdp2_two_processes_match_one_over_the_same_global_batch(installed_example, tmp_path):
+    """One process with batch 8 (fsdp2 without sharding) and two sharded ranks with batch 4
+    each see the same 8 clips per step: losses and gradient norms agree to float32 rounding."""
+    from safetensors.torch import load_file
+
+    env = _run_env(installed_example)
+    common = [SMOKE, f"data.cache_dir={tmp_path / 'cache'}", *FAST, *NO_DROPOUT,
+              "train.max_steps=3", "train.checkpoint.every_steps=3", "train.engine.name=fsdp2"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    done = alp(env, "run", *common, f"output_dir={one}", "data.batch_size=8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = alp(env, "run", *common, f"output_dir={two}", "data.batch_size=4", "train.nproc=2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "starting 2 processes" in done.stdout
+    ours, theirs = _train_steps(two), _train_steps(one)
+    assert sorted(ours) == sorted(theirs) == [1, 2, 3]
+    for step in ours:
+        assert ours[step][0] == pytest.approx(theirs[step][0], rel=1e-5)  # loss
+        assert ours[step][1] == pytest.approx(theirs[step][1], rel=1e-5)  # grad norm
+    start = next(json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()
+                 if json.loads(line)["event"] == "start")
+    assert start["engine"] == "fsdp2" and start["world_size"] == 2
+    # the weights gathered from the shards are the whole model, equal to one process's
+    a = load_file(str(two / "checkpoint" / "model.safetensors"))
+    b = load_file(str(one / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 2e-3  # Adam: ~lr x steps / 4
+    ckpt = two / "checkpoints" / "step-00000003"
+    assert (ckpt / "engine.safetensors").is_file() and (ckpt / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_fsdp2_kill_and_resume_continues_the_same_run(installed_example, tmp_path):
+    """SIGKILL the 2-process fsdp2 job, then --resume: weights and the full optimizer state
+    come back from the gathered checkpoint and every step's loss equals the uninterrupted
+    run's."""
+    import signal
+    import time
+
+    env = _run_env(installed_example)
+    args = [SMOKE, f"data.cache_dir={tmp_path / 'cache'}", *FAST, "train.max_steps=30",
+            "train.epochs=5", "train.checkpoint.every_steps=5", "data.batch_size=4",
+            "train.nproc=2", "train.engine.name=fsdp2"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    done = alp(env, "run", *args, f"output_dir={full}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with (tmp_path / "log.txt").open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "alp_cli.main", "run", *args,
+                                 f"output_dir={cut}"], env=env, cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while max(_train_steps(cut) if (cut / "metrics.jsonl").is_file() else [], default=0) < 12:
+        assert proc.poll() is None, (tmp_path / "log.txt").read_text()[-3000:]
+        assert time.monotonic() < deadline, "step 12 not reached"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers at once
+    proc.wait(timeout=30)
+    assert max(_train_steps(cut)) < 30, "the run ended before the kill: proves nothing"
+    done = alp(env, "run", "--resume", str(cut))
+    assert done.returncode == 0, done.stderr[-3000:]
+    want, got = _train_steps(full), _train_steps(cut)
+    assert sorted(got) == sorted(want) == list(range(1, 31))
+    for step in want:
+        assert got[step][0] == pytest.approx(want[step][0], rel=1e-6)

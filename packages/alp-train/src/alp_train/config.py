@@ -77,7 +77,7 @@ class GradCacheConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    epochs: int = Field(16, ge=0)
+    epochs: int = Field(10, ge=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
     text_lr: float | None = Field(None, gt=0, description="learning rate of the text tower")
@@ -109,7 +109,7 @@ class EvalConfig(StrictModel):
     @field_validator("tasks")
     @classmethod
     def _unique(cls, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        names = [t.get("name") for t in tasks]
+        names = [str(t.get("name")) for t in tasks]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"eval task listed twice: {sorted(dup)}")
@@ -172,7 +172,8 @@ def with_component_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     defaults = RunConfig().model_dump()
     out = copy.deepcopy(raw)
     for path in COMPONENT_PATHS:
-        parent, default = out, defaults
+        parent: Any = out
+        default: Any = defaults
         for key in path[:-1]:
             parent, default = parent.get(key), default[key]
             if not isinstance(parent, dict):

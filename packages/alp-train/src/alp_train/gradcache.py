@@ -47,6 +47,11 @@ def _set_rng(state: tuple[torch.Tensor, list[torch.Tensor] | None]) -> None:
         torch.cuda.set_rng_state_all(state[1])
 
 
+def _upcast(t: torch.Tensor) -> torch.Tensor:
+    """fp16/bf16 -> fp32; fp32 and fp64 unchanged."""
+    return t.float() if t.is_floating_point() and t.element_size() < 4 else t
+
+
 def contrastive_grad_cache(engine: Any, task: Any, step: dict[str, Any], chunk_size: int,
                            boundary: bool) -> LossOutput:
     """Forward + backward of one contrastive batch in chunks; returns the full-batch loss.
@@ -55,7 +60,8 @@ def contrastive_grad_cache(engine: Any, task: Any, step: dict[str, Any], chunk_s
     ``engine.forward`` (the wrapped module: DDP reduces gradients on the last chunk only).
     """
     parts = list(chunks(step, chunk_size))
-    states, embeds = [], {k: [] for k in EMBED_KEYS}
+    states: list[tuple[torch.Tensor, list[torch.Tensor] | None]] = []
+    embeds: dict[str, list[torch.Tensor]] = {k: [] for k in EMBED_KEYS}
     with torch.no_grad():
         for part in parts:
             states.append(_rng())
@@ -64,15 +70,20 @@ def contrastive_grad_cache(engine: Any, task: Any, step: dict[str, Any], chunk_s
             for key in EMBED_KEYS:
                 embeds[key].append(out[key])
     after = _rng()
-    cached = {k: torch.cat(v).detach().float().requires_grad_() for k, v in embeds.items()}
+    # low-precision (autocast) embeddings are upcast for the loss; float64 stays float64
+    cached = {k: _upcast(torch.cat(v).detach()).requires_grad_() for k, v in embeds.items()}
     result = task.objective.compute({**step, **cached})
     result.loss.backward(inputs=list(cached.values()))
-    grads = {k: v.grad for k, v in cached.items()}
+    grads: dict[str, torch.Tensor] = {}
+    for key, value in cached.items():
+        if value.grad is None:  # the objective did not read this embedding at all
+            raise RuntimeError(f"gradient caching: the objective gave {key} no gradient")
+        grads[key] = value.grad
     has_params = any(p.requires_grad for p in task.objective.parameters())
     offset = 0
     for i, part in enumerate(parts):
         n = len(part["ids"])
-        replay = {k: grads[k][offset:offset + n] for k in EMBED_KEYS}
+        replay: dict[str, Any] = {k: grads[k][offset:offset + n] for k in EMBED_KEYS}
         if has_params and i == len(parts) - 1:  # the objective's own parameters, once
             replay["full_step"] = {**step, **{k: v.detach() for k, v in cached.items()}}
         offset += n

@@ -94,9 +94,9 @@ def train_loop(
     last_loss, flops = float("nan"), None
     while progress.step < total:
         set_epoch(progress.epoch)
-        sampler = getattr(loader, "batch_sampler", None)
-        if progress.batches_in_epoch and hasattr(sampler, "skip"):
-            sampler.skip(progress.batches_in_epoch)
+        skip = getattr(getattr(loader, "batch_sampler", None), "skip", None)
+        if progress.batches_in_epoch and skip is not None:
+            skip(progress.batches_in_epoch)
         used_before, resumed_at = progress.micro_steps, progress.batches_in_epoch
         for batch in loader:
             if progress.batches_in_epoch >= usable:
@@ -125,7 +125,11 @@ def train_loop(
 
             if flop_counter is not None and flops is None and engine.device.type == "cuda":
                 outputs: list[Any] = []
-                flops = flop_counter(lambda outputs=outputs: outputs.append(run_step()))
+
+                def counted(outputs: list[Any] = outputs) -> None:
+                    outputs.append(run_step())
+
+                flops = flop_counter(counted)
                 out = outputs[0]
             else:
                 out = run_step()

@@ -62,7 +62,7 @@ def unshare(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     seen: set[tuple[int, int]] = set()
     out = {}
     for key, t in tensors.items():
-        ident = (t.untyped_storage().data_ptr(), t.storage_offset())
+        ident = (t.untyped_storage().data_ptr(), int(t.storage_offset()))
         out[key] = t.clone() if ident in seen else t
         seen.add(ident)
     return out

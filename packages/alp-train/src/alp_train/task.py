@@ -78,7 +78,7 @@ class TrainTask(nn.Module):
         step.update(self.model(step))
         if replay is None:
             return self.objective.compute(step)
-        surrogate = sum((step[k].float() * replay[k]).sum()
+        surrogate = sum((step[k].to(replay[k].dtype) * replay[k]).sum()
                         for k in ("audio_embeds", "text_embeds"))
         if "full_step" in replay:
             surrogate = surrogate + self.objective.compute(replay["full_step"]).loss

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -87,7 +88,7 @@ class Eden(LRScheduler):
         self.batch: int = -1
         super().__init__(optimizer)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | Tensor]:
         """Return the lr of every param group for the current batch and epoch."""
         factor = eden_factor(
             self.batch,
@@ -126,7 +127,7 @@ class Eden(LRScheduler):
     def _apply(self) -> None:
         """Write ``get_lr()`` into the optimizer's param groups."""
         self.last_epoch = self.batch  # torch's name for the step counter
-        values = self.get_lr()
+        values: list[float | Tensor] = self.get_lr()
         for group, lr in zip(self.optimizer.param_groups, values, strict=True):
             group["lr"] = lr
         self._last_lr = values

@@ -110,7 +110,8 @@ class ScaledAdam(Optimizer):
         super().__init__(params, defaults)
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+    def step(self, closure: Callable[[], Tensor] | None = None  # type: ignore[override]  # torch types the closure as returning float; ours returns the loss tensor
+             ) -> Tensor | None:
         """Apply one update to every parameter that has a gradient; return the closure's loss."""
         loss = None
         if closure is not None:
@@ -148,11 +149,13 @@ class ScaledAdam(Optimizer):
         dtype = torch.promote_types(params[0].dtype, torch.float32)
         sumsq = torch.zeros((), dtype=dtype, device=params[0].device)
         for p in params:
+            grad = p.grad
+            assert grad is not None  # the caller passes only parameters with a gradient
             if p.numel() == 1:
-                sumsq += (p.grad.to(dtype) * scalar_lr_scale).pow(2).sum()
+                sumsq += (grad.to(dtype) * scalar_lr_scale).pow(2).sum()
             else:
                 rms = self.state[p]["param_rms"] if "param_rms" in self.state[p] else _rms(p)
-                sumsq += (p.grad.to(dtype) * rms).pow(2).sum()
+                sumsq += (grad.to(dtype) * rms).pow(2).sum()
         norm = sumsq.sqrt()
 
         period = group["clipping_update_period"]

@@ -1,0 +1,175 @@
+"""Pre-run checks (``alp run`` and ``--check``): facts spanning components, before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from alp_cli.main import main
+from alp_core import ConfigError, reset_plugin_manager
+from alp_train.checks import check_run
+from alp_train.config import resolve_run
+
+TINY = {"model": {"audio_encoder": {"d_model": 16, "num_layers": 1, "num_heads": 2,
+                                    "ffn_dim": 32},
+                  "text_encoder": {"hidden_size": 16, "num_layers": 1, "num_heads": 2,
+                                   "intermediate_size": 32},
+                  "embed_dim": 8},
+        "eval": {"tasks": []}}
+
+
+def config(**sections: Any) -> dict[str, Any]:
+    """TINY with ``sections`` laid over it (one level deep per section)."""
+    raw = json.loads(json.dumps(TINY))
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return raw
+
+
+def check(raw: dict[str, Any]) -> None:
+    check_run(resolve_run(raw))
+
+
+def test_the_tiny_config_passes():
+    check(config())  # the baseline of every failure below
+
+
+def test_encoder_input_dim_must_match_the_filterbank():
+    raw = config(model={"audio_encoder": {**TINY["model"]["audio_encoder"], "input_dim": 40}})
+    with pytest.raises(ConfigError) as err:
+        check(raw)
+    msg = str(err.value)
+    assert "model.audio_encoder.input_dim is 40" in msg
+    assert "data.fbank.num_mel_bins is 80" in msg
+    raw["data"] = {"fbank": {"num_mel_bins": 40}}
+    check(raw)  # equal again: fine
+
+
+def test_audio_and_fbank_sample_rates_must_match():
+    with pytest.raises(ConfigError, match=r"data.audio.sample_rate is 8000 but "
+                                          r"data.fbank.sample_rate is 16000"):
+        check(config(data={"audio": {"sample_rate": 8000}}))
+
+
+def test_several_processes_need_a_distributed_engine():
+    with pytest.raises(ConfigError, match="train.nproc is 2 but train.engine is 'single'"):
+        check(config(train={"nproc": 2}))
+    check(config(train={"nproc": 2, "engine": {"name": "ddp"}}))
+
+
+def test_nproc_zero_is_refused_by_the_schema():
+    with pytest.raises(ConfigError, match="nproc"):
+        resolve_run(config(train={"nproc": 0}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_refused():
+    with pytest.raises(ConfigError, match="'cuda' was asked for but no GPU is visible"):
+        check(config(train={"device": "cuda"}))
+
+
+def test_fp16_on_the_cpu_is_refused():
+    with pytest.raises(ConfigError, match="fp16 needs a GPU"):
+        check(config(train={"precision": "fp16"}))
+    check(config(train={"precision": "bf16"}))
+
+
+def _deepspeed(tmp_path: Path, user: dict[str, Any], **train: Any) -> dict[str, Any]:
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps(user))
+    return config(train={"engine": {"name": "deepspeed", "config_file": str(path)}, **train})
+
+
+def test_deepspeed_json_conflicting_with_the_run_config_is_an_error(tmp_path: Path):
+    with pytest.raises(ConfigError) as err:
+        check(_deepspeed(tmp_path, {"gradient_accumulation_steps": 4}, grad_accum_steps=1))
+    assert "gradient_accumulation_steps = 4" in str(err.value)
+    assert "gives 1" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        check(_deepspeed(tmp_path, {"gradient_clipping": 0.5}, grad_clip=2.0))
+    assert "gradient_clipping = 0.5" in str(err.value) and "gives 2.0" in str(err.value)
+    with pytest.raises(ConfigError, match="zero_optimization.stage = 3"):
+        check(_deepspeed(tmp_path, {"zero_optimization": {"stage": 3}}))
+
+
+def test_deepspeed_json_that_only_adds_keys_merges(tmp_path: Path):
+    from alp_train.engines.deepspeed_engine import build_deepspeed_config
+
+    raw = _deepspeed(tmp_path, {"gradient_accumulation_steps": 2, "gradient_clipping": 1.0,
+                                "zero_optimization": {"reduce_bucket_size": 1000},
+                                "train_batch_size": "auto", "comms_logger": {"enabled": False}},
+                     grad_accum_steps=2)
+    resolved = resolve_run(raw)
+    check_run(resolved)
+    cfg = resolved.config
+    merged = build_deepspeed_config(resolved.engine.config, cfg.train, cfg.data.batch_size, 1)
+    assert merged["gradient_accumulation_steps"] == 2
+    assert merged["train_batch_size"] == cfg.data.batch_size * 2  # "auto": ours
+    assert merged["zero_optimization"]["reduce_bucket_size"] == 1000
+    assert merged["zero_optimization"]["stage"] == resolved.engine.config.zero_stage
+    assert merged["comms_logger"] == {"enabled": False}
+
+
+def test_deepspeed_json_must_not_choose_the_optimizer(tmp_path: Path):
+    with pytest.raises(ConfigError, match="'optimizer'/'scheduler' are chosen by"):
+        check(_deepspeed(tmp_path, {"optimizer": {"type": "Adam"}}))
+
+
+def test_a_misspelled_lazy_factory_of_a_plugin_fails_at_check_time(site):
+    site("fake-sched", "fake_sched", """
+        from alp_core import LRScheduleRecord, hookimpl
+        from alp_train.optim.configs import ConstantConfig
+
+        def build_schedule(config, optimizer):
+            raise AssertionError("never built by a check")
+
+        @hookimpl
+        def alp_lr_schedules():
+            return [LRScheduleRecord("flat", ConstantConfig, "fake_sched:biuld_schedule")]
+    """)
+    reset_plugin_manager()
+    raw = config(train={"schedule": {"name": "flat"}})
+    resolved = resolve_run(raw)  # resolving does not import the factory
+    with pytest.raises(ConfigError) as err:
+        check_run(resolved)
+    msg = str(err.value)
+    assert msg.startswith("train.schedule: lr_schedule 'flat'")
+    assert "fake_sched" in msg and "fake-sched" in msg  # the plugin and its distribution
+    assert "'fake_sched:biuld_schedule'" in msg
+
+
+def test_grad_cache_needs_a_contrastive_objective():
+    raw = config(objective={"name": "captioning"}, train={"grad_cache": {"chunk_size": 2}})
+    with pytest.raises(ConfigError, match="train.grad_cache: .*'captioning' also reads "
+                                          "caption_logits"):
+        check(raw)
+    check(config(train={"grad_cache": {"chunk_size": 2}}))  # infonce: fine
+
+
+def test_coca_contrastive_term_must_be_contrastive():
+    with pytest.raises(ConfigError, match="'captioning' is not a contrastive objective"):
+        check(config(objective={"name": "coca", "contrastive": {"name": "captioning"}}))
+    check(config(objective={"name": "coca", "contrastive": {"name": "siglip"}}))
+
+
+def test_alp_run_check_reports_the_error(capsys):
+    code = main(["run", "--check", "eval.tasks=[]", "train.nproc=2"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "train.nproc is 2 but train.engine is 'single'" in err
+
+
+def test_alp_run_check_prints_the_resolved_config(capsys):
+    import yaml
+
+    code = main(["run", "--check", "eval.tasks=[]", "train.engine.name=ddp", "train.nproc=2"])
+    assert code == 0
+    out = yaml.safe_load(capsys.readouterr().out)
+    assert out["train"]["engine"]["name"] == "ddp" and out["train"]["nproc"] == 2

@@ -1,0 +1,179 @@
+"""train_loop with the single engine on a tiny task: failures, clipping, accumulation, saving."""
+
+from __future__ import annotations
+
+import copy
+import json
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from alp_objectives.base import ContrastiveObjective
+from alp_objectives.outputs import LossOutput
+from alp_train.checkpoint import Checkpointer, Progress
+from alp_train.distributed import DistInfo
+from alp_train.engines.torch_engines import SingleEngine, SingleEngineConfig
+from alp_train.loop import TrainPlan, train_loop
+from alp_train.metrics_log import MetricsLog, read_metrics
+from alp_train.task import TrainTask
+
+MELS, VOCAB, LR = 4, 9, 0.1
+
+
+class Tiny(nn.Module):
+    """Two linear towers: the model contract, no normalisation (a simple regression)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audio = nn.Linear(MELS, 3)
+        self.tokens = nn.Embedding(VOCAB, 3)
+
+    def forward(self, step: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"audio_embeds": self.audio(step["features"]).mean(dim=1),
+                "text_embeds": self.tokens(step["input_ids"]).mean(dim=1)}
+
+
+class PairDistance(ContrastiveObjective):
+    """Mean over the batch of squared audio-text distances: a per-sample-mean loss."""
+
+    def forward(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor,
+                clip_ids: torch.Tensor | None = None) -> LossOutput:
+        loss = (audio_embeds - text_embeds).pow(2).sum(-1).mean()
+        return LossOutput(loss, {"loss": loss.item()})
+
+
+def batch(n: int, seed: int, start: int = 0) -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(seed)
+    return {"ids": [f"c{start + i}" for i in range(n)],
+            "features": torch.randn(n, 5, MELS, generator=gen, dtype=torch.float64),
+            "feature_lengths": torch.full((n,), 5),
+            "input_ids": torch.randint(0, VOCAB, (n, 3), generator=gen),
+            "attention_mask": torch.ones(n, 3, dtype=torch.long), "skipped": []}
+
+
+def make_task() -> TrainTask:
+    torch.manual_seed(0)
+    return TrainTask(Tiny(), PairDistance()).double()
+
+
+def make_engine(task: TrainTask, accum: int = 1, clip: float | None = None) -> SingleEngine:
+    train = types.SimpleNamespace(precision="fp32", grad_accum_steps=accum, grad_clip=clip)
+    engine = SingleEngine(SingleEngineConfig(), train, DistInfo())
+    engine.setup(task, lambda m: torch.optim.SGD(m.parameters(), lr=LR),
+                 lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1.0))
+    return engine
+
+
+def run(tmp_path: Path, task: TrainTask, batches: list[dict[str, Any]], *, epochs: int = 1,
+        accum: int = 1, clip: float | None = None, epochs_seen: list[int] | None = None,
+        ) -> tuple[Any, Path]:
+    engine = make_engine(task, accum, clip)
+    plan = TrainPlan(epochs=epochs, micro_batches_per_epoch=len(batches), accum=accum,
+                     log_every=1, checkpoint_every_epochs=1)
+    seen = epochs_seen if epochs_seen is not None else []
+    with MetricsLog(tmp_path / "metrics.jsonl") as mlog:
+        summary = train_loop(engine, task, batches, plan, Progress(),
+                             Checkpointer(tmp_path, engine, DistInfo(), keep_last=10), mlog,
+                             on_batch_skipped=lambda skipped: None, set_epoch=seen.append,
+                             show_progress=False)
+    return summary, tmp_path
+
+
+def params(task: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in task.named_parameters()}
+
+
+def test_a_non_finite_loss_names_the_step(tmp_path: Path):
+    bad = batch(4, 2)
+    bad["features"][1, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 2 \(epoch 0\)"):
+        run(tmp_path, make_task(), [batch(4, 1), bad, batch(4, 3)])
+
+
+def test_an_epoch_without_a_usable_batch_is_an_error(tmp_path: Path):
+    # a contrastive objective needs 2 clips per batch; every batch has 1 readable clip
+    with pytest.raises(RuntimeError, match="epoch 0 yielded no usable batch .*fewer than 2"):
+        run(tmp_path, make_task(), [batch(1, s) for s in range(3)])
+
+
+def test_too_small_batches_are_skipped_and_the_rest_trains(tmp_path: Path):
+    epochs: list[int] = []
+    summary, run_dir = run(tmp_path, make_task(), [batch(1, 0), batch(4, 1)], epochs=1,
+                           epochs_seen=epochs)
+    # the plan counts 2 steps; each epoch has one usable batch, so the loop goes on into the
+    # next epoch until the planned step count is reached
+    assert summary.steps == 2 and summary.samples == 8
+    assert epochs == [0, 1]
+    records = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in records if r["event"] == "train"] == [1, 2]
+
+
+def test_clipping_logs_the_unclipped_norm_and_steps_with_the_clipped_gradient(tmp_path: Path):
+    task = make_task()
+    b = batch(4, 7)
+    reference = copy.deepcopy(task)
+    before = params(reference)
+    out = reference(reference.prepare(b, torch.device("cpu")))
+    out.loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in reference.named_parameters()}
+    norm = torch.sqrt(sum(g.pow(2).sum() for g in grads.values())).item()
+    clip = norm / 4  # clipping is active: the update is a quarter of the plain one
+    summary, run_dir = run(tmp_path, task, [b], clip=clip)
+
+    logged = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "train"]
+    assert len(logged) == 1
+    assert logged[0]["grad_norm"] == pytest.approx(norm, rel=1e-12)
+    assert logged[0]["loss"] == pytest.approx(out.loss.item(), rel=1e-12)
+    assert summary.final_loss == pytest.approx(out.loss.item(), rel=1e-12)
+    scale = clip / (norm + 1e-6)
+    after = params(task)
+    for name, g in grads.items():
+        torch.testing.assert_close(after[name], before[name] - LR * scale * g,
+                                   atol=1e-12, rtol=0, msg=name)
+        assert not torch.allclose(after[name], before[name] - LR * g)  # not the unclipped step
+
+
+def test_accumulating_two_halves_equals_one_full_batch(tmp_path: Path):
+    full = batch(8, 11)
+    halves = [{k: (v[:4] if i == 0 else v[4:]) if k != "skipped" else []
+               for k, v in full.items()} for i in range(2)]
+    start = params(make_task())
+
+    task_a = make_task()
+    run(tmp_path / "a", task_a, halves, accum=2)
+    task_b = make_task()
+    run(tmp_path / "b", task_b, [full], accum=1)
+    a, b = params(task_a), params(task_b)
+    for name in a:
+        assert not torch.equal(a[name], start[name]), name  # a step was taken
+        torch.testing.assert_close(a[name], b[name], atol=1e-12, rtol=0, msg=name)
+
+    # only the first half (a stub that dropped micro-batches) would be another update
+    task_c = make_task()
+    run(tmp_path / "c", task_c, halves[:1], accum=1)
+    assert any(not torch.allclose(params(task_c)[n], b[n]) for n in b)
+
+
+def test_a_checkpoint_per_epoch(tmp_path: Path):
+    epochs: list[int] = []
+    summary, run_dir = run(tmp_path, make_task(), [batch(4, 1), batch(4, 2, start=4)],
+                           epochs=3, epochs_seen=epochs)
+    assert summary.steps == 6 and summary.samples == 24
+    assert epochs == [0, 1, 2]
+    root = run_dir / "checkpoints"
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert folders == ["step-00000002", "step-00000004", "step-00000006"]
+    assert (root / "latest").read_text().strip() == "step-00000006"
+    for epoch, name in enumerate(folders, start=1):
+        progress = json.loads((root / name / "progress.json").read_text())
+        assert progress["epoch"] == epoch and progress["batches_in_epoch"] == 0
+        assert progress["step"] == 2 * epoch and progress["samples"] == 8 * epoch
+        assert {p.name for p in (root / name).iterdir()} >= {
+            "model.safetensors", "engine.json", "engine.safetensors", "rng.json",
+            "progress.json"}
+    steps = [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "train"]
+    assert steps == [1, 2, 3, 4, 5, 6]
