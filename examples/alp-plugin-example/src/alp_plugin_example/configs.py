@@ -21,3 +21,14 @@ class MarginRankingConfig(ComponentConfig):
 class KNNProbeConfig(ComponentConfig):
     k: int = Field(5, ge=1)
     tasks: list[str] | None = None
+
+
+class FSDP2EngineConfig(ComponentConfig):
+    """torch FSDP2 (``fully_shard``): parameters, gradients and optimizer state sharded."""
+
+    reshard_after_forward: bool = Field(
+        True, description="free the gathered parameters after each forward (ZeRO-3-like); "
+        "False keeps them until backward (ZeRO-2-like: more memory, less communication)")
+    shard_module_lists: bool = Field(
+        True, description="shard each block of every nn.ModuleList (encoder layers) as its own "
+        "unit before the whole task; False: one unit, the task")

@@ -1,9 +1,20 @@
-"""The whole registration of the example plugin: three hooks returning records."""
+"""The whole registration of the example plugin: four hooks returning records."""
 
 from __future__ import annotations
 
-from alp_core import AudioEncoderRecord, EvalTaskRecord, ObjectiveRecord, hookimpl
-from alp_plugin_example.configs import Conv1dEncoderConfig, KNNProbeConfig, MarginRankingConfig
+from alp_core import (
+    AudioEncoderRecord,
+    EngineRecord,
+    EvalTaskRecord,
+    ObjectiveRecord,
+    hookimpl,
+)
+from alp_plugin_example.configs import (
+    Conv1dEncoderConfig,
+    FSDP2EngineConfig,
+    KNNProbeConfig,
+    MarginRankingConfig,
+)
 
 
 @hookimpl
@@ -24,3 +35,10 @@ def alp_objectives() -> list[ObjectiveRecord]:
 def alp_eval_tasks() -> list[EvalTaskRecord]:
     return [EvalTaskRecord("knn-probe", KNNProbeConfig, "alp_plugin_example.knn:KNNProbe",
                            "k-nearest-neighbour accuracy on pooled embeddings")]
+
+
+@hookimpl
+def alp_engines() -> list[EngineRecord]:
+    return [EngineRecord("fsdp2", FSDP2EngineConfig, "alp_plugin_example.engine:FSDP2Engine",
+                         "torch FSDP2 (fully_shard): parameters, gradients and optimizer "
+                         "state sharded over train.nproc processes")]
