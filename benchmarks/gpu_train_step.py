@@ -59,7 +59,7 @@ def build(case: str, tokenizer: str) -> AudioTextModel:
 
 
 def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
-            steps: int = 10) -> dict:
+            compile: bool = False, steps: int = 10) -> dict:
     torch.manual_seed(0)
     device = torch.device("cuda")
     model = build(case, tokenizer)
@@ -83,7 +83,11 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
     for _ in range(3):
         step()
     torch.cuda.synchronize()
-    flops = count_step_flops(step)
+    flops = count_step_flops(step)  # counted eagerly: compiling does not change the work
+    if compile:
+        task.compile_parts()  # what train.compile=true does in the engines
+        for _ in range(4):
+            step()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -92,7 +96,8 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
     torch.cuda.synchronize()
     seconds = (time.perf_counter() - t0) / steps
     peak = peak_tflops(device)
-    return {"case": case, "precision": precision, "batch": batch, "frames": frames,
+    return {"case": case, "precision": precision, "compile": compile, "batch": batch,
+            "frames": frames,
             "parameters_m": round(sum(p.numel() for p in task.parameters()) / 1e6, 2),
             "step_ms": round(seconds * 1000, 1), "samples_per_s": round(batch / seconds, 1),
             "audio_hours_per_s": round(batch * frames / 100 / 3600 / seconds, 3),
@@ -107,14 +112,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--out", default="gpu_results.json")
+    parser.add_argument("--cases", default="all", help="'all' or 'compile'")
     args = parser.parse_args()
-    cases = [("default", 64, 1000, "fp32"), ("default", 64, 1000, "bf16"),
-             ("default", 256, 1000, "bf16"), ("zipformer-base", 60, 1000, "fp32"),
-             ("zipformer-base", 60, 1000, "bf16")]
+    cases = [("default", 64, 1000, "fp32", False), ("default", 64, 1000, "bf16", False),
+             ("default", 256, 1000, "bf16", False), ("zipformer-base", 60, 1000, "fp32", False),
+             ("zipformer-base", 60, 1000, "bf16", False)]
+    if args.cases == "compile":
+        cases = [("default", 256, 1000, "bf16", True), ("zipformer-base", 60, 1000, "bf16", True),
+                 ("zipformer-base", 120, 1000, "bf16", True)]
     results = []
     for case in cases:
         try:
-            results.append(measure(*case, tokenizer=args.tokenizer))
+            results.append(measure(*case[:4], tokenizer=args.tokenizer, compile=case[4]))
         except Exception as err:  # report and go on: one case must not cost the others
             results.append({"case": case[0], "precision": case[3], "batch": case[1],
                             "error": f"{type(err).__name__}: {err}"})

@@ -99,6 +99,20 @@ def test_example_engine_is_listed_with_its_distribution(installed_example):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("option, message", [
+    ("train.optimizer.name=scaled-adam", "scaled-adam scales updates by whole-parameter"),
+    ("train.grad_cache.chunk_size=4", "not supported with the fsdp2 engine"),
+])
+def test_plugin_engine_refuses_what_it_cannot_do_before_any_process(installed_example, option,
+                                                                    message):
+    """The engine's check_config runs in `alp run --check`, before ranks start."""
+    out = alp(installed_example, "run", "--check", "train.engine.name=fsdp2", "train.nproc=2",
+              option)
+    assert out.returncode == 2
+    assert message in out.stderr and "rank" not in out.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_fsdp2_two_processes_match_one_over_the_same_global_batch(installed_example, tmp_path):
     """One process with batch 8 (fsdp2 without sharding) and two sharded ranks with batch 4

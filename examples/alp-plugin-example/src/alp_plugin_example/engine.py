@@ -39,19 +39,29 @@ class FSDP2Engine(SingleEngine):
 
     name = "fsdp2"
 
+    @classmethod
+    def check_config(cls, config: Any, run: Any, nproc: int) -> None:
+        """What sharding rules out, refused by ``alp run``/``--check`` before any process
+        starts (alp-train calls this hook of every engine)."""
+        if nproc < 2:
+            return
+        if run.train.precision == "fp16":
+            raise ConfigError("train.engine: fsdp2 has no sharded fp16 loss scaler; "
+                              "use train.precision=bf16 (or fp32)")
+        if run.train.grad_cache.chunk_size:
+            raise ConfigError("train.grad_cache: not supported with the fsdp2 engine (the "
+                              "cached embedding pass runs sub-modules outside the root "
+                              "FSDP unit); use single or ddp")
+        if run.train.optimizer.get("name") == "scaled-adam":
+            raise ConfigError("train.optimizer: scaled-adam scales updates by whole-parameter "
+                              "RMS, but fsdp2 gives it shards; use adamw")
+
     def __init__(self, config: Any, train: Any, dist: Any) -> None:
         super().__init__(config, train, dist)
         self.sharded = dist.world_size > 1
         # sharded: load_state() restores the weights itself (a plain load_state_dict of full
         # tensors into DTensor parameters would fail)
         self.owns_weights = self.sharded
-        if self.sharded and train.precision == "fp16":
-            raise ConfigError("train.engine: fsdp2 has no sharded fp16 loss scaler; "
-                              "use train.precision=bf16 (or fp32)")
-        if self.sharded and train.grad_cache.chunk_size:
-            raise ConfigError("train.grad_cache: not supported with the fsdp2 engine (the "
-                              "cached embedding pass runs sub-modules outside the root "
-                              "FSDP unit); use single or ddp")
 
     # -- training ------------------------------------------------------------------------
     def setup(self, task: nn.Module, build_optimizer: BuildOptimizer,
@@ -65,9 +75,6 @@ class FSDP2Engine(SingleEngine):
         if self.sharded:
             self._shard(task)
         super().setup(task, build_optimizer, build_schedule)
-        if self.sharded and type(self.optimizer).__name__ == "ScaledAdam":
-            raise ConfigError("train.optimizer: scaled-adam scales updates by whole-parameter RMS, "
-                              "but fsdp2 gives it shards; use adamw")
 
     def _shard(self, task: nn.Module) -> None:
         from torch.distributed.device_mesh import init_device_mesh

@@ -14,7 +14,10 @@ from alp_core import ComponentConfig
 
 __all__ = [
     "BertTextEncoderConfig",
+    "ConformerConfig",
+    "HFAudioEncoderConfig",
     "MiniLMTextEncoderConfig",
+    "PatchTransformerConfig",
     "ProjectionConfig",
     "TransformerAudioEncoderConfig",
     "TransformerCaptionDecoderConfig",
@@ -118,6 +121,15 @@ class TransformerCaptionDecoderConfig(ComponentConfig):
     )
     tie_embeddings: bool = Field(
         True, description="the output projection shares the token embedding matrix"
+    )
+    num_beams: int = Field(
+        1, ge=1,
+        description="default beam size of caption generation (1: greedy decoding)",
+    )
+    length_penalty: float = Field(
+        1.0, allow_inf_nan=False,
+        description="beam-search length normalisation alpha: a caption of n generated tokens "
+        "(EOS included) scores sum(log p) / n**alpha (0: total log-prob, 1: mean)",
     )
 
     @model_validator(mode="after")
@@ -250,5 +262,103 @@ class ZipformerConfig(ComponentConfig):
         if len(self.frontend_channels) != 3 or min(self.frontend_channels) < 1:
             raise ValueError(
                 f"frontend_channels must be three positive ints, got {self.frontend_channels}"
+            )
+        return self
+
+
+class ConformerConfig(ComponentConfig):
+    """torchaudio's Conformer (Gulati et al., 2020) behind the strided conv2d stem.
+
+    ``subsampling`` (1, 2 or 4) is the time reduction of the stem: output frames come at
+    100 / ``subsampling`` Hz for 100 Hz filterbank input.
+    """
+
+    input_dim: int = Field(80, ge=1, description="filterbank bins")
+    d_model: int = Field(144, ge=1, description="width of every Conformer layer")
+    num_layers: int = Field(4, ge=0, description="number of Conformer layers")
+    num_heads: int = Field(4, ge=1, description="attention heads (must divide d_model)")
+    ffn_dim: int = Field(576, ge=1, description="hidden width of each feed-forward module")
+    depthwise_conv_kernel_size: int = Field(31, ge=1, description="depthwise conv kernel (odd)")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in every module")
+    subsampling: Literal[1, 2, 4] = Field(4, description="time reduction of the conv2d stem")
+    input_norm: Literal["frame", "none"] = Field(
+        "frame", description="'frame': LayerNorm over the bins of each frame; 'none': raw"
+    )
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> ConformerConfig:
+        _check_heads_divide("d_model", self.d_model, self.num_heads)
+        if self.depthwise_conv_kernel_size % 2 == 0:
+            raise ValueError(
+                f"depthwise_conv_kernel_size must be odd, got {self.depthwise_conv_kernel_size}"
+            )
+        return self
+
+
+class PatchTransformerConfig(ComponentConfig):
+    """An AST-style Transformer over (time x frequency) patches of the filterbank.
+
+    Output: one frame per time column of patches (the mean over that column's frequency
+    patches), at 100 / ``stride_time`` Hz for 100 Hz input.
+    """
+
+    input_dim: int = Field(80, ge=1, description="filterbank bins")
+    patch_time: int = Field(16, ge=1, description="frames per patch")
+    patch_freq: int = Field(16, ge=1, description="bins per patch (at most input_dim)")
+    stride_time: int = Field(10, ge=1, description="frames between patch columns")
+    stride_freq: int = Field(10, ge=1, description="bins between patch rows")
+    d_model: int = Field(192, ge=1, description="Transformer width")
+    num_layers: int = Field(4, ge=0, description="pre-norm Transformer layers")
+    num_heads: int = Field(4, ge=1, description="attention heads (must divide d_model)")
+    ffn_dim: int = Field(768, ge=1, description="feed-forward hidden width")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in every layer")
+    max_time_patches: int = Field(512, ge=1, description="size of the time-position table")
+    positions: Literal["learned", "sinusoidal"] = Field(
+        "learned", description="2-D positions: learned time + frequency tables, or fixed sin/cos"
+    )
+    input_norm: Literal["frame", "none"] = Field(
+        "frame", description="'frame': LayerNorm over the bins of each frame; 'none': raw"
+    )
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> PatchTransformerConfig:
+        _check_heads_divide("d_model", self.d_model, self.num_heads)
+        if self.patch_freq > self.input_dim:
+            raise ValueError(
+                f"patch_freq ({self.patch_freq}) must be at most input_dim ({self.input_dim})"
+            )
+        if self.positions == "sinusoidal" and self.d_model % 4:
+            raise ValueError(f"sinusoidal 2-D positions need d_model % 4 == 0, got {self.d_model}")
+        return self
+
+
+class HFAudioEncoderConfig(ComponentConfig):
+    """A Hugging Face transformers audio model used as an encoder over filterbank frames.
+
+    Exactly one of ``path`` (a local pretrained folder, loaded offline) or ``model_type``
+    (random weights of the real architecture, with ``config`` overrides) must be given.
+    Supported: ``ast`` and ``whisper`` (fbank input); ``wavlm`` and ``hubert`` need
+    waveforms and are refused when built.
+    """
+
+    path: str | None = Field(None, description="local folder for AutoModel.from_pretrained")
+    model_type: Literal["ast", "whisper", "wavlm", "hubert"] | None = Field(
+        None, description="build this architecture from its config with random weights"
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="overrides of the transformers config (e.g. hidden_size, num_mel_bins)",
+    )
+    freeze: bool = Field(False, description="no gradients and eval mode for the wrapped model")
+    mask_padding: bool = Field(
+        True, description="AST only: mask patch columns past each clip as attention keys"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> HFAudioEncoderConfig:
+        if (self.path is None) == (self.model_type is None):
+            raise ValueError(
+                "give exactly one of path (a local model folder) or model_type "
+                "(ast, whisper, wavlm, hubert)"
             )
         return self

@@ -5,7 +5,10 @@ from __future__ import annotations
 from alp_core import AudioEncoderRecord, CaptionDecoderRecord, TextEncoderRecord, hookimpl
 from alp_models.configs import (
     BertTextEncoderConfig,
+    ConformerConfig,
+    HFAudioEncoderConfig,
     MiniLMTextEncoderConfig,
+    PatchTransformerConfig,
     TransformerAudioEncoderConfig,
     TransformerCaptionDecoderConfig,
     ZipformerConfig,
@@ -25,6 +28,23 @@ def alp_audio_encoders() -> list[AudioEncoderRecord]:
             "alp_models.audio.zipformer:build_zipformer_encoder",
             "Zipformer (Yao et al., ICLR 2024): conv2d front end + multi-rate stacks with "
             "shared rel-pos attention, BiasNorm, Swoosh; presets base (the paper's), small, tiny",
+        ),
+        AudioEncoderRecord(
+            "conformer", ConformerConfig,
+            "alp_models.audio.conformer:build_conformer_encoder",
+            "conv2d subsampling + torchaudio Conformer layers (padding-masked attention and "
+            "depthwise convolutions)",
+        ),
+        AudioEncoderRecord(
+            "patch-transformer", PatchTransformerConfig,
+            "alp_models.audio.patch_transformer:build_patch_transformer_encoder",
+            "AST-style Transformer over time x frequency fbank patches; one output frame per "
+            "patch column (mean over its frequency patches)",
+        ),
+        AudioEncoderRecord(
+            "hf-audio", HFAudioEncoderConfig, "alp_models.audio.hf:build_hf_audio_encoder",
+            "transformers AST or Whisper encoder over fbank, from a local folder (offline) or "
+            "a config with random weights",
         ),
     ]
 

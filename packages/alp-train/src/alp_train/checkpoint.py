@@ -31,7 +31,7 @@ from alp_train.distributed import DistInfo, broadcast_object, gather_objects
 from alp_train.engines.base import Engine
 from alp_train.state_io import atomic_write_text, load_state, save_state, unshare
 
-__all__ = ["Checkpointer", "Progress", "load_weights", "save_model"]
+__all__ = ["Checkpointer", "Progress", "latest_checkpoint", "load_weights", "save_model"]
 
 WEIGHTS = "model.safetensors"
 META = "checkpoint.json"
@@ -104,6 +104,19 @@ def load_weights(directory: str | Path, modules: dict[str, nn.Module] | None = N
     return meta
 
 
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder of a run folder, or None."""
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / "latest"
+    if pointer.is_file():
+        path = root / pointer.read_text().strip()
+        if (path / "progress.json").is_file():
+            return path
+    done = sorted(p for p in root.glob("step-*") if (p / "progress.json").is_file()
+                  and not p.name.endswith(".tmp"))
+    return done[-1] if done else None
+
+
 class Checkpointer:
     """Saves and restores training checkpoints of one run folder (collective calls)."""
 
@@ -115,14 +128,7 @@ class Checkpointer:
 
     def latest(self) -> Path | None:
         """The newest complete checkpoint folder, or None."""
-        pointer = self.root / "latest"
-        if pointer.is_file():
-            path = self.root / pointer.read_text().strip()
-            if (path / "progress.json").is_file():
-                return path
-        done = sorted(p for p in self.root.glob("step-*") if (p / "progress.json").is_file()
-                      and not p.name.endswith(".tmp"))
-        return done[-1] if done else None
+        return latest_checkpoint(self.root.parent)
 
     def save(self, progress: Progress) -> Path:
         """Write a checkpoint of the current state (every rank calls this)."""

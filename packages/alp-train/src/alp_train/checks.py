@@ -6,14 +6,11 @@ plugin fails here, naming the plugin), and facts that span components are compar
 
 from __future__ import annotations
 
-from typing import Any
-
 from alp_core import ConfigError, Resolved
 from alp_core.records import resolve_factory
 from alp_train.config import ResolvedRun
 
 __all__ = ["check_run"]
-
 
 def _components(resolved: ResolvedRun) -> list[tuple[str, Resolved]]:
     out = [("data.source", resolved.source), ("model.audio_encoder", resolved.audio_encoder),
@@ -30,7 +27,6 @@ def _components(resolved: ResolvedRun) -> list[tuple[str, Resolved]]:
             out.append((f"{key}.{inner_key}", inner))
     return out
 
-
 def import_factories(resolved: ResolvedRun) -> None:
     """Import every component's factory; a broken lazy path is an error naming its plugin."""
     for key, item in _components(resolved):
@@ -41,7 +37,6 @@ def import_factories(resolved: ResolvedRun) -> None:
             who = f"plugin {rec.plugin!r} ({rec.distribution or 'no distribution'})"
             raise ConfigError(f"{key}: {rec.kind} {rec.name!r} of {who} has factory "
                               f"{rec.factory!r}, which cannot be imported: {err}") from None
-
 
 def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
     """Every check that needs no data and no model weights; raises :class:`ConfigError`."""
@@ -62,13 +57,11 @@ def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
         raise ConfigError(f"objective {resolved.objective.record.name!r} reads {sorted(needs)}; "
                           "the model makes text_embeds (text tower) and caption_logits "
                           "(caption decoder): it reads nothing the model trains")
-    engine = resolved.engine.record.name
     nproc = world_size or cfg.train.nproc
-    if nproc > 1 and engine == "single":
-        raise ConfigError(f"train.nproc is {nproc} but train.engine is 'single' (one process); "
-                          "use train.engine.name=ddp or deepspeed")
-    if engine == "deepspeed":
-        _check_deepspeed(resolved)
+    engine_cls = resolve_factory(resolved.engine.record.factory)
+    check = getattr(engine_cls, "check_config", None)
+    if callable(check):  # the engine's own refusals (built-in and plugin engines alike)
+        check(resolved.engine.config, cfg, nproc)
     if cfg.train.device == "cuda":
         import torch
 
@@ -78,25 +71,7 @@ def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
     if cfg.train.precision == "fp16" and cfg.train.device == "cpu":
         raise ConfigError("train.precision: fp16 needs a GPU (loss scaling); on the CPU use "
                           "bf16 or fp32")
-    if cfg.train.grad_cache.chunk_size:
-        if "caption_logits" in needs:
-            raise ConfigError("train.grad_cache: gradient caching is for contrastive objectives "
-                              f"(text_embeds only); {resolved.objective.record.name!r} also "
-                              "reads caption_logits")
-        if engine == "deepspeed":
-            raise ConfigError("train.grad_cache: not supported with the deepspeed engine yet; "
-                              "use train.engine.name=single or ddp")
-
-
-def _check_deepspeed(resolved: ResolvedRun) -> None:
-    from alp_train.engines.deepspeed_engine import _import_deepspeed, build_deepspeed_config
-
-    _import_deepspeed()
-    cfg = resolved.config
-    build_deepspeed_config(resolved.engine.config, cfg.train,  # type: ignore[arg-type]
-                           cfg.data.batch_size, cfg.train.nproc)
-
-
-def describe(resolved: ResolvedRun) -> dict[str, Any]:
-    """A short line of facts ``--check`` prints after the resolved config."""
-    return {"engine": resolved.engine.record.name, "nproc": resolved.config.train.nproc}
+    if cfg.train.grad_cache.chunk_size and "caption_logits" in needs:
+        raise ConfigError("train.grad_cache: gradient caching is for contrastive objectives "
+                          f"(text_embeds only); {resolved.objective.record.name!r} also "
+                          "reads caption_logits")

@@ -89,6 +89,9 @@ class TrainConfig(StrictModel):
     optimizer: dict[str, Any] = _component("adamw")
     schedule: dict[str, Any] = _component("warmup-cosine")
     nproc: int = Field(1, ge=1, description="processes to start on this machine")
+    compile: bool = Field(
+        False, description="torch.compile the encoders and decoder in place (weights keep "
+        "their names); pays off on GPUs")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     grad_cache: GradCacheConfig = Field(default_factory=GradCacheConfig)
     validate_every: int | None = Field(

@@ -189,7 +189,8 @@ def train_loop(
                 checkpointer.save(progress)
     bar.close()
     peaks = gather_objects(round(engine.peak_memory_mb(), 1), info)
-    mlog.write("memory", peak_mem_mb_per_rank=peaks)
+    states = gather_objects({k: round(v, 3) for k, v in engine.state_memory_mb().items()}, info)
+    mlog.write("memory", peak_mem_mb_per_rank=peaks, state_mb_per_rank=states)
     seconds = time.perf_counter() - t_begin
     return TrainSummary(progress.step, progress.samples * info.world_size, seconds, last_loss,
                         progress.audio_seconds * info.world_size, flops)

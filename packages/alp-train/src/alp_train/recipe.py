@@ -203,9 +203,6 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
         lambda optimizer: resolved.schedule.build(
             optimizer=optimizer, total_steps=max(plan.total_steps, 1),
             steps_per_epoch=max(plan.steps_per_epoch, 1)))
-    if cfg.train.grad_cache.chunk_size and engine.name == "deepspeed":
-        raise ConfigError("train.grad_cache: not supported with the deepspeed engine yet "
-                          "(DeepSpeed reduces gradients inside each backward); use single or ddp")
     gather = getattr(engine.config, "gather_on_save", True)
     checkpointer = Checkpointer(path, engine, info, cfg.train.checkpoint.keep_last, gather)
     budget = BadClipBudget(cfg.data.max_bad_clips)

@@ -45,6 +45,15 @@ class TrainTask(nn.Module):
         self.model = model
         self.objective: Objective = as_objective(objective)
 
+    def compile_parts(self, **options: Any) -> None:
+        """``torch.compile`` the model's encoders and decoder in place (``nn.Module.compile``:
+        parameter names, hence checkpoints, stay as they are). The objective stays eager: its
+        metrics read Python numbers."""
+        for name in ("audio_encoder", "text_encoder", "caption_decoder"):
+            part = getattr(self.model, name, None)
+            if isinstance(part, nn.Module):
+                part.compile(**options)
+
     @property
     def min_batch(self) -> int:
         """Contrastive objectives need in-batch negatives; captioning scores a single clip."""

@@ -46,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder)")
+        from alp_train.checkpoint import latest_checkpoint
+
+        if latest_checkpoint(run_dir) is None:  # before any data is prepared
+            raise ConfigError(f"--resume: {run_dir / 'checkpoints'} holds no complete "
+                              "checkpoint")
         if config is not None:
             args.overrides, config = [config, *args.overrides], None
         config = str(run_dir / "config.yaml")

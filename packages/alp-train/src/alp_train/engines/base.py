@@ -67,6 +67,12 @@ class Engine(ABC):
     def is_main(self) -> bool:
         return self.dist.is_main
 
+    @classmethod
+    def check_config(cls, config: Any, run: Any, nproc: int) -> None:
+        """Refuse a run this engine cannot do, before any process starts (``alp run`` and
+        ``--check`` call it with the engine's config, the whole run config and the process
+        count); raise :class:`alp_core.ConfigError` naming the key. Default: nothing."""
+
     # -- training ------------------------------------------------------------------------
     @abstractmethod
     def setup(self, task: nn.Module, build_optimizer: BuildOptimizer,
@@ -140,6 +146,17 @@ class Engine(ABC):
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    def state_memory_mb(self) -> dict[str, float]:
+        """What this rank holds of the training state: parameters and optimizer state (MB).
+
+        Sharded engines report their shard; the sum over ranks is the whole state.
+        """
+        task = self.task
+        params = sum(p.numel() * p.element_size() for p in task.parameters()) if task else 0
+        optimizer = getattr(self, "optimizer", None)
+        return {"params_mb": params / 2**20,
+                "optimizer_mb": optimizer_state_bytes(optimizer) / 2**20}
+
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
         """bf16/fp16 autocast per ``train.precision`` (fp32: nothing)."""
@@ -150,3 +167,15 @@ class Engine(ABC):
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         with torch.autocast(self.device.type, dtype=dtype):
             yield
+
+
+def optimizer_state_bytes(optimizer: Any) -> int:
+    """Bytes of the tensors in a torch optimizer's ``state`` (moments, step counters)."""
+    if optimizer is None:
+        return 0
+    total = 0
+    for state in getattr(optimizer, "state", {}).values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                total += value.numel() * value.element_size()
+    return total

@@ -98,6 +98,15 @@ class DeepSpeedZeroEngine(Engine):
     name = "deepspeed"
     owns_weights = True
 
+    @classmethod
+    def check_config(cls, config: Any, run: Any, nproc: int) -> None:
+        _import_deepspeed()
+        build_deepspeed_config(config, run.train, run.data.batch_size, nproc)
+        if run.train.grad_cache.chunk_size:
+            raise ConfigError("train.grad_cache: not supported with the deepspeed engine yet "
+                              "(DeepSpeed reduces gradients inside each backward); use "
+                              "train.engine.name=single or ddp")
+
     def __init__(self, config: DeepSpeedEngineConfig, train: Any, dist: Any,
                  micro_batch: int = 1) -> None:
         super().__init__(config, train, dist)
@@ -110,6 +119,8 @@ class DeepSpeedZeroEngine(Engine):
               build_schedule: BuildSchedule) -> None:
         self.task = task.to(self.device)
         self.task.train()
+        if getattr(self.train_config, "compile", False):
+            task.compile_parts()  # type: ignore[operator]  # a TrainTask
         optimizer = build_optimizer(self.task)
         self.deepspeed.init_distributed(
             dist_backend="nccl" if self.device.type == "cuda" else "gloo",
@@ -147,6 +158,23 @@ class DeepSpeedZeroEngine(Engine):
         path, _ = self.module.load_checkpoint(str(directory / "deepspeed"), tag=DS_TAG)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory / 'deepspeed'}")
+
+    def state_memory_mb(self) -> dict[str, float]:
+        """This rank's share: ZeRO-3 parameter partitions (``ds_tensor``), and the inner
+        optimizer's state plus its fp32 master partitions (stages 1-3)."""
+        from alp_train.engines.base import optimizer_state_bytes
+
+        assert self.task is not None
+        params = sum((p.ds_tensor if hasattr(p, "ds_tensor") else p).numel() * p.element_size()
+                     for p in self.task.parameters())
+        zero = self.module.optimizer
+        inner = getattr(zero, "optimizer", zero)
+        masters = 0
+        for name in ("single_partition_of_fp32_groups", "fp32_partitioned_groups_flat"):
+            for t in getattr(zero, name, None) or []:
+                masters += t.numel() * t.element_size()
+        return {"params_mb": params / 2**20,
+                "optimizer_mb": (optimizer_state_bytes(inner) + masters) / 2**20}
 
     def full_state_dict(self) -> dict[str, torch.Tensor] | None:
         assert self.task is not None

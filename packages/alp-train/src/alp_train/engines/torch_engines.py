@@ -27,6 +27,12 @@ class SingleEngine(Engine):
 
     name = "single"
 
+    @classmethod
+    def check_config(cls, config: Any, run: Any, nproc: int) -> None:
+        if nproc > 1 and cls.name == "single":
+            raise ConfigError(f"train.nproc is {nproc} but train.engine is 'single' (one "
+                              "process); use train.engine.name=ddp or deepspeed")
+
     def __init__(self, config: Any, train: Any, dist: Any) -> None:
         super().__init__(config, train, dist)
         if train.precision == "fp16" and dist.device.type != "cuda":
@@ -42,6 +48,8 @@ class SingleEngine(Engine):
               build_schedule: BuildSchedule) -> None:
         self.task = task.to(self.device)
         self.task.train()
+        if getattr(self.train_config, "compile", False):
+            task.compile_parts()  # type: ignore[operator]  # a TrainTask
         self.module = self._wrap(self.task)
         self.optimizer = build_optimizer(self.task)
         self.schedule = build_schedule(self.optimizer)
