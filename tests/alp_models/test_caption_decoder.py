@@ -169,6 +169,7 @@ def test_default_config_is_the_papers():
     assert (cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.ffn_dim) == (768, 6, 8, 3072)
     assert (cfg.dropout, cfg.activation, cfg.norm_first, cfg.bias) == (0.1, "gelu", False, False)
     assert (cfg.max_tokens, cfg.tokenizer, cfg.tie_embeddings) == (128, "minilm", True)
+    assert (cfg.num_beams, cfg.length_penalty) == (1, 1.0)  # greedy unless asked
 
 
 def test_generate_matches_reference_and_respects_limit(decoder):
@@ -188,6 +189,8 @@ def test_generate_pads_after_eos(trained):
     dec, memory, lengths, _ = trained
     out = dec.generate(memory, lengths)
     torch.testing.assert_close(out, _reference_generate(dec, memory, lengths, 16))
+    torch.testing.assert_close(out, dec.generate(memory, lengths, use_cache=False))
+    torch.testing.assert_close(out, dec.generate(memory, lengths, num_beams=1))
     eos, pad = dec.special_ids["eos_id"], dec.special_ids["pad_id"]
     ends = [row.index(eos) for row in out.tolist()]
     assert len(set(ends)) > 1 and max(ends) == out.shape[1] - 1  # stops when all are done
@@ -200,6 +203,7 @@ def test_generate_pads_after_eos(trained):
 def test_learns_to_caption_fixed_memories(trained):
     dec, memory, lengths, steps = trained
     assert dec.decode(dec.generate(memory, lengths)) == [c.lower() for c in CAPTIONS]
+    assert dec.decode(dec.generate(memory, lengths, num_beams=4)) == CAPTIONS
     assert steps < 300
 
 
