@@ -47,6 +47,14 @@ class DataConfig(StrictModel):
     max_bad_clips: int = Field(20, ge=0, description="skip this many unreadable clips, then fail")
 
 
+class InitFromConfig(StrictModel):
+    """Start a part of the model from existing weights (e.g. an AudioSet-supervised encoder)."""
+
+    path: str = Field(description="a .safetensors file, a checkpoint folder or a run folder")
+    part: Literal["audio_encoder", "text_encoder", "caption_decoder", "model"] = "audio_encoder"
+    strict: bool = Field(True, description="fail on missing, unexpected or mis-shaped keys")
+
+
 class ModelConfig(StrictModel):
     """The parts the objective needs are built: the text tower for objectives reading text
     embeddings, the caption decoder for those reading caption logits (CoCa: both)."""
@@ -59,6 +67,8 @@ class ModelConfig(StrictModel):
         "transformer", d_model=128, num_layers=2, num_heads=4, ffn_dim=512, max_tokens=64)
     embed_dim: int = Field(128, ge=1, description="joint audio-text space (projection output)")
     projection_hidden: int | None = Field(None, ge=1, description="MLP hidden size")
+    init_from: InitFromConfig | None = Field(
+        None, description="initialise a part from existing weights before training")
 
 
 class CheckpointConfig(StrictModel):

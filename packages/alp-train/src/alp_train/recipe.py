@@ -135,6 +135,12 @@ def setup_model(resolved: ResolvedRun) -> tuple[Any, Objective]:
         needs=objective_needs(resolved))
     objective = as_objective(resolved.objective.build(
         special_ids=getattr(model.caption_decoder, "special_ids", None)))
+    init = cfg.model.init_from
+    if init is not None:
+        from alp_models.weights import load_part
+
+        report = load_part(model, init.path, init.part, init.strict)
+        log.info("model.init_from: %s", report.describe())
     return model, objective
 
 
@@ -332,8 +338,9 @@ def evaluate_run(resolved: ResolvedRun, model: Any, objective: Objective, data: 
                                   batch_size=cfg.eval.batch_size, sharded=False)
                for split in ("train", "test")}
     models = {"pretrained": model}
-    if cfg.eval.baseline:  # the same seeds rebuild the exact initial weights
-        models["random-init"] = setup_model(resolved)[0]
+    if cfg.eval.baseline:  # the same seeds (and init_from) rebuild the exact initial weights
+        label = "random-init" if cfg.model.init_from is None else "initial"
+        models[label] = setup_model(resolved)[0]
     results = {label: evaluate(m, tasks, loaders, device=device, seed=cfg.seed,
                                batch_size=cfg.eval.batch_size, on_skipped=budget.update)
                for label, m in models.items()}
