@@ -1,6 +1,7 @@
 """Audio-encoder throughput on CPU: forward (eval, no grad) and forward + backward (train).
 
-The ``transformer`` encoder at its defaults and each ``zipformer`` preset over the same
+The ``transformer``, ``conformer`` and ``patch-transformer`` encoders at their defaults, each
+``zipformer`` preset, and ``hf-audio`` AST / Whisper-tiny (random weights) over the same
 batch of short clips; ``extra_info`` holds clips/s and seconds of audio per second.
 
 Run: .venv/bin/python -m pytest benchmarks/test_bench_encoders.py --benchmark-only
@@ -17,6 +18,13 @@ CASES = [
     ("zipformer-tiny", {"preset": "tiny"}, 8, 4.0),
     ("zipformer-small", {"preset": "small"}, 8, 4.0),
     ("zipformer-base", {"preset": "base"}, 2, 2.0),
+    ("conformer", {}, 8, 4.0),
+    ("patch-transformer", {}, 8, 4.0),
+    # AST-base widths over a 4 s window; Whisper-tiny widths always read a 30 s window.
+    ("hf-ast", {"model_type": "ast", "config": {"max_length": 400}}, 8, 4.0),
+    ("hf-whisper-tiny", {"model_type": "whisper", "config": {
+        "d_model": 384, "encoder_layers": 4, "encoder_attention_heads": 6,
+        "encoder_ffn_dim": 1536}}, 2, 4.0),
 ]
 
 
@@ -26,6 +34,11 @@ def _encoder(name: str, overrides: dict) -> torch.nn.Module:
         from alp_models.configs import TransformerAudioEncoderConfig
 
         return build_transformer_audio_encoder(TransformerAudioEncoderConfig(**overrides))
+    if not name.startswith("zipformer"):
+        from alp_core import new_plugin_manager
+
+        registered = "hf-audio" if name.startswith("hf-") else name
+        return new_plugin_manager().get("audio_encoder", registered).build(overrides)
     from alp_models.audio.zipformer import build_zipformer_encoder
     from alp_models.configs import ZipformerConfig
 

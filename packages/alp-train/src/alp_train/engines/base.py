@@ -72,6 +72,7 @@ class Engine(ABC):
         """Refuse a run this engine cannot do, before any process starts (``alp run`` and
         ``--check`` call it with the engine's config, the whole run config and the process
         count); raise :class:`alp_core.ConfigError` naming the key. Default: nothing."""
+        return None
 
     # -- training ------------------------------------------------------------------------
     @abstractmethod
