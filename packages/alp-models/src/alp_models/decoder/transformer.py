@@ -279,7 +279,7 @@ class TransformerCaptionDecoder(nn.Module):
             source, token = flat // vocab, flat % vocab  # (n, 2k): beam and token of each
             is_eos = token == eos
             norm = (width - 1) ** alpha
-            # Finish EOS extensions ranked within the first k (best first), k per clip at most.
+            # EOS extensions ranked within the first k finish (each clip keeps its k best).
             done_eos = (is_eos[:, :beams] & torch.isfinite(top[:, :beams])).nonzero().tolist()
             top_list = top.tolist() if done_eos else []
             for c, r in done_eos:
