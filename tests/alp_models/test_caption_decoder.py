@@ -168,7 +168,7 @@ def test_default_config_is_the_papers():
     cfg = TransformerCaptionDecoderConfig()
     assert (cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.ffn_dim) == (768, 6, 8, 3072)
     assert (cfg.dropout, cfg.activation, cfg.norm_first, cfg.bias) == (0.1, "gelu", False, False)
-    assert (cfg.max_tokens, cfg.tokenizer, cfg.tie_embeddings) == (128, "minilm", True)
+    assert (cfg.max_tokens, cfg.tokenizer, cfg.tie_embeddings) == (128, "bert-uncased", True)
     assert (cfg.num_beams, cfg.length_penalty) == (1, 1.0)  # greedy unless asked
 
 

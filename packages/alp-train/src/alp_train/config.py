@@ -20,6 +20,7 @@ from alp_core import Resolved, resolve_component, validate_model
 from alp_core.manager import ALPPluginManager, get_plugin_manager
 from alp_data.dataset import AudioConfig
 from alp_data.features import FbankConfig
+from alp_models.configs import PoolerConfig
 
 
 class StrictModel(BaseModel):
@@ -67,6 +68,8 @@ class ModelConfig(StrictModel):
         "transformer", d_model=128, num_layers=2, num_heads=4, ffn_dim=512, max_tokens=64)
     embed_dim: int = Field(128, ge=1, description="joint audio-text space (projection output)")
     projection_hidden: int | None = Field(None, ge=1, description="MLP hidden size")
+    pooler: PoolerConfig = Field(default_factory=PoolerConfig,
+                                 description="pooling of the projected audio frames")
     init_from: InitFromConfig | None = Field(
         None, description="initialise a part from existing weights before training")
 

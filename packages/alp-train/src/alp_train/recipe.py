@@ -132,7 +132,8 @@ def setup_model(resolved: ResolvedRun) -> tuple[Any, Objective]:
         caption_decoder=resolved.caption_decoder,
         projection=ProjectionConfig(embed_dim=cfg.model.embed_dim,
                                     hidden_dim=cfg.model.projection_hidden),
-        needs=objective_needs(resolved))
+        needs=objective_needs(resolved), pooler=cfg.model.pooler,
+        input_dim=cfg.data.fbank.num_mel_bins)
     objective = as_objective(resolved.objective.build(
         special_ids=getattr(model.caption_decoder, "special_ids", None)))
     init = cfg.model.init_from

@@ -68,6 +68,7 @@ class ConformerAudioEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.output_dim = config.d_model
+        self.input_dim = config.input_dim
         self.frame_rate = 100.0 / config.subsampling
         stages = {1: 0, 2: 1, 4: 2}[config.subsampling]
         self.input_norm = nn.LayerNorm(config.input_dim) if config.input_norm == "frame" else None

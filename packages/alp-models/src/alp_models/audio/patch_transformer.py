@@ -38,6 +38,7 @@ class PatchTransformerEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.output_dim = config.d_model
+        self.input_dim = config.input_dim
         self.frame_rate = 100.0 / config.stride_time
         self.freq_patches = (config.input_dim - config.patch_freq) // config.stride_freq + 1
         d = config.d_model

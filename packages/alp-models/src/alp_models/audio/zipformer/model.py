@@ -52,6 +52,7 @@ class ZipformerAudioEncoder(nn.Module):
         )
         width = self.encoder.output_dim
         self.output_dim = config.output_dim or width
+        self.input_dim = config.input_dim
         self.output_proj = nn.Linear(width, self.output_dim) if self.output_dim != width else None
         self.frame_rate = 100.0 / 2 / config.output_downsampling
 
