@@ -24,8 +24,8 @@ class Good(NoDim):
 
 def test_contract_is_checked_at_assembly():
     from alp_models.assembly import build_audio_text_model
-    from alp_models.text.bert import build_bert_text_encoder
     from alp_models.configs import BertTextEncoderConfig
+    from alp_models.text.bert import build_bert_text_encoder
 
     text = build_bert_text_encoder(BertTextEncoderConfig(hidden_size=16, num_layers=1,
                                                          num_heads=2, intermediate_size=32))

@@ -111,7 +111,8 @@ def test_shipped_vocabulary_tokenizes_like_the_minilm_package():
     package = CaptionTokenizer("minilm", max_tokens=16)(captions)
     assert torch.equal(shipped["input_ids"], package["input_ids"])
     assert torch.equal(shipped["attention_mask"], package["attention_mask"])
-    assert shipped["input_ids"][0, 0] == 101 and CaptionTokenizer("bert-uncased").vocab_size == 30522
+    assert shipped["input_ids"][0, 0] == 101
+    assert CaptionTokenizer("bert-uncased").vocab_size == 30522
 
 
 def test_the_default_model_needs_no_minilm_package(monkeypatch):
