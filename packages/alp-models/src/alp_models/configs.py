@@ -18,6 +18,7 @@ __all__ = [
     "HFAudioEncoderConfig",
     "MiniLMTextEncoderConfig",
     "PoolerConfig",
+    "PretrainedBertConfig",
     "PatchTransformerConfig",
     "ProjectionConfig",
     "TransformerAudioEncoderConfig",
@@ -87,6 +88,15 @@ class MiniLMTextEncoderConfig(ComponentConfig):
 
     max_tokens: int = Field(32, ge=2, le=512)
     pooling: Literal["cls", "mean"] = "mean"
+    freeze: bool = False
+
+
+class PretrainedBertConfig(ComponentConfig):
+    """A pretrained BERT from a local folder (the paper: bert-base-uncased, [CLS], 30 tokens)."""
+
+    path: str = Field(description="folder with config.json, model.safetensors, tokenizer files")
+    pooling: Literal["cls", "mean"] = "cls"
+    max_tokens: int = Field(30, ge=2, le=512)
     freeze: bool = False
 
 

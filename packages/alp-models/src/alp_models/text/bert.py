@@ -15,10 +15,15 @@ from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 
 from alp_core.errors import ConfigError
-from alp_models.configs import BertTextEncoderConfig, MiniLMTextEncoderConfig
+from alp_models.configs import (
+    BertTextEncoderConfig,
+    MiniLMTextEncoderConfig,
+    PretrainedBertConfig,
+)
 from alp_models.text.tokenizer import CaptionTokenizer, minilm_model_dir
 
-__all__ = ["BertTextEncoder", "build_bert_text_encoder", "build_minilm_text_encoder"]
+__all__ = ["BertTextEncoder", "build_bert_text_encoder", "build_minilm_text_encoder",
+           "build_pretrained_bert_text_encoder"]
 
 Pooling = Literal["cls", "mean"]
 
@@ -106,4 +111,20 @@ def build_minilm_text_encoder(config: MiniLMTextEncoderConfig, **_: object) -> B
                      add_pooling_layer=False)
     load_bert_weights(bert, model_dir / "model.safetensors")
     tokenizer = CaptionTokenizer("minilm", config.max_tokens)
+    return BertTextEncoder(bert, tokenizer, config.pooling, frozen=config.freeze)
+
+
+def build_pretrained_bert_text_encoder(config: PretrainedBertConfig, **_: object
+                                       ) -> BertTextEncoder:
+    """A pretrained BERT from a local folder (e.g. the paper's bert-base-uncased): its
+    ``config.json``, ``model.safetensors`` and tokenizer files; nothing is downloaded."""
+    folder = Path(config.path).expanduser()
+    weights = folder / "model.safetensors"
+    if not (folder / "config.json").is_file() or not weights.is_file():
+        raise ConfigError(f"text_encoder.path: {folder} must hold config.json and "
+                          "model.safetensors of a BERT model (and its tokenizer files)")
+    bert = BertModel(BertConfig.from_pretrained(str(folder), local_files_only=True),
+                     add_pooling_layer=False)
+    load_bert_weights(bert, weights)
+    tokenizer = CaptionTokenizer(str(folder), config.max_tokens)
     return BertTextEncoder(bert, tokenizer, config.pooling, frozen=config.freeze)
