@@ -19,6 +19,7 @@ import torch
 from alp_train.checkpoint import Checkpointer, Progress
 from alp_train.distributed import all_agree, any_rank, gather_objects
 from alp_train.engines.base import Engine
+from alp_train.flops import peak_tflops
 from alp_train.gradcache import contrastive_grad_cache
 from alp_train.metrics_log import MetricsLog
 from alp_train.progress import ProgressBar
@@ -160,7 +161,11 @@ def train_loop(
                 extra = {"samples_per_s": round(rate, 2), "audio_hours_per_s": round(hours, 5),
                          "peak_mem_mb": round(engine.peak_memory_mb(), 1)}
                 if flops is not None:
-                    extra["tflops_per_s"] = round(flops * done / max(elapsed, 1e-9) / 1e12, 3)
+                    achieved = flops * done / max(elapsed, 1e-9)
+                    extra["tflops_per_s"] = round(achieved / 1e12, 3)
+                    peak = peak_tflops(engine.device)
+                    if peak:
+                        extra["mfu"] = round(achieved / (peak * 1e12), 4)
                 mlog.write("train", step=progress.step, epoch=progress.epoch,
                            samples=progress.samples * info.world_size, **extra,
                            **reduced)  # full precision: resumed runs compare exactly
