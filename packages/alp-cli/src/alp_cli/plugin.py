@@ -12,4 +12,7 @@ def alp_cli_commands() -> list[CommandRecord]:
                       "alp_cli.commands.run:add_arguments", "alp_cli.commands.run:run"),
         CommandRecord("plugins", "list registered components and plugins that failed to load",
                       "alp_cli.commands.plugins:add_arguments", "alp_cli.commands.plugins:run"),
+        CommandRecord("data", "corpus data: alp data prepare SOURCE --root ROOT --out DIR "
+                      "[key=value ...]",
+                      "alp_cli.commands.data:add_arguments", "alp_cli.commands.data:run"),
     ]

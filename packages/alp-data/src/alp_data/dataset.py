@@ -102,12 +102,13 @@ class AudioCaptionDataset(Dataset):
         """Decode the clip, reading only a segment when the manifest says it is too long."""
         cfg = self.audio
         max_samples = int(round(cfg.max_seconds * cfg.sample_rate))
-        offset, span = 0.0, None
+        # a clip inside a longer file (manifest offset > 0) reads only its own segment
+        offset, span = entry.offset, (entry.duration if entry.offset > 0 else None)
         if entry.duration > cfg.max_seconds:
             span = cfg.max_seconds
             if self.train:
                 slack = entry.duration - cfg.max_seconds
-                offset = float(torch.rand((), generator=gen)) * slack
+                offset += float(torch.rand((), generator=gen)) * slack
         wave = load_audio(entry.audio, cfg.sample_rate, offset=offset, duration=span)
         wave, _ = crop_or_pad(wave, max_samples, random_crop=self.train, generator=gen,
                               pad=False)

@@ -13,22 +13,38 @@ from alp_core import ComponentConfig, ConfigError
 class ManifestSourceConfig(ComponentConfig):
     """Manifests you already have: one JSONL file per split (see alp_data.manifest)."""
 
-    train: str = Field(description="JSONL manifest of the pretraining clips")
-    test: str = Field(description="JSONL manifest of held-out clips for evaluation")
+    train: str = Field(description="JSONL(.gz) manifest of the pretraining clips: a path or "
+                       "any fsspec URL")
+    test: str = Field(description="JSONL(.gz) manifest of held-out clips for evaluation: a "
+                      "path or any fsspec URL")
+
+
+def _exists(location: str) -> bool:
+    """Whether a local path or fsspec URL names an existing file (a missing backend says so)."""
+    import fsspec
+
+    try:
+        fs, inner = fsspec.core.url_to_fs(location)
+    except (ImportError, ValueError) as err:
+        raise ConfigError(f"manifest {location}: no fsspec backend for it ({err})") from None
+    return bool(fs.isfile(inner))
 
 
 class ManifestSource:
-    """Uses existing manifests as they are; nothing is written."""
+    """Uses existing manifests as they are; nothing is written. URLs stay strings (a ``Path``
+    would fold ``s3://b`` into ``s3:/b``), local files become ``Path``s."""
 
     def __init__(self, config: ManifestSourceConfig, **_: object) -> None:
         self.config = config
 
-    def prepare(self, out_dir: Path) -> dict[str, Path]:
-        paths = {"train": Path(self.config.train), "test": Path(self.config.test)}
+    def prepare(self, out_dir: Path) -> dict[str, Path | str]:
+        from alp_data.manifest import is_url
+
+        paths = {"train": self.config.train, "test": self.config.test}
         for split, path in paths.items():
-            if not path.is_file():
+            if not _exists(path):
                 raise ConfigError(f"data.source.{split}: manifest {path} does not exist")
-        return paths
+        return {k: v if is_url(v) else Path(v) for k, v in paths.items()}
 
 
 class DemoSource:
