@@ -87,3 +87,49 @@ def test_bare_step(benchmark, batch_size):
     benchmark.pedantic(step, rounds=8, warmup_rounds=2)
     benchmark.extra_info.update(samples_per_s=round(batch_size / benchmark.stats.stats.mean, 1),
                                 frames=frames, batch_size=batch_size, path="bare")
+
+
+@pytest.mark.parametrize("batch_size", [16, 32])
+def test_engine_overhead_interleaved(benchmark, batch_size):
+    """The engine step and the bare loop on one model, alternating, 20 rounds each: machine
+    drift hits both alike. ``overhead_pct`` = median engine / median bare - 1 (goal <= 3)."""
+    import statistics
+    import time
+
+    resolved, task, batch, _ = _setup("infonce", batch_size)
+    engine = build_engine(resolved, DistInfo())
+    engine.setup(task, lambda m: _optimizer(resolved, m),
+                 lambda o: resolved.schedule.build(optimizer=o, total_steps=100,
+                                                   steps_per_epoch=10))
+    bare_opt = _optimizer(resolved, task)
+    ids = clip_ids(batch["ids"], torch.device("cpu"))
+
+    def engine_step() -> None:
+        out = engine.forward(task.prepare(dict(batch), engine.device))
+        engine.backward(out.loss)
+        engine.step(True)
+
+    def bare_step() -> None:
+        out = task.model(batch)
+        loss = task.objective(out["audio_embeds"], out["text_embeds"], ids).loss
+        bare_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(task.parameters(), 1.0)
+        bare_opt.step()
+
+    times: dict[str, list[float]] = {"engine": [], "bare": []}
+
+    def rounds() -> None:
+        for i in range(20):
+            order = (("engine", engine_step), ("bare", bare_step))
+            for name, fn in order if i % 2 == 0 else order[::-1]:
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+
+    engine_step(), bare_step()
+    benchmark.pedantic(rounds, rounds=1, iterations=1)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    benchmark.extra_info.update(
+        engine_ms=round(med["engine"] * 1000, 1), bare_ms=round(med["bare"] * 1000, 1),
+        overhead_pct=round(100 * (med["engine"] / med["bare"] - 1), 2), batch_size=batch_size)
