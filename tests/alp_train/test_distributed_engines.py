@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
@@ -147,3 +148,29 @@ def test_a_failing_rank_ends_the_job_with_its_traceback(tmp_path, corpus_cache, 
     assert "rank 1 failed" in done.stderr and "exploded at step 3 on purpose" in done.stderr
     assert elapsed < 120  # ended, not hung until a collective timeout (300 s)
     assert (tmp_path / "run" / "metrics.jsonl").is_file()  # what was written stays
+
+
+def test_zero_shards_export_to_the_gathered_model(tmp_path, corpus_cache, alp):
+    """gather_on_save=false: checkpoints hold only ZeRO-2 shards; `alp export` converts them
+    with DeepSpeed's zero_to_fp32 to the weights the run gathered at its end."""
+    pytest.importorskip("deepspeed")
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    done = alp.run(alp.SMOKE, f"output_dir={run_dir}", f"data.cache_dir={corpus_cache}",
+                   *alp.FAST, "train.max_steps=3", "data.batch_size=4", "train.nproc=2",
+                   "train.engine.name=deepspeed", "train.engine.zero_stage=2",
+                   "train.engine.gather_on_save=false", "train.checkpoint.every_steps=3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = run_dir / "checkpoints" / "step-00000003"
+    assert not (ckpt / "model.safetensors").exists() and (ckpt / "deepspeed" / "zero").is_dir()
+    out = tmp_path / "exported.safetensors"
+    exported = subprocess.run([sys.executable, "-m", "alp_cli.main", "export", str(run_dir),
+                               "--out", str(out)], capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    a = load_file(str(out))
+    b = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
+    params = {k for k in b if not k.endswith("position_ids") and b[k].is_floating_point()}
+    assert params <= a.keys()
+    assert all(torch.equal(a[k], b[k]) for k in params)
