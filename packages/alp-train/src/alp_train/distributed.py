@@ -63,7 +63,7 @@ def dist_info_from_env(device: str) -> DistInfo:
                     pick_device(device, local))
 
 
-def init_distributed(info: DistInfo, timeout_s: float = 300.0) -> None:
+def init_distributed(info: DistInfo, timeout_s: float = 1800.0) -> None:
     """Open the default process group (NCCL on GPU, gloo on CPU) when world_size > 1."""
     if not info.distributed or dist.is_initialized():
         return

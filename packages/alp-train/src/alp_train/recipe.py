@@ -181,12 +181,7 @@ def run(resolved: ResolvedRun, run_dir: str | Path | None = None, resume: bool =
 def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resume: bool,
          say: Any) -> Path:
     cfg = resolved.config
-    if info.is_main:
-        path = Path(run_dir) if run_dir is not None else new_run_dir(cfg)
-        path.mkdir(parents=True, exist_ok=True)
-        if not (path / "config.yaml").is_file():
-            write_config(resolved, path)
-    path = Path(broadcast_object(str(path) if info.is_main else None, info))
+    path = prepare_run_dir(resolved, info, run_dir)
     say(f"run folder: {path}" + (f" ({info.world_size} processes)" if info.distributed else ""))
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
 
@@ -196,11 +191,56 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
         f"({data.seconds:.1f} s)")
     _describe(model, resolved, objective, say)
 
-    engine = build_engine(resolved, info)
     task = TrainTask(model, objective)
     train_loader = data.loader(cfg, "train", info, train=True, batch_size=cfg.data.batch_size,
                                sharded=True)
     plan = _plan(cfg, len(train_loader))
+    engine = setup_engine(resolved, info, task, plan)
+    checkpointer = Checkpointer(path, engine, info, cfg.train.checkpoint.keep_last,
+                                getattr(engine.config, "gather_on_save", True))
+    budget = BadClipBudget(cfg.data.max_bad_clips)
+    progress = restore(checkpointer, budget, info, cfg.seed, resume, say)
+
+    mlog = MetricsLog(path / "metrics.jsonl", cfg.train.tensorboard) if info.is_main \
+        else NullLog()
+    with mlog:
+        mlog.write("resume" if resume else "start", config=cfg.name, device=str(info.device),
+                   world_size=info.world_size, engine=engine.name,
+                   parameters=sum(p.numel() for p in model.parameters()),
+                   train_clips=len(data.train_entries), test_clips=len(data.test_entries),
+                   step=progress.step)
+        summary = train(engine, task, train_loader, plan, progress, checkpointer, mlog, budget,
+                        data, cfg, info)
+        # the last collectives: every rank's weights shard and skipped clips
+        state = engine.full_state_dict()
+        skipped = [c for rank in gather_objects([asdict(c) for c in budget.skipped], info)
+                   for c in rank]
+        if not info.is_main:
+            return path  # rank 0 alone saves and evaluates; nobody waits for it
+        report = save_and_evaluate(resolved, state or {}, objective, data, info, budget,
+                                   summary, progress, path, skipped, mlog, say)
+    say("")
+    say(render_markdown(report))
+    say(f"report: {path / 'report.md'}  (json: {path / 'report.json'})")
+    return path
+
+
+def prepare_run_dir(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None) -> Path:
+    """Rank 0 makes (or reuses) the run folder and writes config.yaml; every rank learns it."""
+    path = None
+    if info.is_main:
+        path = Path(run_dir) if run_dir is not None else new_run_dir(resolved.config)
+        path.mkdir(parents=True, exist_ok=True)
+        if not (path / "config.yaml").is_file():
+            write_config(resolved, path)
+    return Path(broadcast_object(str(path) if path is not None else None, info))
+
+
+def setup_engine(resolved: ResolvedRun, info: DistInfo, task: TrainTask, plan: TrainPlan
+                 ) -> Engine:
+    """The configured engine around ``task``, with the optimizer and schedule by name."""
+    cfg = resolved.config
+    engine = build_engine(resolved, info)
     group_lrs = {"text": cfg.train.text_lr} if cfg.train.text_lr else None
     engine.setup(
         task,
@@ -210,63 +250,53 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
         lambda optimizer: resolved.schedule.build(
             optimizer=optimizer, total_steps=max(plan.total_steps, 1),
             steps_per_epoch=max(plan.steps_per_epoch, 1)))
-    gather = getattr(engine.config, "gather_on_save", True)
-    checkpointer = Checkpointer(path, engine, info, cfg.train.checkpoint.keep_last, gather)
-    budget = BadClipBudget(cfg.data.max_bad_clips)
-    progress = Progress()
-    if resume:
-        latest = checkpointer.latest()
-        if latest is None:
-            raise ConfigError(f"--resume: {path / 'checkpoints'} holds no complete checkpoint")
-        progress = checkpointer.load(latest)
-        budget.update([BadClip(**c) for c in progress.skipped_clips])  # type: ignore[arg-type]
-        say(f"resumed from {latest.name}: step {progress.step}, epoch {progress.epoch}, "
-            f"batch {progress.batches_in_epoch} of the epoch")
-    else:  # dropout & co. draw from a stream of each rank's own (a resume restores it)
-        torch.manual_seed(component_seed(cfg.seed, f"train-rank-{info.rank}"))
+    return engine
 
-    mlog = MetricsLog(path / "metrics.jsonl", cfg.train.tensorboard) if info.is_main \
-        else NullLog()
-    with mlog:
-        event = "resume" if resume else "start"
-        mlog.write(event, config=cfg.name, device=str(info.device), world_size=info.world_size,
-                   engine=engine.name, parameters=sum(p.numel() for p in model.parameters()),
-                   train_clips=len(data.train_entries), test_clips=len(data.test_entries),
-                   step=progress.step)
-        summary = train(engine, task, train_loader, plan, progress, checkpointer, mlog, budget,
-                        data, cfg, info)
-        state = engine.full_state_dict()
-        skipped = [c for rank in gather_objects([asdict(c) for c in budget.skipped], info)
-                   for c in rank]
-        if not info.is_main:
-            engine.barrier()
-            return path
-        save_model(path / "checkpoint", state or {},
-                   {"config": resolved.dump(), "state": {"step": summary.steps,
-                                                         "epoch": progress.epoch}})
-        mlog.write("train_end", steps=summary.steps, samples=summary.samples,
-                   seconds=round(summary.seconds, 2), final_loss=summary.final_loss,
-                   samples_per_s=round(summary.samples / max(summary.seconds, 1e-9), 2),
-                   audio_hours_per_s=round(summary.audio_seconds / 3600
-                                           / max(summary.seconds, 1e-9), 5),
-                   skipped_clips=len(skipped), skipped_batches=progress.skipped_batches)
-        say(f"trained {summary.steps} steps in {summary.seconds:.1f} s "
-            f"({summary.samples / max(summary.seconds, 1e-9):.1f} samples/s), "
-            f"final loss {summary.final_loss:.3f}")
-        # evaluate a plain copy holding the gathered weights (sharded engines' own model
-        # would wait for the other ranks at every forward)
-        trained = setup_model(resolved)[0]
-        trained.load_state_dict({k[len("model."):]: v for k, v in (state or {}).items()
-                                 if k.startswith("model.")})
-        report = evaluate_run(resolved, trained, objective, data, info, budget, summary, path,
-                              skipped)
-        mlog.write("eval_end", seconds=report["meta"]["timings_s"].get("eval_s"),
-                   summary=report.get("summary", {}))
-    engine.barrier()
-    say("")
-    say(render_markdown(report))
-    say(f"report: {path / 'report.md'}  (json: {path / 'report.json'})")
-    return path
+
+def restore(checkpointer: Checkpointer, budget: BadClipBudget, info: DistInfo, seed: int,
+            resume: bool, say: Any) -> Progress:
+    """Fresh progress, or the newest checkpoint's (weights, optimizer, RNG, data position)."""
+    if not resume:  # dropout & co. draw from a stream of each rank's own (a resume restores it)
+        torch.manual_seed(component_seed(seed, f"train-rank-{info.rank}"))
+        return Progress()
+    latest = checkpointer.latest()
+    if latest is None:
+        raise ConfigError(f"--resume: {checkpointer.root} holds no complete checkpoint")
+    progress = checkpointer.load(latest)
+    budget.update([BadClip(**c) for c in progress.skipped_clips])  # type: ignore[arg-type]
+    say(f"resumed from {latest.name}: step {progress.step}, epoch {progress.epoch}, "
+        f"batch {progress.batches_in_epoch} of the epoch")
+    return progress
+
+
+def save_and_evaluate(resolved: ResolvedRun, state: dict[str, Any], objective: Objective,
+                      data: RunData, info: DistInfo, budget: BadClipBudget,
+                      summary: TrainSummary, progress: Progress, path: Path,
+                      skipped: list[dict[str, Any]], mlog: MetricsLog, say: Any
+                      ) -> dict[str, Any]:
+    """Rank 0: the final weights, the train_end record, and the frozen-encoder evaluation."""
+    save_model(path / "checkpoint", state,
+               {"config": resolved.dump(), "state": {"step": summary.steps,
+                                                     "epoch": progress.epoch}})
+    rate = summary.samples / max(summary.seconds, 1e-9)
+    mlog.write("train_end", steps=summary.steps, samples=summary.samples,
+               seconds=round(summary.seconds, 2), final_loss=summary.final_loss,
+               samples_per_s=round(rate, 2),
+               audio_hours_per_s=round(summary.audio_seconds / 3600
+                                       / max(summary.seconds, 1e-9), 5),
+               skipped_clips=len(skipped), skipped_batches=progress.skipped_batches)
+    say(f"trained {summary.steps} steps in {summary.seconds:.1f} s ({rate:.1f} samples/s), "
+        f"final loss {summary.final_loss:.3f}")
+    # evaluate a plain copy holding the gathered weights (a sharded engine's own model would
+    # wait for the other ranks at every forward)
+    trained = setup_model(resolved)[0]
+    trained.load_state_dict({k[len("model."):]: v for k, v in state.items()
+                             if k.startswith("model.")})
+    report = evaluate_run(resolved, trained, objective, data, info, budget, summary, path,
+                          skipped)
+    mlog.write("eval_end", seconds=report["meta"]["timings_s"].get("eval_s"),
+               summary=report.get("summary", {}))
+    return report
 
 
 def _plan(cfg: Any, micro_batches: int) -> TrainPlan:
