@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torchaudio.models import Conformer
 from torchaudio.models.conformer import ConformerLayer
 
+from alp_models.audio.protocol import check_inputs
 from alp_models.audio.transformer import ConvSubsampling
 from alp_models.configs import ConformerConfig
 from alp_models.pooling import length_mask
@@ -87,12 +88,7 @@ class ConformerAudioEncoder(nn.Module):
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """features (B, T, input_dim), lengths (B,) → frames (B, T', d_model), lengths (B,)."""
-        if features.dim() != 3 or features.shape[-1] != self.config.input_dim:
-            raise ValueError(
-                f"features must be (B, T, {self.config.input_dim}), got {tuple(features.shape)}"
-            )
-        if lengths.shape != features.shape[:1]:
-            raise ValueError(f"lengths must be ({features.shape[0]},), got {tuple(lengths.shape)}")
+        check_inputs(features, lengths, self.config.input_dim)
         if features.shape[1] == 0:  # no frames at all: the conv stem cannot run
             return features.new_zeros(features.shape[0], 0, self.output_dim), lengths.clone()
         if self.input_norm is not None:

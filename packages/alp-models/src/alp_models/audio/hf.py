@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from alp_core.errors import ConfigError
+from alp_models.audio.protocol import check_inputs
 from alp_models.configs import HFAudioEncoderConfig
 from alp_models.pooling import length_mask
 
@@ -78,13 +79,8 @@ class HFAudioEncoder(nn.Module):
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """features (B, T, num_mel_bins), lengths (B,) → frames (B, T', D), lengths (B,)."""
-        if features.dim() != 3 or features.shape[-1] != self.input_dim:
-            raise ValueError(
-                f"features must be (B, T, {self.input_dim}) for this {self.kind} model "
-                f"(num_mel_bins), got {tuple(features.shape)}"
-            )
-        if lengths.shape != features.shape[:1]:
-            raise ValueError(f"lengths must be ({features.shape[0]},), got {tuple(lengths.shape)}")
+        check_inputs(features, lengths, self.input_dim,
+                     f" for this {self.kind} model (num_mel_bins)")
         b, t, _ = features.shape
         out_lengths = self.output_lengths(lengths)
         frames = int(self.output_lengths(torch.tensor(t)))

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from alp_core.errors import ConfigError
+from alp_models.audio.protocol import check_inputs
 from alp_models.audio.transformer import PreNormLayer, sinusoidal_positions
 from alp_models.configs import PatchTransformerConfig
 from alp_models.pooling import length_mask
@@ -80,12 +81,7 @@ class PatchTransformerEncoder(nn.Module):
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """features (B, T, input_dim), lengths (B,) → frames (B, T', d_model), lengths (B,)."""
         cfg = self.config
-        if features.dim() != 3 or features.shape[-1] != cfg.input_dim:
-            raise ValueError(
-                f"features must be (B, T, {cfg.input_dim}), got {tuple(features.shape)}"
-            )
-        if lengths.shape != features.shape[:1]:
-            raise ValueError(f"lengths must be ({features.shape[0]},), got {tuple(lengths.shape)}")
+        check_inputs(features, lengths, cfg.input_dim)
         b, t, _ = features.shape
         out_lengths = self.output_lengths(lengths)
         columns = int(self.output_lengths(torch.tensor(t)))

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from alp_core import ConfigError
 
-__all__ = ["AudioEncoder", "check_audio_encoder"]
+__all__ = ["AudioEncoder", "check_audio_encoder", "check_inputs"]
 
 
 @runtime_checkable
@@ -38,3 +38,12 @@ def check_audio_encoder(encoder: Any, name: str, input_dim: int | None = None) -
     if input_dim is not None and own is not None and int(own) != int(input_dim):
         raise ConfigError(f"model.audio_encoder {name!r} expects {own} feature bins per frame "
                           f"but data.fbank.num_mel_bins gives {input_dim}; set them equal")
+
+
+def check_inputs(features: Tensor, lengths: Tensor, input_dim: int, what: str = "") -> None:
+    """The forward's input contract: ``features`` (B, T, input_dim) and ``lengths`` (B,)."""
+    if features.dim() != 3 or features.shape[-1] != input_dim:
+        raise ValueError(f"features must be (B, T, {input_dim}){what}, got "
+                         f"{tuple(features.shape)}")
+    if lengths.shape != features.shape[:1]:
+        raise ValueError(f"lengths must be ({features.shape[0]},), got {tuple(lengths.shape)}")

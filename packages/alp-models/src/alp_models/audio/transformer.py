@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from alp_core.errors import ConfigError
+from alp_models.audio.protocol import check_inputs
 from alp_models.configs import TransformerAudioEncoderConfig
 from alp_models.pooling import length_mask
 
@@ -126,10 +127,7 @@ class TransformerAudioEncoder(nn.Module):
         return self.subsampling.output_lengths(lengths)
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        if features.dim() != 3 or features.shape[-1] != self.config.input_dim:
-            raise ValueError(
-                f"features must be (B, T, {self.config.input_dim}), got {tuple(features.shape)}"
-            )
+        check_inputs(features, lengths, self.config.input_dim)
         if self.input_norm is not None:
             features = self.input_norm(features)
         x, out_lengths = self.subsampling(features, lengths)

@@ -75,6 +75,15 @@ class Engine(ABC):
         return None
 
     # -- training ------------------------------------------------------------------------
+    def _place(self, task: nn.Module) -> nn.Module:
+        """Move ``task`` to the device in train mode, compiled in place with
+        ``train.compile`` (what every engine does before wrapping it)."""
+        self.task = task.to(self.device)
+        self.task.train()
+        if getattr(self.train_config, "compile", False):
+            self.task.compile_parts()  # type: ignore[operator]  # a TrainTask
+        return self.task
+
     @abstractmethod
     def setup(self, task: nn.Module, build_optimizer: BuildOptimizer,
               build_schedule: BuildSchedule) -> None:

@@ -117,11 +117,7 @@ class DeepSpeedZeroEngine(Engine):
 
     def setup(self, task: nn.Module, build_optimizer: BuildOptimizer,
               build_schedule: BuildSchedule) -> None:
-        self.task = task.to(self.device)
-        self.task.train()
-        if getattr(self.train_config, "compile", False):
-            task.compile_parts()  # type: ignore[operator]  # a TrainTask
-        optimizer = build_optimizer(self.task)
+        optimizer = build_optimizer(self._place(task))
         self.deepspeed.init_distributed(
             dist_backend="nccl" if self.device.type == "cuda" else "gloo",
             auto_mpi_discovery=False, verbose=False)

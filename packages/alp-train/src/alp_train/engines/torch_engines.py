@@ -46,12 +46,9 @@ class SingleEngine(Engine):
 
     def setup(self, task: nn.Module, build_optimizer: BuildOptimizer,
               build_schedule: BuildSchedule) -> None:
-        self.task = task.to(self.device)
-        self.task.train()
-        if getattr(self.train_config, "compile", False):
-            task.compile_parts()  # type: ignore[operator]  # a TrainTask
-        self.module = self._wrap(self.task)
-        self.optimizer = build_optimizer(self.task)
+        placed = self._place(task)
+        self.module = self._wrap(placed)
+        self.optimizer = build_optimizer(placed)
         self.schedule = build_schedule(self.optimizer)
         if self.train_config.precision == "fp16":
             self.scaler = torch.amp.GradScaler("cuda")

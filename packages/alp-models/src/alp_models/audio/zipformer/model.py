@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from alp_models.audio.protocol import check_inputs
 from alp_models.audio.zipformer.encoder import Zipformer2
 from alp_models.audio.zipformer.subsampling import (
     MIN_INPUT_FRAMES,
@@ -62,10 +63,7 @@ class ZipformerAudioEncoder(nn.Module):
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """features (B, T, input_dim), lengths (B,) → frames (B, T', output_dim), lengths."""
-        if features.dim() != 3 or features.shape[-1] != self.config.input_dim:
-            raise ValueError(
-                f"features must be (B, T, {self.config.input_dim}), got {tuple(features.shape)}"
-            )
+        check_inputs(features, lengths, self.config.input_dim)
         if features.shape[1] < MIN_INPUT_FRAMES:
             raise ValueError(
                 f"zipformer needs at least {MIN_INPUT_FRAMES} input frames (the conv2d front "
