@@ -9,9 +9,14 @@ from __future__ import annotations
 from alp_core import DataSourceRecord, hookimpl
 from alp_data.demo.corpus import DemoCorpusConfig
 from alp_data.recipes.audiocaps import AudioCapsConfig
+from alp_data.recipes.audiosetcaps import AudioSetCapsConfig
 from alp_data.recipes.clotho import ClothoConfig
+from alp_data.recipes.jamendomaxcaps import JamendoMaxCapsConfig
+from alp_data.recipes.lhotse_io import LhotseConfig
 from alp_data.recipes.musiccaps import MusicCapsConfig
+from alp_data.recipes.paraspeechcaps import ParaSpeechCapsConfig
 from alp_data.recipes.song_describer import SongDescriberConfig
+from alp_data.recipes.wavcaps import WavCapsConfig
 from alp_data.sources import ManifestSourceConfig
 
 
@@ -42,5 +47,29 @@ def alp_data_sources() -> list[DataSourceRecord]:
             "song_describer", SongDescriberConfig,
             "alp_data.recipes.song_describer:SongDescriber",
             "Song Describer: song_describer.csv + audio/ (evaluation set)",
+        ),
+        DataSourceRecord(
+            "wavcaps", WavCapsConfig, "alp_data.recipes.wavcaps:WavCaps",
+            "WavCaps (subset=AudioSet_SL|BBC_Sound_Effects|FreeSound|SoundBible): "
+            "json_files/{subset}/*_final.json + FLAC audio",
+        ),
+        DataSourceRecord(
+            "audiosetcaps", AudioSetCapsConfig, "alp_data.recipes.audiosetcaps:AudioSetCaps",
+            "AudioSetCaps (source=audioset|vggsound|youtube8m): caption CSV + your audio",
+        ),
+        DataSourceRecord(
+            "jamendomaxcaps", JamendoMaxCapsConfig,
+            "alp_data.recipes.jamendomaxcaps:JamendoMaxCaps",
+            "JamendoMaxCaps: final_caption30sec.jsonl + mp3_files/<id>.mp3 (30 s windows)",
+        ),
+        DataSourceRecord(
+            "paraspeechcaps", ParaSpeechCapsConfig,
+            "alp_data.recipes.paraspeechcaps:ParaSpeechCaps",
+            "ParaSpeechCaps: data/{split}-*.parquet (or .jsonl) + source corpora audio",
+        ),
+        DataSourceRecord(
+            "lhotse", LhotseConfig, "alp_data.recipes.lhotse_io:LhotseSource",
+            "lhotse CutSets of MonoCuts, captions in supervision.custom['caption'] "
+            "(needs alp-data[lhotse])",
         ),
     ]
