@@ -1,4 +1,4 @@
-"""alp-eval: frozen-encoder evaluation (linear probes, audio-text retrieval, metrics, reports).
+"""alp-eval: frozen-encoder evaluation (linear probes, retrieval, zero-shot, metrics, reports).
 
 Configs and the context types import without torch; the torch-backed names load on first use,
 so registering the plugin stays cheap.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from alp_eval.configs import LinearProbeConfig, RetrievalConfig
+from alp_eval.configs import LinearProbeConfig, RetrievalConfig, ZeroShotConfig
 from alp_eval.context import EvalContext, EvalTask, SplitEmbeddings, TaskResult
 from alp_eval.version import __version__
 
@@ -29,6 +29,8 @@ _LAZY = {
     "render_markdown": "alp_eval.report",
     "report_results": "alp_eval.report",
     "write_report": "alp_eval.report",
+    "ZeroShotTask": "alp_eval.zeroshot",
+    "class_embeddings": "alp_eval.zeroshot",
 }
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "RetrievalConfig",
     "SplitEmbeddings",
     "TaskResult",
+    "ZeroShotConfig",
     "__version__",
     *sorted(_LAZY),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 from pydantic import Field, field_validator
 
 from alp_core import ComponentConfig
@@ -55,3 +57,111 @@ class RetrievalConfig(ComponentConfig):
         if any(k < 1 for k in value):
             raise ValueError(f"ks must be >= 1, got {value}")
         return value
+
+
+def check_template(template: str) -> str:
+    """``template`` if it is a format string whose only placeholder is ``{label}``.
+
+    Literal braces are written doubled (``{{``, ``}}``). Anything else (``{lable}``, ``{0}``,
+    ``{}``, ``{label!r}``, an unmatched brace, no ``{label}`` at all) raises a ``ValueError``
+    that quotes the template.
+    """
+    try:
+        fields = [
+            (name, conversion, spec)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError as err:
+        raise ValueError(f"template {template!r} is not a valid format string: {err}") from None
+    if any(name != "label" or conversion or spec for name, conversion, spec in fields):
+        shown = ", ".join(
+            "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            + "}"
+            for name, conversion, spec in fields
+            if name != "label" or conversion or spec
+        )
+        raise ValueError(
+            f"template {template!r} uses {shown}; the only placeholder is {{label}} "
+            "(write literal braces as {{ and }})"
+        )
+    if not fields:
+        raise ValueError(f"template {template!r} has no {{label}} placeholder")
+    return template
+
+
+def _check_templates(templates: tuple[str, ...]) -> tuple[str, ...]:
+    for template in templates:
+        check_template(template)
+    return templates
+
+
+class ZeroShotConfig(ComponentConfig):
+    """Zero-shot classification in the joint space, one task per label key of the test split.
+
+    Each class name (the raw label, or ``label_names[key][raw]``; underscores read as spaces)
+    fills every template; the prompt embeddings are L2-normalised, averaged and normalised
+    again (CLIP's prompt ensemble), and each test clip takes the class of highest cosine.
+    The templates and names used are written into the report, so the numbers can be reproduced.
+    """
+
+    templates: tuple[str, ...] = Field(
+        default=(
+            "{label}",
+            "the sound of {label}",
+            "a recording of {label}",
+            "this is an audio clip of {label}",
+        ),
+        min_length=1,
+        description="prompt templates; each must use {label} and no other placeholder",
+    )
+    label_templates: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="per label key: templates that replace `templates` for that key",
+    )
+    label_names: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per label key: raw label -> readable class name (e.g. spk03: a deep male "
+        "voice); unlisted labels are used as-is with underscores as spaces",
+    )
+    tasks: list[str] | None = Field(
+        default=None, description="label keys to classify; None = every key of the test split"
+    )
+    text_batch_size: int = Field(default=256, ge=1, description="prompts per embed_text call")
+
+    @field_validator("templates")
+    @classmethod
+    def _valid_templates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_templates(value)
+
+    @field_validator("label_templates")
+    @classmethod
+    def _valid_label_templates(
+        cls, value: dict[str, tuple[str, ...]]
+    ) -> dict[str, tuple[str, ...]]:
+        for key, templates in value.items():
+            if not templates:
+                raise ValueError(f"label_templates.{key}: give at least one template")
+            try:
+                _check_templates(templates)
+            except ValueError as err:
+                raise ValueError(f"label_templates.{key}: {err}") from None
+        return value
+
+    @field_validator("label_names")
+    @classmethod
+    def _non_empty_names(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for key, names in value.items():
+            empty = sorted(raw for raw, name in names.items() if not name.strip())
+            if empty:
+                raise ValueError(f"label_names.{key}: empty class name for {empty}")
+        return value
+
+    def templates_for(self, key: str) -> tuple[str, ...]:
+        """The templates of label key ``key`` (its override, else the shared ones)."""
+        return self.label_templates.get(key, self.templates)
+
+    def class_name(self, key: str, raw: str) -> str:
+        """The readable name of raw label ``raw`` of ``key``."""
+        named = self.label_names.get(key, {}).get(raw)
+        return named if named is not None else raw.replace("_", " ")

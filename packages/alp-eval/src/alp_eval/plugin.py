@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alp_core import EvalTaskRecord, hookimpl
-from alp_eval.configs import LinearProbeConfig, RetrievalConfig
+from alp_eval.configs import LinearProbeConfig, RetrievalConfig, ZeroShotConfig
 
 
 @hookimpl
@@ -16,5 +16,9 @@ def alp_eval_tasks() -> list[EvalTaskRecord]:
         EvalTaskRecord(
             "retrieval", RetrievalConfig, "alp_eval.retrieval:RetrievalTask",
             "audio->text and text->audio retrieval: R@1/5/10 and mAP@10",
+        ),
+        EvalTaskRecord(
+            "zero-shot", ZeroShotConfig, "alp_eval.zeroshot:ZeroShotTask",
+            "zero-shot classification per label key from prompt templates (accuracy, macro-F1)",
         ),
     ]

@@ -118,6 +118,27 @@ def _rows(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _prompt_lines(report: Mapping[str, Any]) -> list[str]:
+    """One line per task whose details name its prompt ``templates`` (zero-shot): the
+    templates and the class names they were filled with, as the first model that has it ran."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for model in report["models"]:
+        for name, task in report["results"][model].items():
+            details = task.get("details", {})
+            if name in seen or not details.get("templates"):
+                continue
+            seen.add(name)
+            templates = " · ".join(f"`{_cell(t)}`" for t in details["templates"])
+            names = details.get("class_names", {})
+            classes = ", ".join(
+                _cell(raw if readable == raw else f"{raw} → {readable}")
+                for raw, readable in names.items()
+            )
+            lines.append(f"- {_cell(name)}: templates {templates}; classes: {classes}")
+    return lines
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """A Markdown table of every task metric per model (3 decimals) and the summary lines."""
     models: list[str] = list(report["models"])
@@ -152,6 +173,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             parts.append(f"Δ {_delta(summary[models[0]][key], summary[models[1]][key])}")
         lines.append(f"**{label}**: " + " · ".join(parts))
         lines.append("")
+    prompts = _prompt_lines(report)
+    if prompts:
+        lines += ["## Zero-shot prompts", "", *prompts, ""]
     return "\n".join(lines)
 
 

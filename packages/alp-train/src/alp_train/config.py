@@ -117,7 +117,9 @@ class TrainConfig(StrictModel):
 
 class EvalConfig(StrictModel):
     tasks: list[dict[str, Any]] = Field(
-        default_factory=lambda: [{"name": "linear-probe"}, {"name": "retrieval"}]
+        default_factory=lambda: [
+            {"name": "linear-probe"}, {"name": "retrieval"}, {"name": "zero-shot"}
+        ]
     )
     baseline: bool = Field(True, description="also evaluate the randomly initialised encoder")
     batch_size: int = Field(64, ge=1)
