@@ -68,3 +68,21 @@ def test_hf_encoder_with_other_mel_bins_is_refused_before_training():
                                                   "max_length": 128}}}}
     with pytest.raises(ConfigError, match="expects 128 feature bins"):
         setup_model(resolve_run(raw))
+
+
+def test_hf_encoder_mel_bins_are_checked_before_any_work(tmp_path):
+    """`alp run --check` already knows what the HF model will expect (override, folder)."""
+    import json
+
+    from alp_train.checks import check_run
+    from alp_train.config import resolve_run
+
+    raw = {"model": {"audio_encoder": {"name": "hf-audio", "model_type": "ast",
+                                       "config": {"num_mel_bins": 128}}}}
+    with pytest.raises(ConfigError, match="input_dim is 128 but data.fbank.num_mel_bins is 80"):
+        check_run(resolve_run(raw))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "whisper",
+                                                      "num_mel_bins": 64}))
+    raw = {"model": {"audio_encoder": {"name": "hf-audio", "path": str(tmp_path)}}}
+    with pytest.raises(ConfigError, match="input_dim is 64"):
+        check_run(resolve_run(raw))

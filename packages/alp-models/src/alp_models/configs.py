@@ -376,6 +376,23 @@ class HFAudioEncoderConfig(ComponentConfig):
         True, description="AST only: mask patch columns past each clip as attention keys"
     )
 
+    def expected_input_dim(self) -> int | None:
+        """The mel bins the model will expect, known without building it (checked against
+        ``data.fbank.num_mel_bins`` before any work): the override, the folder's config.json,
+        or the architecture's default as ALP builds it (80 for both)."""
+        if "num_mel_bins" in self.config:
+            return int(self.config["num_mel_bins"])
+        if self.path is not None:
+            import json
+            from pathlib import Path
+
+            file = Path(self.path).expanduser() / "config.json"
+            if not file.is_file():
+                return None
+            bins = json.loads(file.read_text()).get("num_mel_bins")
+            return int(bins) if bins is not None else None
+        return 80
+
     @model_validator(mode="after")
     def _one_source(self) -> HFAudioEncoderConfig:
         if (self.path is None) == (self.model_type is None):

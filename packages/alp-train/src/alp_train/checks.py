@@ -43,7 +43,9 @@ def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
     import_factories(resolved)
     cfg = resolved.config
     fbank = cfg.data.fbank
-    input_dim = getattr(resolved.audio_encoder.config, "input_dim", None)
+    encoder_cfg = resolved.audio_encoder.config
+    expected = getattr(encoder_cfg, "expected_input_dim", None)  # configs that must look it up
+    input_dim = expected() if callable(expected) else getattr(encoder_cfg, "input_dim", None)
     if input_dim is not None and input_dim != fbank.num_mel_bins:
         raise ConfigError(f"model.audio_encoder.input_dim is {input_dim} but data.fbank."
                           f"num_mel_bins is {fbank.num_mel_bins}; set them equal")
