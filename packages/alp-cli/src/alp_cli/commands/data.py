@@ -1,4 +1,8 @@
-"""``alp data prepare SOURCE --root ROOT --out DIR [key=value ...]``: corpus -> manifests.
+"""``alp data ACTION``: ``prepare`` (corpus -> manifests, here), ``mix`` (CaptionStew-style
+aggregation, :mod:`alp_cli.commands.data_mix`) and ``shard`` (manifest -> webdataset tar
+shards, :mod:`alp_cli.commands.data_shard`).
+
+``alp data prepare SOURCE --root ROOT --out DIR [key=value ...]``: corpus -> manifests.
 
 Runs a registered data source (a corpus recipe such as ``audiocaps`` or ``clotho``, or any
 plugin's) outside a training run, so a corpus is prepared once, checked by eye, and then named
@@ -37,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prep.add_argument("--out", required=True, help="folder for the manifests and the report")
     prep.add_argument("options", nargs="*", default=[],
                       help="recipe options as key=value, e.g. max_missing=0.05 compress=true")
+    from alp_cli.commands import data_mix, data_shard
+
+    data_mix.add_arguments(sub)
+    data_shard.add_arguments(sub)
 
 
 def summarize(manifests: dict) -> list[tuple[str, int, int, float]]:
@@ -75,4 +83,7 @@ def prepare(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"prepare": prepare}[args.data_command](args)
+    from alp_cli.commands import data_mix, data_shard
+
+    actions = {"prepare": prepare, "mix": data_mix.run, "shard": data_shard.run}
+    return actions[args.data_command](args)
