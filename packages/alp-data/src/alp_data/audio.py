@@ -7,8 +7,10 @@ dataset turns into a skipped clip rather than a crashed run.
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import fsspec
 import numpy as np
@@ -19,7 +21,7 @@ import torchaudio.functional as taf
 from alp_core.errors import DataError
 from alp_data.manifest import is_url
 
-__all__ = ["AudioInfo", "audio_info", "crop_or_pad", "load_audio"]
+__all__ = ["AudioInfo", "audio_info", "crop_or_pad", "load_audio", "load_audio_bytes"]
 
 
 @dataclass(frozen=True)
@@ -70,23 +72,47 @@ def load_audio(
     :class:`DataError` naming the path.
     """
     try:
-        with _open(path) as handle, sf.SoundFile(handle) as snd:
-            native = int(snd.samplerate)
-            start = max(0, int(round(offset * native)))
-            if start:
-                snd.seek(min(start, snd.frames))
-            frames = -1 if duration is None else max(0, int(round(duration * native)))
-            data = snd.read(frames=frames, dtype="float32", always_2d=True)
+        with _open(path) as handle:
+            return _decode(handle, path, sample_rate, offset, duration)
     except DataError:
         raise
     except (RuntimeError, OSError, ValueError, TypeError) as err:
         raise DataError(f"cannot decode audio file {path}: {err}") from err
+
+
+def load_audio_bytes(
+    data: bytes,
+    name: str,
+    sample_rate: int = 16000,
+    *,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> torch.Tensor:
+    """:func:`load_audio` for encoded bytes already in memory (e.g. a tar shard member);
+    ``name`` (e.g. ``shard-000001.tar#clip.flac``) is what errors show."""
+    try:
+        return _decode(io.BytesIO(data), name, sample_rate, offset, duration)
+    except DataError:
+        raise
+    except (RuntimeError, OSError, ValueError, TypeError) as err:
+        raise DataError(f"cannot decode audio {name}: {err}") from err
+
+
+def _decode(handle: BinaryIO, name: str, sample_rate: int, offset: float,
+            duration: float | None) -> torch.Tensor:
+    with sf.SoundFile(handle) as snd:
+        native = int(snd.samplerate)
+        start = max(0, int(round(offset * native)))
+        if start:
+            snd.seek(min(start, snd.frames))
+        frames = -1 if duration is None else max(0, int(round(duration * native)))
+        data = snd.read(frames=frames, dtype="float32", always_2d=True)
     if data.shape[0] == 0:
-        raise DataError(f"audio file {path} holds no samples in the requested range "
+        raise DataError(f"audio {name} holds no samples in the requested range "
                         f"(offset {offset} s); expected a non-empty clip")
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
     if not torch.isfinite(wave).all():
-        raise DataError(f"audio file {path} decodes to NaN/inf samples")
+        raise DataError(f"audio {name} decodes to NaN/inf samples")
     if native != sample_rate:
         wave = taf.resample(wave, native, sample_rate)
     return wave.contiguous()

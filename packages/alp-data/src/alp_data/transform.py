@@ -1,0 +1,141 @@
+"""The per-clip transform every data path shares: decode, resample, crop, fbank, SpecAugment.
+
+Map-style datasets (clips by index from files) and shard streams (clips from tar members)
+both call :class:`ClipTransform`, so a clip becomes the same features whichever way it is
+read. Its random draws (crop window, caption choice, SpecAugment masks) come from a generator
+seeded by ``(seed, epoch, clip id)`` -- not by the clip's position -- so a clip is transformed
+the same in any worker, any order, after a resume, and from files or from shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from alp_core.config import ComponentConfig
+from alp_core.errors import DataError
+from alp_data.audio import crop_or_pad, load_audio, load_audio_bytes
+from alp_data.features import Fbank, SpecAugment
+from alp_data.manifest import ManifestEntry
+
+__all__ = ["AudioConfig", "BadClip", "ClipTransform", "clip_generator"]
+
+
+class AudioConfig(ComponentConfig):
+    """Waveform handling before features (the paper: 16 kHz mono, clips over 30 s truncated).
+
+    ``max_seconds`` truncates long clips (random window in training, the head in evaluation);
+    clips under ``min_seconds`` are zero-padded up to it (the padding counts as valid frames).
+    A clip shorter than one fbank window is always padded to one window.
+    """
+
+    sample_rate: int = Field(16000, gt=0)
+    max_seconds: float = Field(30.0, gt=0)
+    min_seconds: float = Field(0.0, ge=0)
+
+
+@dataclass(frozen=True)
+class BadClip:
+    """A clip that could not be loaded; returned instead of raising so a long run skips it.
+
+    ``path`` is where it was looked for (a file, or ``shard.tar#member`` for a shard member),
+    ``error`` says why.
+    """
+
+    index: int
+    id: str
+    path: str
+    error: str
+
+
+def clip_generator(seed: int, epoch: int, clip_id: str) -> torch.Generator:
+    """A torch generator seeded from ``(seed, epoch, clip id)`` (stable across processes)."""
+    digest = hashlib.blake2b(clip_id.encode("utf-8"), digest_size=8).digest()
+    key = int.from_bytes(digest, "little")
+    words = [seed & 0xFFFFFFFF, epoch & 0xFFFFFFFF, key & 0xFFFFFFFF, key >> 32]
+    state = np.random.SeedSequence(words).generate_state(2)
+    value = (int(state[0]) << 32 | int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF
+    return torch.Generator().manual_seed(value)
+
+
+class ClipTransform:
+    """Callable ``(entry, epoch, data=None) -> item dict | BadClip``.
+
+    ``data`` holds the clip's encoded audio when it is already in memory (a shard member);
+    otherwise ``entry.audio`` is read. Items: ``index, id, features (T, F), num_frames,
+    caption, captions, labels, duration``. Training (``train=True``) crops a random window,
+    picks one caption at random and applies SpecAugment when given; evaluation takes the head
+    and the first caption.
+    """
+
+    def __init__(self, *, audio: AudioConfig | None = None, fbank: Fbank | None = None,
+                 train: bool, seed: int = 0, spec_augment: SpecAugment | None = None) -> None:
+        self.audio = audio or AudioConfig()
+        self.fbank = fbank or Fbank()
+        if self.fbank.config.sample_rate != self.audio.sample_rate:
+            raise DataError(
+                f"fbank sample_rate {self.fbank.config.sample_rate} differs from audio "
+                f"sample_rate {self.audio.sample_rate}; set both to the same rate"
+            )
+        self.train = train
+        self.seed = seed
+        self.spec_augment = spec_augment
+
+    def seconds(self, entry: ManifestEntry) -> float:
+        """Seconds of audio the item will carry (the manifest duration within the limits)."""
+        return min(max(entry.duration, self.audio.min_seconds), self.audio.max_seconds)
+
+    def _wave(self, entry: ManifestEntry, gen: torch.Generator, data: bytes | None,
+              where: str) -> torch.Tensor:
+        """Decode the clip, reading only a segment when the manifest says it is too long."""
+        cfg = self.audio
+        max_samples = int(round(cfg.max_seconds * cfg.sample_rate))
+        # a clip inside a longer file (manifest offset > 0) reads only its own segment
+        offset, span = entry.offset, (entry.duration if entry.offset > 0 else None)
+        if entry.duration > cfg.max_seconds:
+            span = cfg.max_seconds
+            if self.train:
+                slack = entry.duration - cfg.max_seconds
+                offset += float(torch.rand((), generator=gen)) * slack
+        if data is None:
+            wave = load_audio(where, cfg.sample_rate, offset=offset, duration=span)
+        else:
+            wave = load_audio_bytes(data, where, cfg.sample_rate, offset=offset, duration=span)
+        wave, _ = crop_or_pad(wave, max_samples, random_crop=self.train, generator=gen,
+                              pad=False)
+        min_samples = max(int(round(cfg.min_seconds * cfg.sample_rate)),
+                          self.fbank.window_samples)
+        if wave.shape[0] < min_samples:
+            wave, _ = crop_or_pad(wave, min_samples, random_crop=False, pad=True)
+        return wave
+
+    def __call__(self, entry: ManifestEntry, epoch: int, *, data: bytes | None = None,
+                 where: str | None = None, index: int = -1) -> dict[str, Any] | BadClip:
+        """Transform one clip; ``where`` names it in errors (default: ``entry.audio``)."""
+        where = where or entry.audio
+        gen = clip_generator(self.seed, epoch, entry.id)
+        choice = 0
+        if self.train and len(entry.captions) > 1:
+            choice = int(torch.randint(0, len(entry.captions), (1,), generator=gen))
+        try:
+            wave = self._wave(entry, gen, data, where)
+        except DataError as err:
+            return BadClip(index=index, id=entry.id, path=where, error=str(err))
+        feats = self.fbank(wave)
+        if self.train and self.spec_augment is not None:
+            feats = self.spec_augment(feats, generator=gen)
+        return {
+            "index": index,
+            "id": entry.id,
+            "features": feats,
+            "num_frames": int(feats.shape[0]),
+            "caption": entry.captions[choice],
+            "captions": entry.captions,
+            "labels": dict(entry.labels),
+            "duration": wave.shape[0] / self.audio.sample_rate,
+        }
