@@ -17,6 +17,7 @@ from alp_data.recipes.musiccaps import MusicCapsConfig
 from alp_data.recipes.paraspeechcaps import ParaSpeechCapsConfig
 from alp_data.recipes.song_describer import SongDescriberConfig
 from alp_data.recipes.wavcaps import WavCapsConfig
+from alp_data.shards.source import ShardsSourceConfig
 from alp_data.sources import ManifestSourceConfig
 
 
@@ -30,6 +31,11 @@ def alp_data_sources() -> list[DataSourceRecord]:
         DataSourceRecord(
             "manifest", ManifestSourceConfig, "alp_data.sources:ManifestSource",
             "your own JSONL manifests (train and test; paths or fsspec URLs)",
+        ),
+        DataSourceRecord(
+            "shards", ShardsSourceConfig, "alp_data.shards.source:ShardsSource",
+            "tar shards written by `alp data shard` (folder or brace URL per split), "
+            "streamed with exact mid-epoch resume",
         ),
         DataSourceRecord(
             "audiocaps", AudioCapsConfig, "alp_data.recipes.audiocaps:AudioCaps",

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from alp_core import Resolved, resolve_component, validate_model
 from alp_core.manager import ALPPluginManager, get_plugin_manager
 from alp_data.dataset import AudioConfig
-from alp_data.features import FbankConfig
+from alp_data.features import FbankConfig, SpecAugmentConfig
 from alp_models.configs import PoolerConfig
 
 
@@ -39,7 +39,10 @@ class DataConfig(StrictModel):
     audio: AudioConfig = Field(default_factory=AudioConfig)
     fbank: FbankConfig = Field(default_factory=FbankConfig)
     train_max_seconds: float = Field(3.0, gt=0, description="random crop length in training")
-    spec_augment: bool = True
+    spec_augment: bool | SpecAugmentConfig = Field(
+        True, description="SpecAugment in training: true (defaults), false, or its options "
+        "(num_feature_masks, features_mask_size, num_frame_masks, frames_mask_size, "
+        "max_frames_mask_fraction, p)")
     batch_size: int = Field(32, ge=1)
     max_batch_seconds: float | None = Field(
         None, gt=0, description="duration-bucketed batches of about this many seconds"
@@ -92,6 +95,9 @@ class GradCacheConfig(StrictModel):
 class TrainConfig(StrictModel):
     epochs: int = Field(10, ge=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
+    max_audio_hours: float | None = Field(
+        None, gt=0, description="stop once this many hours of audio were trained on (all "
+        "ranks); a budget for streamed corpora measured in data rather than epochs")
     lr: float = Field(2e-3, gt=0, description="peak learning rate")
     text_lr: float | None = Field(None, gt=0, description="learning rate of the text tower")
     grad_clip: float | None = Field(1.0, gt=0)

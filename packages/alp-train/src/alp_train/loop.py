@@ -45,6 +45,7 @@ class TrainPlan:
     grad_cache_chunk: int | None = None
     validate_every: int | None = None
     seconds_per_frame: float = 0.01
+    max_audio_seconds: float | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -95,7 +96,8 @@ def train_loop(
     last_loss, flops = float("nan"), None
     while progress.step < total:
         set_epoch(progress.epoch)
-        skip = getattr(getattr(loader, "batch_sampler", None), "skip", None)
+        skip = getattr(loader, "skip", None) or getattr(
+            getattr(loader, "batch_sampler", None), "skip", None)
         if progress.batches_in_epoch and skip is not None:
             skip(progress.batches_in_epoch)
         used_before, resumed_at = progress.micro_steps, progress.batches_in_epoch
@@ -180,6 +182,10 @@ def train_loop(
                 path = checkpointer.save(progress)
                 mlog.write("preempted", step=progress.step, checkpoint=str(path))
                 raise Preempted(stop.signum or 15, progress.step, str(path))
+            if plan.max_audio_seconds is not None and progress.step < total and \
+                    all_agree(progress.audio_seconds * info.world_size
+                              >= plan.max_audio_seconds, info):
+                total = progress.step  # the audio budget is spent (every rank agrees)
             if progress.step >= total:
                 break
         if progress.micro_steps == used_before and progress.step < total and not resumed_at:

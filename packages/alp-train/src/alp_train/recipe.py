@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -22,9 +23,10 @@ import yaml
 from alp_core import ConfigError
 from alp_data.collate import Collator
 from alp_data.dataset import AudioCaptionDataset, BadClip
-from alp_data.features import Fbank, SpecAugment
+from alp_data.features import Fbank, SpecAugment, SpecAugmentConfig
 from alp_data.loader import BadClipBudget, build_loader, set_loader_epoch
 from alp_data.manifest import ManifestEntry, read_manifest
+from alp_data.transform import ClipTransform
 from alp_eval.report import build_report, render_markdown, write_report
 from alp_eval.suite import caption_samples, evaluate
 from alp_models.assembly import build_audio_text_model, component_seed
@@ -76,30 +78,75 @@ def write_config(resolved: ResolvedRun, run_dir: Path) -> None:
 # -- data --------------------------------------------------------------------------------------
 @dataclass
 class RunData:
-    """The prepared corpus and what turns its clips into batches."""
+    """The prepared corpus and what turns its clips into batches: manifest entries per split
+    (map-style loading), or shard indexes per split (streaming, ``data.source.name=shards``)."""
 
     train_entries: list[ManifestEntry]
     test_entries: list[ManifestEntry]
     fbank: Fbank
     collator: Collator
     seconds: float
+    shards: dict[str, Any] | None = None
+
+    def clips(self, split: str) -> int:
+        if self.shards is not None:
+            return int(self.shards[split].clips)
+        return len(self.train_entries if split == "train" else self.test_entries)
+
+    def audio_seconds(self, split: str) -> float:
+        if self.shards is not None:
+            return float(self.shards[split].seconds)
+        entries = self.train_entries if split == "train" else self.test_entries
+        return float(sum(e.duration for e in entries))
+
+    def clipped_seconds(self, split: str, max_seconds: float) -> float:
+        """Seconds of audio an epoch of ``split`` carries with clips cut to ``max_seconds``."""
+        if self.shards is not None:
+            return float(sum(min(d, max_seconds) for s in self.shards[split].shards
+                             for d in s.durations))
+        entries = self.train_entries if split == "train" else self.test_entries
+        return float(sum(min(e.duration, max_seconds) for e in entries))
 
     def loader(self, cfg: Any, split: str, info: DistInfo, *, train: bool,
                batch_size: int, sharded: bool) -> Any:
         """A loader over ``split``; ``sharded`` gives each rank its share (training)."""
-        entries = self.train_entries if split == "train" else self.test_entries
         audio = cfg.data.audio
         if train:
             audio = audio.model_copy(update={"max_seconds": cfg.data.train_max_seconds})
-        dataset = AudioCaptionDataset(
-            entries, audio=audio, fbank=self.fbank, train=train, seed=cfg.seed,
-            spec_augment=SpecAugment() if train and cfg.data.spec_augment else None)
+        augment = spec_augment(cfg.data.spec_augment) if train else None
+        rank, world = (info.rank, info.world_size) if sharded else (0, 1)
+        max_seconds = cfg.data.max_batch_seconds if train else None
+        if self.shards is not None:
+            from alp_data.shards.plan import PlanConfig
+            from alp_data.shards.stream import build_stream_loader
+
+            transform = ClipTransform(audio=audio, fbank=self.fbank, train=train,
+                                      seed=cfg.seed, spec_augment=augment)
+            plan = PlanConfig(batch_size=batch_size, max_batch_seconds=max_seconds,
+                              shuffle=train, drop_last=train, seed=cfg.seed,
+                              shuffle_buffer=int(cfg.data.source.get("shuffle_buffer", 1000)),
+                              min_seconds=audio.min_seconds, max_seconds=audio.max_seconds)
+            return build_stream_loader(self.shards[split], transform, self.collator, plan=plan,
+                                       rank=rank, world_size=world,
+                                       num_workers=cfg.data.num_workers,
+                                       pin_memory=info.device.type == "cuda")
+        entries = self.train_entries if split == "train" else self.test_entries
+        dataset = AudioCaptionDataset(entries, audio=audio, fbank=self.fbank, train=train,
+                                      seed=cfg.seed, spec_augment=augment)
         return build_loader(
             dataset, batch_size=batch_size, shuffle=train, num_workers=cfg.data.num_workers,
             collator=self.collator, seed=cfg.seed, drop_last=train,
-            max_batch_seconds=cfg.data.max_batch_seconds if train else None,
-            rank=info.rank if sharded else 0, world_size=info.world_size if sharded else 1,
+            max_batch_seconds=max_seconds, rank=rank, world_size=world,
             pin_memory=info.device.type == "cuda")
+
+
+def spec_augment(option: Any) -> SpecAugment | None:
+    """``data.spec_augment``: true (the defaults), false, or a SpecAugmentConfig."""
+    if option is True:
+        return SpecAugment()
+    if isinstance(option, SpecAugmentConfig):
+        return SpecAugment(option)
+    return None
 
 
 def setup_data(resolved: ResolvedRun, info: DistInfo, model: Any) -> RunData:
@@ -115,6 +162,11 @@ def setup_data(resolved: ResolvedRun, info: DistInfo, model: Any) -> RunData:
     fbank = Fbank(cfg.data.fbank)
     collator = Collator(model.tokenizer, num_mel_bins=cfg.data.fbank.num_mel_bins,
                         caption_tokenizer=model.caption_tokenizer)
+    if getattr(source, "streams", False):
+        from alp_data.shards.index import open_shards
+
+        shards = {split: open_shards(str(spec)) for split, spec in manifests.items()}
+        return RunData([], [], fbank, collator, time.perf_counter() - t0, shards=shards)
     return RunData(read_manifest(manifests["train"]), read_manifest(manifests["test"]),
                    fbank, collator, time.perf_counter() - t0)
 
@@ -187,14 +239,15 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
 
     model, objective = setup_model(resolved)
     data = setup_data(resolved, info, model)
-    say(f"data: {len(data.train_entries)} train / {len(data.test_entries)} test clips "
-        f"({data.seconds:.1f} s)")
+    say(f"data: {data.clips('train')} train / {data.clips('test')} test clips "
+        f"({data.audio_seconds('train') / 3600:.2f} h of training audio"
+        f"{', streamed from shards' if data.shards is not None else ''}; {data.seconds:.1f} s)")
     _describe(model, resolved, objective, say)
 
     task = TrainTask(model, objective)
     train_loader = data.loader(cfg, "train", info, train=True, batch_size=cfg.data.batch_size,
                                sharded=True)
-    plan = _plan(cfg, len(train_loader))
+    plan = _plan(cfg, len(train_loader), data)
     engine = setup_engine(resolved, info, task, plan)
     checkpointer = Checkpointer(path, engine, info, cfg.train.checkpoint.keep_last,
                                 getattr(engine.config, "gather_on_save", True))
@@ -207,7 +260,7 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
         mlog.write("resume" if resume else "start", config=cfg.name, device=str(info.device),
                    world_size=info.world_size, engine=engine.name,
                    parameters=sum(p.numel() for p in model.parameters()),
-                   train_clips=len(data.train_entries), test_clips=len(data.test_entries),
+                   train_clips=data.clips("train"), test_clips=data.clips("test"),
                    step=progress.step)
         summary = train(engine, task, train_loader, plan, progress, checkpointer, mlog, budget,
                         data, cfg, info)
@@ -299,11 +352,22 @@ def save_and_evaluate(resolved: ResolvedRun, state: dict[str, Any], objective: O
     return report
 
 
-def _plan(cfg: Any, micro_batches: int) -> TrainPlan:
+def _plan(cfg: Any, micro_batches: int, data: RunData | None = None) -> TrainPlan:
+    """How long to train: epochs, ``train.max_steps``, and ``train.max_audio_hours``, which
+    also caps the step count the schedule plans with (estimated from the training split's
+    seconds per optimizer step; the loop stops on the audio actually seen)."""
     frame_shift = cfg.data.fbank.frame_shift_ms / 1000
+    max_steps, budget = cfg.train.max_steps, None
+    if cfg.train.max_audio_hours is not None and data is not None:
+        budget = cfg.train.max_audio_hours * 3600
+        steps_per_epoch = max(micro_batches // cfg.train.grad_accum_steps, 1)
+        limit = cfg.data.train_max_seconds
+        per_epoch = data.clipped_seconds("train", limit)
+        estimate = max(1, math.ceil(budget / max(per_epoch / steps_per_epoch, 1e-9)))
+        max_steps = estimate if max_steps is None else min(max_steps, estimate)
     return TrainPlan(
         epochs=cfg.train.epochs, micro_batches_per_epoch=micro_batches,
-        accum=cfg.train.grad_accum_steps, max_steps=cfg.train.max_steps,
+        accum=cfg.train.grad_accum_steps, max_steps=max_steps, max_audio_seconds=budget,
         log_every=cfg.train.log_every, checkpoint_every_steps=cfg.train.checkpoint.every_steps,
         checkpoint_every_epochs=cfg.train.checkpoint.every_epochs,
         grad_cache_chunk=cfg.train.grad_cache.chunk_size,

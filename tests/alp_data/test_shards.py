@@ -1,0 +1,306 @@
+"""Tar shards: writing (webdataset layout, deterministic, parallel), streaming every clip
+exactly once over ranks x workers, exact mid-epoch resume, duration buckets, damaged shards."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from alp_core.errors import DataError
+from alp_data.collate import Collator
+from alp_data.dataset import AudioCaptionDataset
+from alp_data.demo import DemoCorpusConfig, generate_demo_corpus
+from alp_data.features import SpecAugment
+from alp_data.manifest import ManifestEntry, read_manifest, write_manifest
+from alp_data.shards.index import expand_braces, open_shards, read_index
+from alp_data.shards.plan import EpochPlan, PlanConfig
+from alp_data.shards.stream import build_stream_loader
+from alp_data.shards.writer import write_shards
+from alp_data.transform import AudioConfig, ClipTransform
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A 60-clip demo corpus (FLAC files of 1-2 s) and its train split as 7-clip shards."""
+    root = tmp_path_factory.mktemp("demo")
+    paths = generate_demo_corpus(root / "corpus", DemoCorpusConfig(
+        num_clips=60, min_seconds=1.0, max_seconds=2.0, num_workers=1))
+    entries = read_manifest(paths["train"])
+    report = write_shards(str(paths["train"]), str(root / "shards"), max_clips_per_shard=7)
+    return {"root": root, "entries": entries, "index": report.index,
+            "manifest": str(paths["train"])}
+
+
+def _ids(loader) -> list[list[str]]:
+    return [list(batch["ids"]) for batch in loader]
+
+
+def _loader(index, *, rank=0, world=1, workers=0, batch=4, train=False, seed=0, **plan):
+    transform = ClipTransform(audio=AudioConfig(max_seconds=1.0 if train else 30.0),
+                              train=train, seed=seed,
+                              spec_augment=SpecAugment() if train else None)
+    config = PlanConfig(batch_size=batch, shuffle=plan.pop("shuffle", True), seed=seed,
+                        shuffle_buffer=plan.pop("shuffle_buffer", 5), **plan)
+    return build_stream_loader(index, transform, Collator(), plan=config, rank=rank,
+                               world_size=world, num_workers=workers)
+
+
+# -- writing -------------------------------------------------------------------------------
+# webdataset's own tar iterator leaves its last file for the garbage collector to close
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_shards_hold_every_clip_once_with_its_original_bytes_and_webdataset_reads_them(demo):
+    import webdataset as wds
+
+    index, entries = demo["index"], demo["entries"]
+    assert index.clips == len(entries) and [s.clips for s in index.shards][:-1] == [7] * (
+        len(index.shards) - 1)
+    assert index.seconds == pytest.approx(sum(e.duration for e in entries), abs=1e-3)
+    by_id = {e.id: e for e in entries}
+    urls = [s.url for s in index.shards]
+    seen = []
+    for sample in wds.WebDataset(urls, shardshuffle=False):
+        meta = json.loads(sample["json"])
+        entry = by_id[meta["id"]]
+        assert sample["flac"] == Path(entry.audio).read_bytes()  # the original codec, as is
+        assert meta["captions"] == list(entry.captions) and meta["labels"] == entry.labels
+        assert meta["duration"] == pytest.approx(entry.duration)
+        seen.append(meta["id"])
+    assert sorted(seen) == sorted(by_id)
+    assert seen != [e.id for e in entries]  # written in a seeded random order
+
+
+def test_writing_is_deterministic_for_any_number_of_workers(demo, tmp_path):
+    one = write_shards(demo["manifest"], str(tmp_path / "one"), max_clips_per_shard=7)
+    two = write_shards(demo["manifest"], str(tmp_path / "two"), max_clips_per_shard=7, workers=2)
+    for a, b in zip(one.index.shards, two.index.shards, strict=True):
+        assert Path(a.url).read_bytes() == Path(b.url).read_bytes()
+        assert Path(a.url).read_bytes() == (demo["root"] / "shards" / Path(a.url).name
+                                            ).read_bytes()
+    other = write_shards(demo["manifest"], str(tmp_path / "seed1"), max_clips_per_shard=7,
+                         seed=1)
+    assert [s.durations for s in other.index.shards] != [s.durations for s in one.index.shards]
+
+
+def test_target_size_cuts_shards_by_bytes(demo, tmp_path):
+    sizes = [Path(e.audio).stat().st_size for e in demo["entries"]]
+    target = 4 * max(sizes) / 1e6
+    report = write_shards(demo["manifest"], str(tmp_path / "sized"), target_size_mb=target)
+    assert len(report.index.shards) > 2
+    for shard in report.index.shards:
+        assert shard.bytes <= target * 1e6 + max(sizes) + 4096  # at most one clip over
+        assert shard.bytes == Path(shard.url).stat().st_size
+
+
+def test_a_segment_of_a_longer_file_is_stored_as_flac_of_just_that_segment(tmp_path):
+    rate = 16000
+    wave = (np.random.default_rng(0).standard_normal(3 * rate) * 0.1).astype(np.float32)
+    sf.write(tmp_path / "long.wav", wave, rate, subtype="PCM_16")
+    entries = [ManifestEntry("seg", str(tmp_path / "long.wav"), 1.0, rate, ("a",), offset=1.5)]
+    report = write_shards(entries, str(tmp_path / "out"))
+    with tarfile.open(report.index.shards[0].url) as tar:
+        names = tar.getnames()
+        data = tar.extractfile(names[0]).read()
+        meta = json.loads(tar.extractfile(names[1]).read())
+    assert names == ["000000_000000.flac", "000000_000000.json"]
+    got, got_rate = sf.read(io.BytesIO(data), dtype="float32")
+    expected = sf.read(tmp_path / "long.wav", dtype="float32")[0][int(1.5 * rate):int(2.5 * rate)]
+    assert got_rate == rate and np.array_equal(got, expected)  # lossless, the segment only
+    assert meta["duration"] == pytest.approx(1.0) and "offset" not in meta
+
+
+def test_unreadable_audio_is_left_out_and_listed_and_a_budget_applies(demo, tmp_path):
+    entries = list(demo["entries"][:10])
+    entries[3] = ManifestEntry("gone", str(tmp_path / "gone.flac"), 1.0, 16000, ("x",))
+    (tmp_path / "bad.wav").write_bytes(b"not audio at all" * 10)
+    entries[5] = ManifestEntry("bad", str(tmp_path / "bad.wav"), 1.0, 16000, ("x",))
+    report = write_shards(entries, str(tmp_path / "ok"), max_missing=0.2)
+    assert report.index.clips == 8
+    assert sorted(s["id"] for s in report.skipped) == ["bad", "gone"]
+    assert json.loads((tmp_path / "ok" / "index.json").read_text())["skipped"][0]["error"]
+    with pytest.raises(DataError, match="2 of 10 clips could not be read"):
+        write_shards(entries, str(tmp_path / "strict"), max_missing=0.1)
+    assert read_index(str(tmp_path / "strict")).clips == 8  # what was written is kept
+
+
+def test_shards_on_an_fsspec_url(demo):
+    report = write_shards(demo["entries"][:9], "memory://alp-test/shards", max_clips_per_shard=4)
+    index = open_shards("memory://alp-test/shards")
+    assert [s.url for s in index.shards] == [s.url for s in report.index.shards]
+    ids = [i for batch in _ids(_loader(index, batch=2)) for i in batch]
+    assert sorted(ids) == sorted(e.id for e in demo["entries"][:9])
+    fsspec.filesystem("memory").rm("/alp-test", recursive=True)
+
+
+def test_brace_patterns_select_shards_from_the_index(demo):
+    assert expand_braces("a-{08..10}.tar") == ["a-08.tar", "a-09.tar", "a-10.tar"]
+    assert expand_braces("{x,y}/{1..2}") == ["x/1", "x/2", "y/1", "y/2"]
+    folder = demo["root"] / "shards"
+    picked = open_shards(str(folder / "shard-{000001..000002}.tar"))
+    assert [Path(s.url).name for s in picked.shards] == ["shard-000001.tar", "shard-000002.tar"]
+    with pytest.raises(DataError, match="not in"):
+        open_shards(str(folder / "shard-{000001..000099}.tar"))
+    with pytest.raises(DataError, match="alp data shard"):
+        open_shards(str(demo["root"] / "nowhere"))
+
+
+# -- streaming -----------------------------------------------------------------------------
+@pytest.mark.parametrize("workers", [0, 2])
+def test_two_ranks_by_two_workers_see_every_clip_exactly_once_per_epoch(demo, workers):
+    index, expected = demo["index"], sorted(e.id for e in demo["entries"])
+    for epoch in (0, 1):
+        seen, counts = [], []
+        for rank in range(2):
+            loader = _loader(index, rank=rank, world=2, workers=workers, batch=4)
+            loader.set_epoch(epoch)
+            batches = _ids(loader)
+            assert len(batches) == len(loader)
+            counts.append(len(batches))
+            seen += [i for b in batches for i in b]
+        assert sorted(seen) == expected, f"epoch {epoch}"
+        assert counts[0] == counts[1]  # collectives stay in step
+
+
+def test_the_order_is_seeded_per_epoch_and_the_same_for_any_worker_count(demo):
+    index = demo["index"]
+
+    def epoch(e, seed=0, workers=2):
+        loader = _loader(index, workers=workers, seed=seed)
+        loader.set_epoch(e)
+        return _ids(loader)
+
+    first = epoch(0)
+    assert epoch(0) == first
+    assert epoch(1) != first and epoch(0, seed=1) != first
+    plan = EpochPlan(index, PlanConfig(batch_size=4, shuffle_buffer=5), 0, num_workers=2)
+    assert [[i for i in b] for b in first] == [
+        [index_id(demo, p) for p in batch] for batch in plan.batches(0)]
+
+
+def index_id(demo, position: int) -> str:
+    """The clip id at a global position of epoch 0's plan, read straight from the tar."""
+    plan = EpochPlan(demo["index"], PlanConfig(batch_size=4, shuffle_buffer=5), 0)
+    shard, local = plan.locate(position)
+    with tarfile.open(demo["index"].shards[shard].url) as tar:
+        name = [n for n in tar.getnames() if n.endswith(f"_{local:06d}.json")][0]
+        return json.loads(tar.extractfile(name).read())["id"]
+
+
+@pytest.mark.parametrize("consumed", [0, 3, 5])
+def test_resume_from_state_gives_exactly_the_remaining_batches_in_order(demo, consumed):
+    index = demo["index"]
+    full = _loader(index, rank=1, world=2, workers=2, train=True)
+    full.set_epoch(2)
+    reference = [(b["ids"], b["features"]) for b in full]
+    first = _loader(index, rank=1, world=2, workers=2, train=True)
+    first.set_epoch(2)
+    iterator = iter(first)
+    for _ in range(consumed):
+        next(iterator)
+    state = first.state_dict()
+    assert state["batches_consumed"] == consumed and state["epoch"] == 2
+    resumed = _loader(index, rank=1, world=2, workers=2, train=True)
+    resumed.load_state_dict(state)
+    rest = [(b["ids"], b["features"]) for b in resumed]
+    assert [ids for ids, _ in rest] == [ids for ids, _ in reference[consumed:]]
+    for (_, a), (_, b) in zip(rest, reference[consumed:]):
+        assert torch.equal(a, b)  # crops and SpecAugment masks seeded by clip id
+    nxt = _loader(index, rank=1, world=2, workers=2, train=True)
+    nxt.load_state_dict(state)
+    nxt.set_epoch(3)  # the skip applied to epoch 2 only
+    assert len(_ids(nxt)) == len(nxt)
+
+
+def test_resume_refuses_a_different_split(demo):
+    state = _loader(demo["index"], world=2, workers=2).state_dict()
+    with pytest.raises(DataError, match="num_workers was 2, is 1"):
+        _loader(demo["index"], world=2, workers=1).load_state_dict(state)
+
+
+def test_stream_and_map_style_give_the_same_features_for_a_clip(demo):
+    entries = demo["entries"]
+    transform_args = {"audio": AudioConfig(max_seconds=1.0), "train": True, "seed": 3,
+                      "spec_augment": SpecAugment()}
+    dataset = AudioCaptionDataset(entries, **transform_args)
+    dataset.set_epoch(4)
+    by_id = {entries[i].id: dataset[i] for i in range(len(entries))}
+    loader = build_stream_loader(demo["index"], ClipTransform(**transform_args), Collator(),
+                                 plan=PlanConfig(batch_size=5, seed=3))
+    loader.set_epoch(4)
+    for batch in loader:
+        for row, ident in enumerate(batch["ids"]):
+            item = by_id[ident]
+            n = item["num_frames"]
+            assert batch["feature_lengths"][row] == n
+            assert torch.equal(batch["features"][row, :n], item["features"])
+            assert batch["captions"][row] == item["caption"]
+
+
+def test_duration_buckets_on_a_stream(demo):
+    index = demo["index"]
+    budget = 6.0
+    seen, counts = [], []
+    for rank in range(2):
+        loader = _loader(index, rank=rank, world=2, workers=2, batch=16,
+                         max_batch_seconds=budget, shuffle_buffer=12)
+        plan = loader.dataset.plan(0)
+        durations = plan.durations
+        for batch in plan.batches(rank):
+            assert len(batch) == 1 or durations[batch].max() * len(batch) <= budget
+        batches = [b for b in loader]
+        counts.append(len(batches))
+        for batch in batches:
+            seconds = batch["feature_lengths"].float() / 100
+            assert float(seconds.max()) * len(batch["ids"]) <= budget + 0.05 * len(batch["ids"])
+        seen += [i for b in batches for i in b["ids"]]
+    assert sorted(seen) == sorted(e.id for e in demo["entries"])
+    assert counts[0] == counts[1]
+    fixed = _loader(index, batch=16)
+    assert len(fixed) < counts[0] + counts[1]  # buckets hold fewer, similar-length clips
+
+
+def test_drop_last_keeps_equal_full_batches(demo):
+    counts = []
+    for rank in range(3):
+        loader = _loader(index := demo["index"], rank=rank, world=3, workers=2, batch=4,
+                         drop_last=True)
+        sizes = [len(b) for b in _ids(loader)]
+        assert set(sizes) == {4}
+        counts.append(len(sizes))
+    assert len(set(counts)) == 1 and counts[0] * 3 * 4 <= index.clips
+
+
+# -- damage --------------------------------------------------------------------------------
+def test_damaged_and_missing_shards_become_counted_bad_clips(demo, tmp_path):
+    report = write_shards(demo["entries"][:20], str(tmp_path / "s"), max_clips_per_shard=5)
+    urls = [Path(s.url) for s in report.index.shards]
+    data = urls[0].read_bytes()
+    urls[0].write_bytes(data[: len(data) // 2])  # truncated mid-member
+    urls[1].unlink()  # a missing shard
+    with tarfile.open(urls[2]) as tar:  # one record with invalid JSON
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(urls[2], "w") as tar:
+        for member, payload in members:
+            if member.name.endswith("_000002.json"):
+                payload = b"{not json"
+                member.size = len(payload)
+            tar.addfile(member, io.BytesIO(payload))
+    loader = _loader(read_index(str(tmp_path / "s")), batch=3, workers=2)
+    good, bad = [], []
+    for batch in loader:
+        good += batch["ids"]
+        bad += batch["skipped"]
+    assert len(good) + len(bad) == 20
+    assert len(good) == 20 - len(bad) and 6 <= len(bad) <= 9  # 5 missing, 1 JSON, 1-3 cut
+    reasons = " | ".join(c.error for c in bad)
+    assert "shard not found" in reasons and "json member is invalid" in reasons
+    assert "damaged tar" in reasons or "missing" in reasons
+    assert all(str(tmp_path) in c.path for c in bad)  # located: shard and member
