@@ -236,6 +236,9 @@ class ShardLoader:
     batches_consumed, ...}`` and :meth:`load_state_dict` resumes exactly there.
     """
 
+    #: no sampler: the stream plans its own batches (``set_loader_epoch`` looks for one)
+    batch_sampler = None
+
     def __init__(self, stream: ShardStream, loader: DataLoader) -> None:
         self.dataset = stream
         self.loader = loader
@@ -284,9 +287,12 @@ def build_stream_loader(index: ShardIndex, transform: ClipTransform, collator: C
     """A :class:`ShardLoader` reading ``index`` for rank ``rank`` of ``world_size``."""
     stream = ShardStream(index, transform, collator, plan, rank=rank, world_size=world_size,
                          num_workers=num_workers)
+    # worker seeds from a generator of the loader's own: iterating never moves the global
+    # torch random stream (dropout reads it), so a resumed run draws what an unbroken one does
     kwargs: dict[str, Any] = {"batch_size": None, "num_workers": num_workers,
                               "collate_fn": _identity, "pin_memory": pin_memory,
-                              "persistent_workers": num_workers > 0}
+                              "persistent_workers": num_workers > 0,
+                              "generator": torch.Generator().manual_seed(plan.seed)}
     if num_workers > 0 and prefetch_factor is not None:
         kwargs["prefetch_factor"] = prefetch_factor
     return ShardLoader(stream, DataLoader(stream, **kwargs))
