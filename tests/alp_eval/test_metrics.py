@@ -1,11 +1,19 @@
-"""Metrics against slow loop references and hand-computed cases."""
+"""Metrics against slow loop references, scikit-learn (multi-label) and hand-computed cases."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from alp_eval.metrics import accuracy, macro_f1, majority_rate, retrieval_metrics
+from alp_eval.metrics import (
+    accuracy,
+    average_precision,
+    lwlrap,
+    macro_f1,
+    majority_rate,
+    mean_average_precision,
+    retrieval_metrics,
+)
 
 
 def _reference_retrieval(sim: torch.Tensor, rel: torch.Tensor, ks, map_k) -> dict[str, float]:
@@ -98,3 +106,85 @@ def test_accuracy_macro_f1_and_majority_small_cases():
     assert majority_rate(torch.tensor([1, 1, 0]), torch.tensor([1, 0, 0, 2])) == 0.25
     with pytest.raises(ValueError, match="target"):
         accuracy(torch.tensor([0, 1]), torch.tensor([0]))
+
+
+def _multilabel_case(seed: int, n: int = 60, c: int = 9, levels: int = 6):
+    """Scores on a coarse grid (many ties, within and across classes), sparse targets, one
+    class without positives and one where every item is positive."""
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, levels, (n, c), generator=gen).double() / levels
+    targets = torch.rand(n, c, generator=gen) < 0.25
+    targets[:, 2] = False
+    targets[:, 5] = True
+    targets[0, 0] = True
+    return scores, targets
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_average_precision_matches_sklearn_with_ties(seed):
+    sk = pytest.importorskip("sklearn.metrics")
+    scores, targets = _multilabel_case(seed)
+    got = average_precision(scores, targets)
+    for c in range(scores.shape[1]):
+        if not targets[:, c].any():
+            assert torch.isnan(got[c])
+            continue
+        want = sk.average_precision_score(targets[:, c].numpy(), scores[:, c].numpy())
+        assert float(got[c]) == pytest.approx(want, abs=1e-12), c
+    # the same tie rule whatever the row order
+    perm = torch.randperm(scores.shape[0], generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(average_precision(scores[perm], targets[perm]), got,
+                               equal_nan=True, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mean_average_precision_macro_micro_and_excluded_classes(seed):
+    sk = pytest.importorskip("sklearn.metrics")
+    scores, targets = _multilabel_case(seed)
+    got = mean_average_precision(scores, targets)
+    kept = targets.any(0)
+    assert got["n_classes"] == int(kept.sum()) == scores.shape[1] - 1
+    assert got["n_classes_without_positives"] == 1
+    y, s = targets[:, kept].numpy(), scores[:, kept].numpy()
+    assert got["mAP"] == pytest.approx(sk.average_precision_score(y, s, average="macro"),
+                                       abs=1e-12)
+    want_micro = sk.average_precision_score(targets.numpy(), scores.numpy(), average="micro")
+    assert got["micro_mAP"] == pytest.approx(want_micro, abs=1e-12)
+
+
+def test_average_precision_hand_computed():
+    # ranking 0.9(+) 0.8(-) 0.8(+) 0.1(+): thresholds 0.9 -> P 1, R 1/3; 0.8 (tie of two) ->
+    # P 2/3, R 2/3; 0.1 -> P 3/4, R 1: AP = 1/3 + 1/3 * 2/3 + 1/3 * 3/4
+    scores = torch.tensor([0.9, 0.8, 0.8, 0.1])
+    targets = torch.tensor([1, 0, 1, 1])
+    assert float(average_precision(scores, targets)[0]) == pytest.approx(
+        (1 + 2 / 3 + 3 / 4) / 3
+    )
+    # a perfect ranking scores 1, a reversed one the precision at each positive
+    assert float(average_precision(torch.tensor([3.0, 2, 1]), torch.tensor([1, 1, 0]))[0]) == 1
+    assert float(average_precision(torch.tensor([1.0, 2, 3]), torch.tensor([1, 0, 0]))[0]) == (
+        pytest.approx(1 / 3)
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lwlrap_matches_sklearn_weighted_lrap(seed):
+    sk = pytest.importorskip("sklearn.metrics")
+    scores, targets = _multilabel_case(seed)
+    targets[3] = False  # an item without positives adds nothing
+    want = sk.label_ranking_average_precision_score(
+        targets.numpy(), scores.numpy(), sample_weight=targets.sum(1).numpy()
+    )
+    assert lwlrap(scores, targets) == pytest.approx(want, abs=1e-12)
+    assert lwlrap(scores, targets, chunk_elements=1) == pytest.approx(want, abs=1e-12)
+
+
+def test_multilabel_metrics_reject_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        mean_average_precision(torch.rand(4, 3), torch.ones(4, 2))
+    with pytest.raises(ValueError, match="0/1"):
+        average_precision(torch.rand(4, 2), torch.full((4, 2), 2))
+    with pytest.raises(ValueError, match="no class has a positive"):
+        mean_average_precision(torch.rand(4, 2), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="NaN"):
+        average_precision(torch.tensor([0.1, float("nan")]), torch.tensor([1, 0]))

@@ -39,6 +39,50 @@ class LinearProbeConfig(ComponentConfig):
         return value
 
 
+class AttentionProbeConfig(ComponentConfig):
+    """An attention-pooling probe on frozen frame-level features (the study's second protocol).
+
+    ``num_queries`` learned queries attend (``num_heads`` heads) to the valid frames, their
+    outputs are averaged and a linear layer classifies. Trained with AdamW, full epochs of
+    seeded mini-batches on the fit part of the train split; each (lr, weight decay) of the grid
+    keeps its epoch with the best validation score (early stopping) and the grid point with the
+    best validation score is the probe (no refit: train only, validation for stopping and
+    selection, the test split scored once at the end).
+    """
+
+    num_heads: int = Field(default=4, ge=1, description="attention heads (must divide the dim)")
+    num_queries: int = Field(default=1, ge=1, description="learned queries, outputs averaged")
+    epochs: int = Field(default=50, ge=1, description="maximum epochs per grid point")
+    patience: int | None = Field(
+        default=10, ge=1, description="stop after this many epochs without a better val score"
+    )
+    batch_size: int = Field(default=64, ge=1)
+    lrs: tuple[float, ...] = Field(
+        default=(3e-4, 1e-3, 3e-3), min_length=1, description="AdamW learning rates to try"
+    )
+    weight_decays: tuple[float, ...] = Field(
+        default=(1e-4, 1e-2), min_length=1, description="AdamW weight decays to try"
+    )
+    val_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="held-out part of train when no val split is given"
+    )
+    seed: int | None = Field(default=None, description="None = the caller's seed (or 0)")
+
+    @field_validator("lrs")
+    @classmethod
+    def _positive_lrs(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(lr <= 0 for lr in value):
+            raise ValueError(f"lrs must be > 0, got {value}")
+        return value
+
+    @field_validator("weight_decays")
+    @classmethod
+    def _non_negative(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(wd < 0 for wd in value):
+            raise ValueError(f"weight_decays must be >= 0, got {value}")
+        return value
+
+
 class RetrievalConfig(ComponentConfig):
     """Audio-text retrieval in the joint embedding space, both directions, on the test split."""
 

@@ -1,10 +1,32 @@
-"""Linear probes on the frozen, mean-pooled encoder output: one multinomial logistic regression
-per label key, its L2 penalty chosen on a held-out part of the train split."""
+"""Linear probes on frozen encoder features: multinomial (softmax) logistic regression for
+single-label keys, independent sigmoids (binary cross-entropy) for multi-label targets.
+
+Features are one vector per clip, or frame-level (N, T, D) with a validity mask (or lengths)
+that :func:`masked_mean_pool` averages over the valid frames. Each fit is full-batch L-BFGS from
+zero on ``mean loss + weight_decay / 2 * ||W||^2`` (bias not penalised): a convex problem with a
+fixed start, so fits are deterministic.
+
+Hyper-parameter search (the protocol): only the L2 strength is searched (the problem is convex
+and L-BFGS runs with a line search, so there is no learning rate to tune). Each value of
+``config.weight_decays`` is fit on the train rows and scored on the validation rows — an
+explicit validation split (``x_val``/``y_val``) or else a seeded ``val_fraction`` of the train
+split (stratified by class for single-label) — by accuracy (ties: lower validation
+cross-entropy) or macro mAP (ties: lower validation BCE). The chosen value is refit on train +
+validation; the test split is scored once, by that refit, and never seen before.
+Standardisation uses the mean and std of the train + validation rows.
+
+Equivalent scikit-learn model (``n`` = rows of the fit): ``LogisticRegression(C=1 / (n *
+weight_decay))`` on the standardised features for three or more classes (sklearn minimises
+``C * sum CE + ||W||^2 / 2``, which is ``n * C`` times this loss); for two classes the
+two-column softmax equals sklearn's one-logit model at ``C = 2 / (n * weight_decay)``; a
+multi-label probe is one binary ``LogisticRegression(C=1 / (n * weight_decay))`` per class
+(the BCE is summed over classes and averaged over rows).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,9 +36,24 @@ from torch import Tensor
 
 from alp_eval.configs import LinearProbeConfig
 from alp_eval.context import EvalContext, TaskResult
-from alp_eval.metrics import accuracy, macro_f1, majority_rate
+from alp_eval.metrics import (
+    accuracy,
+    lwlrap,
+    macro_f1,
+    majority_rate,
+    mean_average_precision,
+)
 
-__all__ = ["LinearProbeConfig", "LinearProbeTask", "train_linear_probe"]
+__all__ = [
+    "LinearProbeConfig",
+    "LinearProbeTask",
+    "fit_sigmoid_regression",
+    "fit_softmax_regression",
+    "frame_mask",
+    "masked_mean_pool",
+    "train_linear_probe",
+    "train_multilabel_probe",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +75,51 @@ def _threads_for(numel: int) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
+def frame_mask(valid: Tensor | None, batch: int, frames: int) -> Tensor:
+    """A (batch, frames) bool mask, True at valid frames, from ``valid``.
+
+    ``valid`` is None (every frame valid), (batch,) lengths (the first ``lengths[b]`` frames),
+    or a (batch, frames) bool mask.
+    """
+    if valid is None:
+        return torch.ones(batch, frames, dtype=torch.bool)
+    valid = torch.as_tensor(valid).detach().cpu()
+    if valid.dim() == 1 and valid.shape[0] == batch and not valid.dtype.is_floating_point:
+        return torch.arange(frames).unsqueeze(0) < valid.long().unsqueeze(1)
+    if valid.shape == (batch, frames) and valid.dtype == torch.bool:
+        return valid
+    raise ValueError(
+        f"valid must be ({batch},) integer lengths or a ({batch}, {frames}) bool mask, got "
+        f"{valid.dtype} {tuple(valid.shape)}"
+    )
+
+
+def masked_mean_pool(frames: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Mean over the valid frames: (N, T, D) + lengths or mask (see :func:`frame_mask`) → (N, D).
+
+    Padded frames are ignored whatever they hold (even NaN); a row without valid frames pools
+    to zeros.
+    """
+    if frames.dim() != 3:
+        raise ValueError(f"masked_mean_pool expects frames (N, T, D), got {tuple(frames.shape)}")
+    mask = frame_mask(valid, frames.shape[0], frames.shape[1]).to(frames.device)
+    summed = frames.masked_fill(~mask.unsqueeze(-1), 0.0).sum(1)
+    return summed / mask.sum(1, keepdim=True).clamp(min=1).to(summed.dtype)
+
+
+def _features(x: Tensor, valid: Tensor | None, name: str) -> Tensor:
+    """(N, D) float64 CPU features: pooled if ``x`` is frame-level (N, T, D)."""
+    x = torch.as_tensor(x).detach().cpu()
+    if x.dim() == 3:
+        x = masked_mean_pool(x.double(), valid)
+    elif x.dim() != 2 or valid is not None:
+        raise ValueError(
+            f"{name}: features must be (N, D), or (N, T, D) frames with an optional valid "
+            f"mask; got {tuple(x.shape)}" + (" with a mask" if valid is not None else "")
+        )
+    return x.double()
+
+
 def _standardise(x_train: Tensor, *others: Tensor) -> list[Tensor]:
     """Zero mean, unit variance with the train statistics (constant features are only centred)."""
     mean = x_train.mean(0)
@@ -46,17 +128,21 @@ def _standardise(x_train: Tensor, *others: Tensor) -> list[Tensor]:
     return [(x - mean) / std for x in (x_train, *others)]
 
 
-def _fit(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, config: LinearProbeConfig):
-    """Full-batch L-BFGS on mean cross-entropy + ``weight_decay/2 * ||W||^2`` from zero init.
-
-    The problem is convex and the start fixed, so the fit is deterministic.
-    """
-    weight = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, requires_grad=True)
-    bias = torch.zeros(num_classes, dtype=x.dtype, requires_grad=True)
+def _lbfgs(
+    x: Tensor,
+    num_outputs: int,
+    data_loss: Callable[[Tensor], Tensor],
+    weight_decay: float,
+    steps: int,
+    lr: float,
+) -> tuple[Tensor, Tensor]:
+    """Minimise ``data_loss(x @ W + b) + weight_decay / 2 * ||W||^2`` from zero by L-BFGS."""
+    weight = torch.zeros(x.shape[1], num_outputs, dtype=x.dtype, requires_grad=True)
+    bias = torch.zeros(num_outputs, dtype=x.dtype, requires_grad=True)
     opt = torch.optim.LBFGS(
         [weight, bias],
-        lr=config.lr,
-        max_iter=config.steps,
+        lr=lr,
+        max_iter=steps,
         tolerance_grad=1e-9,
         tolerance_change=1e-12,
         history_size=20,
@@ -65,13 +151,43 @@ def _fit(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, config: Li
 
     def closure() -> Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(x @ weight + bias, y) + 0.5 * weight_decay * weight.pow(2).sum()
+        loss = data_loss(x @ weight + bias) + 0.5 * weight_decay * weight.pow(2).sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         opt.step(closure)
     return weight.detach(), bias.detach()
+
+
+def fit_softmax_regression(
+    x: Tensor, y: Tensor, num_classes: int, weight_decay: float, *, steps: int = 200,
+    lr: float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """Multinomial logistic regression: (D, K) weight and (K,) bias minimising mean
+    cross-entropy + ``weight_decay / 2 * ||W||^2`` (sklearn: ``C = 1 / (n * weight_decay)``)."""
+    return _lbfgs(x, num_classes, lambda z: F.cross_entropy(z, y), weight_decay, steps, lr)
+
+
+def fit_sigmoid_regression(
+    x: Tensor, y: Tensor, weight_decay: float, *, steps: int = 200, lr: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """Independent logistic regressions on (N, C) 0/1 targets: (D, C) weight and (C,) bias
+    minimising the BCE summed over classes, averaged over rows, + ``weight_decay / 2 *
+    ||W||^2`` (per class, sklearn's binary ``C = 1 / (n * weight_decay)``)."""
+    n = x.shape[0]
+    target = y.to(x.dtype)
+
+    def data_loss(z: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(z, target, reduction="sum") / n
+
+    return _lbfgs(x, target.shape[1], data_loss, weight_decay, steps, lr)
+
+
+def _fit(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, config: LinearProbeConfig):
+    return fit_softmax_regression(
+        x, y, num_classes, weight_decay, steps=config.steps, lr=config.lr
+    )
 
 
 def _validation_split(
@@ -91,6 +207,40 @@ def _validation_split(
     return fit_idx.sort().values, val_idx.sort().values
 
 
+def _random_split(n: int, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Seeded (fit, val) index split of ``n`` rows; both parts keep at least one row."""
+    perm = torch.randperm(n, generator=generator)
+    n_val = min(max(int(round(n * fraction)), 1), n - 1)
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def _check_rows(name: str, x: Tensor, y: Tensor) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{name}: features ({x.shape[0]} rows) and labels ({y.shape[0]} rows) disagree on "
+            "the number of rows"
+        )
+
+
+def _with_validation(
+    x_train: Tensor, y_train: Tensor, x_val: Tensor | None, y_val: Tensor | None,
+    split: Callable[[], tuple[Tensor, Tensor]],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """All rows the probe may fit on (train + validation) and the fit / validation indices."""
+    if (x_val is None) != (y_val is None):
+        raise ValueError("give both x_val and y_val, or neither")
+    if x_val is None or y_val is None:
+        fit_idx, val_idx = split()
+        return x_train, y_train, fit_idx, val_idx
+    n_train, n_all = x_train.shape[0], x_train.shape[0] + x_val.shape[0]
+    return (
+        torch.cat([x_train, x_val]),
+        torch.cat([y_train, y_val]),
+        torch.arange(n_train),
+        torch.arange(n_train, n_all),
+    )
+
+
 def train_linear_probe(
     x_train: Tensor,
     y_train: Tensor,
@@ -99,59 +249,166 @@ def train_linear_probe(
     num_classes: int,
     config: LinearProbeConfig | None = None,
     seed: int | None = None,
+    *,
+    x_val: Tensor | None = None,
+    y_val: Tensor | None = None,
+    valid_train: Tensor | None = None,
+    valid_val: Tensor | None = None,
+    valid_test: Tensor | None = None,
 ) -> dict[str, float]:
     """Fit a multinomial logistic-regression probe and score it on the test set.
 
-    ``y_train`` holds ids in ``[0, num_classes)``; ``y_test`` ids outside that range are classes
-    the probe never saw and count as errors. The weight decay with the best validation accuracy
-    (ties: lower validation cross-entropy) on a stratified ``val_fraction`` of the train set is
-    refit on all train data. Inputs are standardised with the whole train set's statistics.
+    ``y_train`` (and ``y_val``) hold ids in ``[0, num_classes)``; ``y_test`` ids outside that
+    range are classes the probe never saw and count as errors. The weight decay is chosen on the
+    validation rows and refit on train + validation (module docstring; without ``x_val``, a
+    stratified ``val_fraction`` of the train rows is the validation). Features are (N, D), or
+    (N, T, D) frames mean-pooled over ``valid_*`` (lengths or masks, see :func:`frame_mask`).
     Returns accuracy, macro_f1, chance (test accuracy of the train-majority class),
     weight_decay and val_accuracy. ``seed`` (default: ``config.seed`` or 0) drives the split.
     """
     config = config or LinearProbeConfig()
     if seed is None:
         seed = config.seed or 0
+    x_train = _features(x_train, valid_train, "x_train")
+    x_test = _features(x_test, valid_test, "x_test")
     y_train = torch.as_tensor(y_train).long().reshape(-1)
     y_test = torch.as_tensor(y_test).long().reshape(-1)
     if x_train.shape[0] != y_train.numel() or x_test.shape[0] != y_test.numel():
         raise ValueError("train_linear_probe: features and labels disagree on the number of rows")
     if y_train.numel() < 2 or int(y_train.min()) < 0 or int(y_train.max()) >= num_classes:
         raise ValueError(f"y_train needs >= 2 ids in [0, {num_classes}); got {y_train.tolist()}")
-    x_train, x_test = _standardise(x_train.detach().double().cpu(), x_test.detach().double().cpu())
+    if x_val is not None:
+        x_val = _features(x_val, valid_val, "x_val")
+    if y_val is not None:
+        y_val = torch.as_tensor(y_val).long().reshape(-1)
+        if x_val is not None:
+            _check_rows("validation", x_val, y_val)
+        if y_val.numel() == 0 or int(y_val.min()) < 0 or int(y_val.max()) >= num_classes:
+            raise ValueError(f"y_val needs >= 1 id, all in [0, {num_classes})")
     generator = torch.Generator().manual_seed(seed)
-    with _threads_for(x_train.numel()):
-        return _select_and_fit(x_train, y_train, x_test, y_test, num_classes, config, generator)
+    x_all, y_all, fit_idx, val_idx = _with_validation(
+        x_train, y_train, x_val, y_val,
+        lambda: _validation_split(y_train, config.val_fraction, generator),
+    )
+    x_all, x_test = _standardise(x_all, x_test)
+    with _threads_for(x_all.numel()):
+        return _select_and_fit(x_all, y_all, fit_idx, val_idx, x_test, y_test, num_classes, config)
 
 
 def _select_and_fit(
-    x_train: Tensor,
-    y_train: Tensor,
+    x_all: Tensor,
+    y_all: Tensor,
+    fit_idx: Tensor,
+    val_idx: Tensor,
     x_test: Tensor,
     y_test: Tensor,
     num_classes: int,
     config: LinearProbeConfig,
-    generator: torch.Generator,
 ) -> dict[str, float]:
-    """Choose the weight decay on a validation split, refit on all train data, score the test."""
-    fit_idx, val_idx = _validation_split(y_train, config.val_fraction, generator)
+    """Choose the weight decay on the validation rows, refit on all rows, score the test."""
     best: tuple[float, float, float] | None = None
     for wd in config.weight_decays:
-        weight, bias = _fit(x_train[fit_idx], y_train[fit_idx], num_classes, wd, config)
-        logits = x_train[val_idx] @ weight + bias
-        val_acc = accuracy(logits.argmax(1), y_train[val_idx])
-        val_loss = float(F.cross_entropy(logits, y_train[val_idx]))
+        weight, bias = _fit(x_all[fit_idx], y_all[fit_idx], num_classes, wd, config)
+        logits = x_all[val_idx] @ weight + bias
+        val_acc = accuracy(logits.argmax(1), y_all[val_idx])
+        val_loss = float(F.cross_entropy(logits, y_all[val_idx]))
         if best is None or (val_acc, -val_loss) > (best[1], -best[2]):
             best = (wd, val_acc, val_loss)
     assert best is not None
-    weight, bias = _fit(x_train, y_train, num_classes, best[0], config)
+    weight, bias = _fit(x_all, y_all, num_classes, best[0], config)
     pred = (x_test @ weight + bias).argmax(1)
     return {
         "accuracy": accuracy(pred, y_test),
         "macro_f1": macro_f1(pred, y_test),
-        "chance": majority_rate(y_train, y_test),
+        "chance": majority_rate(y_all, y_test),
         "weight_decay": float(best[0]),
         "val_accuracy": float(best[1]),
+    }
+
+
+def _multi_hot(y: Tensor, name: str, num_classes: int | None = None) -> Tensor:
+    y = torch.as_tensor(y).detach().cpu()
+    if y.dim() != 2 or (num_classes is not None and y.shape[1] != num_classes):
+        raise ValueError(f"{name} must be (N, classes) multi-hot, got {tuple(y.shape)}")
+    if y.dtype != torch.bool and bool(((y != 0) & (y != 1)).any()):
+        raise ValueError(f"{name} must hold 0/1 only")
+    return y != 0
+
+
+def train_multilabel_probe(
+    x_train: Tensor,
+    y_train: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+    config: LinearProbeConfig | None = None,
+    seed: int | None = None,
+    *,
+    x_val: Tensor | None = None,
+    y_val: Tensor | None = None,
+    valid_train: Tensor | None = None,
+    valid_val: Tensor | None = None,
+    valid_test: Tensor | None = None,
+) -> dict[str, float]:
+    """Fit a multi-label probe (one sigmoid per class, BCE) and score it on the test set.
+
+    ``y_*`` are (N, C) 0/1 (multi-hot). The weight decay with the best validation macro mAP
+    (ties, or no validation positive at all: lower validation BCE) is refit on train +
+    validation (module docstring; without ``x_val``, a seeded random ``val_fraction`` of the
+    train rows is the validation). Features as in :func:`train_linear_probe`. Returns the test
+    ``mAP`` (macro over the classes with a test positive; the others are counted in
+    ``n_classes_without_positives``), ``micro_mAP``, ``lwlrap``, ``n_classes``,
+    ``weight_decay`` and ``val_mAP`` (NaN when the validation rows hold no positive).
+    """
+    config = config or LinearProbeConfig()
+    if seed is None:
+        seed = config.seed or 0
+    x_train = _features(x_train, valid_train, "x_train")
+    x_test = _features(x_test, valid_test, "x_test")
+    y_train = _multi_hot(y_train, "y_train")
+    y_test = _multi_hot(y_test, "y_test", y_train.shape[1])
+    _check_rows("train", x_train, y_train)
+    _check_rows("test", x_test, y_test)
+    if x_train.shape[0] < 2:
+        raise ValueError("train_multilabel_probe needs at least 2 train rows")
+    if x_val is not None:
+        x_val = _features(x_val, valid_val, "x_val")
+    if y_val is not None:
+        y_val = _multi_hot(y_val, "y_val", y_train.shape[1])
+        if x_val is not None:
+            _check_rows("validation", x_val, y_val)
+    generator = torch.Generator().manual_seed(seed)
+    x_all, y_all, fit_idx, val_idx = _with_validation(
+        x_train, y_train, x_val, y_val,
+        lambda: _random_split(x_train.shape[0], config.val_fraction, generator),
+    )
+    x_all, x_test = _standardise(x_all, x_test)
+    with _threads_for(x_all.numel()):
+        best: tuple[float, float, float] | None = None
+        for wd in config.weight_decays:
+            weight, bias = fit_sigmoid_regression(
+                x_all[fit_idx], y_all[fit_idx], wd, steps=config.steps, lr=config.lr
+            )
+            logits = x_all[val_idx] @ weight + bias
+            target = y_all[val_idx]
+            val_map = (
+                mean_average_precision(logits, target)["mAP"] if bool(target.any()) else 0.0
+            )
+            val_loss = float(
+                F.binary_cross_entropy_with_logits(logits, target.double(), reduction="sum")
+            ) / len(val_idx)
+            if best is None or (val_map, -val_loss) > (best[1], -best[2]):
+                best = (wd, val_map, val_loss)
+        assert best is not None
+        weight, bias = fit_sigmoid_regression(
+            x_all, y_all, best[0], steps=config.steps, lr=config.lr
+        )
+        scores = x_test @ weight + bias
+    out = mean_average_precision(scores, y_test)
+    return {
+        **out,
+        "lwlrap": lwlrap(scores, y_test),
+        "weight_decay": float(best[0]),
+        "val_mAP": float(best[1]) if bool(y_all[val_idx].any()) else float("nan"),
     }
 
 
