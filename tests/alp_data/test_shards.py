@@ -304,3 +304,14 @@ def test_damaged_and_missing_shards_become_counted_bad_clips(demo, tmp_path):
     assert "shard not found" in reasons and "json member is invalid" in reasons
     assert "damaged tar" in reasons or "missing" in reasons
     assert all(str(tmp_path) in c.path for c in bad)  # located: shard and member
+
+
+@pytest.mark.distributed
+def test_shards_written_on_a_two_worker_dask_cluster_equal_local_ones(demo, tmp_path):
+    pytest.importorskip("distributed")
+    report = write_shards(demo["manifest"], str(tmp_path / "dask"), max_clips_per_shard=7,
+                          workers=2, backend="dask")
+    local = demo["root"] / "shards"
+    assert [Path(s.url).read_bytes() for s in report.index.shards] == [
+        (local / Path(s.url).name).read_bytes() for s in report.index.shards]
+    assert report.index.clips == len(demo["entries"])
