@@ -6,6 +6,7 @@ clips keeps every key with a batch size of 0 so the training loop can skip it un
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,16 @@ from alp_data.dataset import BadClip
 __all__ = ["Collator", "Tokenizer"]
 
 Tokenizer = Callable[[list[str]], dict[str, torch.Tensor]]
+
+
+def _padded(*shape: int) -> torch.Tensor:
+    """A zeroed float32 tensor; in a loader worker it is made in shared memory right away, as
+    ``default_collate`` does, so sending the batch to the main process copies nothing."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.zeros(shape, dtype=torch.float32)
+    elem = torch.empty(0, dtype=torch.float32)
+    storage = elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)
+    return elem.new(storage).resize_(*shape).zero_()
 
 
 class Collator:
@@ -63,7 +74,7 @@ class Collator:
         bins = good[0]["features"].shape[1] if good else self.num_mel_bins
         lengths = torch.tensor([int(it["features"].shape[0]) for it in good], dtype=torch.int64)
         t_max = int(lengths.max()) if good else 0
-        features = torch.zeros(len(good), t_max, bins, dtype=torch.float32)
+        features = _padded(len(good), t_max, bins)
         for row, it in enumerate(good):
             feats = it["features"]
             if feats.shape[1] != bins:

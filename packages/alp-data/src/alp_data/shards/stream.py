@@ -238,6 +238,7 @@ class ShardLoader:
 
     #: no sampler: the stream plans its own batches (``set_loader_epoch`` looks for one)
     batch_sampler = None
+    sampler = None
 
     def __init__(self, stream: ShardStream, loader: DataLoader) -> None:
         self.dataset = stream

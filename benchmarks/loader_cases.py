@@ -1,0 +1,153 @@
+"""Pipelines compared by test_bench_loader.py, all over the same WAV files.
+
+- :func:`write_clips`: the shared file set (16 kHz WAVs, and some at 44.1 kHz so every
+  pipeline also pays for resampling).
+- :func:`decode_fbank_pass`: the ceiling's work, decode + resample + fbank of every clip in a
+  plain loop in this process (no loader, no collation, no inter-process transfer).
+- :class:`NaiveFbankDataset` + :func:`pad_collate`: the per-file Dataset one writes first:
+  soundfile decode, torchaudio resample, ``torchaudio.compliance.kaldi.fbank`` per item, a
+  padding collate.
+- :class:`LhotseFbankDataset` + :func:`lhotse_loader`: lhotse's on-the-fly pipeline
+  (``OnTheFlyFeatures(Fbank(FbankConfig(num_mel_bins=80)))`` under a
+  ``DynamicBucketingSampler``).
+- :func:`epoch`: one pass over a loader, counting clips and seconds of audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as taf
+from torch.utils.data import DataLoader, Dataset
+from torchaudio.compliance import kaldi
+
+from alp_data.audio import load_audio
+from alp_data.manifest import ManifestEntry
+
+SAMPLE_RATE = 16000
+
+
+def write_clips(folder: Path, num_clips: int = 200, *, seed: int = 0,
+                min_seconds: float = 3.0, max_seconds: float = 10.0,
+                resampled_every: int = 10) -> list[ManifestEntry]:
+    """``num_clips`` mono PCM-16 WAVs of ``min_seconds``..``max_seconds`` (uniform) holding
+    tones and noise; every ``resampled_every``-th clip is at 44.1 kHz, the rest at 16 kHz."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    entries = []
+    for index in range(num_clips):
+        rate = 44100 if resampled_every and index % resampled_every == resampled_every - 1 \
+            else SAMPLE_RATE
+        seconds = float(rng.uniform(min_seconds, max_seconds))
+        t = np.arange(int(seconds * rate)) / rate
+        tone = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 3000) * t)
+        wave = tone + 0.05 * rng.standard_normal(t.size)
+        path = folder / f"clip-{index:04d}.wav"
+        sf.write(str(path), wave.astype(np.float32), rate, subtype="PCM_16")
+        entries.append(ManifestEntry(id=path.stem, audio=str(path), duration=t.size / rate,
+                                     sample_rate=rate, captions=(f"a tone, clip {index}",)))
+    return entries
+
+
+def decode_fbank_pass(entries: Iterable[ManifestEntry],
+                      fbank: Callable[[torch.Tensor], torch.Tensor]) -> int:
+    """Decode (soundfile), resample to 16 kHz and fbank every clip here; returns frames."""
+    frames = 0
+    for entry in entries:
+        frames += int(fbank(load_audio(entry.audio, SAMPLE_RATE)).shape[0])
+    return frames
+
+
+def kaldi_fbank(wave: torch.Tensor) -> torch.Tensor:
+    """The plain ``torchaudio.compliance.kaldi.fbank`` call (80 bins, 25/10 ms, no dither)."""
+    return kaldi.fbank(wave.unsqueeze(0) * 32768.0, num_mel_bins=80, dither=0.0,
+                       energy_floor=0.0, sample_frequency=float(SAMPLE_RATE))
+
+
+class NaiveFbankDataset(Dataset):
+    """Per item: ``sf.read``, ``taf.resample`` when needed, :func:`kaldi_fbank`."""
+
+    def __init__(self, entries: list[ManifestEntry]) -> None:
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        entry = self.entries[index]
+        data, rate = sf.read(entry.audio, dtype="float32", always_2d=True)
+        wave = torch.from_numpy(data.mean(axis=1))
+        if rate != SAMPLE_RATE:
+            wave = taf.resample(wave, rate, SAMPLE_RATE)
+        return {"id": entry.id, "features": kaldi_fbank(wave)}
+
+
+def pad_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Zero-pad the ``(T, F)`` features to ``(B, T_max, F)`` with their lengths."""
+    feats = [it["features"] for it in items]
+    return {"ids": [it["id"] for it in items],
+            "features": torch.nn.utils.rnn.pad_sequence(feats, batch_first=True),
+            "feature_lengths": torch.tensor([f.shape[0] for f in feats])}
+
+
+def naive_loader(entries: list[ManifestEntry], *, batch_size: int, num_workers: int
+                 ) -> DataLoader:
+    return DataLoader(NaiveFbankDataset(entries), batch_size=batch_size, shuffle=True,
+                      num_workers=num_workers, collate_fn=pad_collate,
+                      persistent_workers=num_workers > 0)
+
+
+class LhotseFbankDataset(Dataset):
+    """A lhotse-style dataset: a CutSet (one sampler batch) -> features computed on the fly."""
+
+    def __init__(self) -> None:
+        from lhotse import Fbank, FbankConfig
+        from lhotse.dataset import OnTheFlyFeatures
+
+        self.features = OnTheFlyFeatures(Fbank(FbankConfig(num_mel_bins=80)))
+
+    def __getitem__(self, cuts: Any) -> dict[str, Any]:
+        feats, lengths = self.features(cuts)
+        return {"ids": [cut.recording_id for cut in cuts], "features": feats,
+                "feature_lengths": lengths}
+
+
+def lhotse_cuts(entries: list[ManifestEntry], manifest: Path) -> Any:
+    """One MonoCut per file (``Recording.from_file``), resampled to 16 kHz where needed,
+    written to ``manifest`` (JSONL) and read back lazily as lhotse recipes do."""
+    from lhotse import CutSet, Recording
+
+    recordings = [Recording.from_file(e.audio, recording_id=e.id) for e in entries]
+    CutSet.from_manifests(recordings=recordings).resample(SAMPLE_RATE).to_file(manifest)
+    return CutSet.from_jsonl_lazy(manifest)
+
+
+def lhotse_loader(entries: list[ManifestEntry], manifest: Path, *, max_duration: float,
+                  num_workers: int) -> DataLoader:
+    """``DynamicBucketingSampler(max_duration, shuffle=True)`` batches -> worker processes."""
+    from lhotse.dataset import DynamicBucketingSampler
+
+    sampler = DynamicBucketingSampler(lhotse_cuts(entries, manifest),
+                                      max_duration=max_duration, shuffle=True, seed=0)
+    return DataLoader(LhotseFbankDataset(), sampler=sampler, batch_size=None,
+                      num_workers=num_workers, persistent_workers=num_workers > 0)
+
+
+def epoch(loader: DataLoader, epoch_index: int, durations: dict[str, float]
+          ) -> tuple[int, float]:
+    """Iterate one epoch (``set_epoch`` on the sampler and dataset where they have it);
+    returns (clips, seconds of audio), the seconds from ``durations`` by clip id."""
+    for obj in (getattr(loader, "batch_sampler", None), loader.sampler, loader.dataset):
+        setter = getattr(obj, "set_epoch", None)
+        if setter is not None:
+            setter(epoch_index)
+    clips, seconds = 0, 0.0
+    for batch in loader:
+        clips += len(batch["ids"])
+        seconds += sum(durations[i] for i in batch["ids"])
+    return clips, seconds
