@@ -309,3 +309,28 @@ def test_chart_is_a_png_and_skipped_without_matplotlib(tmp_path, monkeypatch):
     assert not (tmp_path / "bare" / "mix_report.png").exists() and "chart" not in bare.files
     assert "matplotlib is not installed" in bare.report["notes"][0]
     assert "alp-data[report]" in (tmp_path / "bare" / "mix_report.md").read_text()
+
+
+@pytest.mark.distributed
+def test_content_hashes_on_a_two_worker_dask_cluster_give_the_same_mix(tmp_path):
+    pytest.importorskip("distributed")
+    import dataclasses
+
+    rng = np.random.default_rng(5)
+    wave = rng.integers(-3000, 3000, 4000).astype(np.int16)  # the same samples in both codecs
+    a, b = tmp_path / "a.wav", tmp_path / "b.flac"
+    sf.write(a, wave, 8000, subtype="PCM_16")
+    sf.write(b, wave, 8000, subtype="PCM_16")
+    for name, path, ident in (("one", a, "x1"), ("two", b, "x2")):
+        write_manifest(tmp_path / f"{name}.jsonl",
+                       [ManifestEntry(ident, str(path), 0.5, 8000, (f"{name} cap",))])
+    sources = (MixSource("one", str(tmp_path / "one.jsonl")),
+               MixSource("two", str(tmp_path / "two.jsonl")))
+    local = MixConfig(sources=sources, out=str(tmp_path / "local"))
+    dask = dataclasses.replace(local, out=str(tmp_path / "dask"), hash_workers=2,
+                               backend="dask")
+    mix(local)
+    mix(dask)
+    text = (tmp_path / "local" / "train.jsonl").read_text()
+    assert text == (tmp_path / "dask" / "train.jsonl").read_text()
+    assert text.count("\n") == 1  # the FLAC copy of the same samples was removed

@@ -108,6 +108,8 @@ class MixConfig:
     hash_workers: int = 1
     content_hash: bool = True
     compress: bool = False
+    backend: str = "local"
+    address: str | None = None
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -394,7 +396,9 @@ def _content_keys(config: MixConfig, loaded: dict[str, list[ManifestEntry]],
     flat = [(name, e) for name, entries in loaded.items() for e in entries]
     tasks = [tuple((e.audio, e.offset, e.duration) for _, e in flat[i:i + HASH_CHUNK])
              for i in range(0, len(flat), HASH_CHUNK)]
-    results = [r for chunk in map_tasks(_hash_chunk, tasks, workers=config.hash_workers)
+    results = [r for chunk in map_tasks(_hash_chunk, tasks, workers=config.hash_workers,
+                                                 backend=config.backend,
+                                                 address=config.address)
                for r in chunk]
     keys: dict[str, list[str | None]] = {name: [] for name in loaded}
     for (name, entry), (ok, value) in zip(flat, results):

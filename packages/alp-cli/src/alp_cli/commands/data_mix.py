@@ -65,6 +65,11 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-content-hash", dest="content_hash", action="store_false",
                         help="skip the content-hash dedup (no audio is decoded)")
     parser.add_argument("--compress", action="store_true", help="write .jsonl.gz manifests")
+    parser.add_argument("--backend", choices=["local", "dask"], default="local",
+                        help="where hashes are computed: local processes (default) or a Dask "
+                             "cluster (alp-data[dask]; --hash-workers processes without "
+                             "--address)")
+    parser.add_argument("--address", default=None, help="Dask scheduler address")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         weighting=args.weighting, exclude=tuple(args.exclude),
         subsets=parse_fractions(args.subsets) if args.subsets.strip() else (),
         seed=args.seed, hash_workers=args.hash_workers, content_hash=args.content_hash,
-        compress=args.compress)
+        compress=args.compress, backend=args.backend, address=args.address)
     result = mix(config)
     report = result.report
     print(f"mixed {len(config.sources)} sources -> {args.out} (weighting {config.weighting})")
