@@ -113,6 +113,23 @@ def test_bad_clip_budget_exceeded_stops_with_paths_and_keeps_files(smoke_run, tm
     err = capsys.readouterr().err
     assert "gone-" in err and "max_bad_clips" in err
     assert (tmp_path / "run" / "config.yaml").is_file()
+    listed = [json.loads(line) for line in
+              (tmp_path / "run" / "skipped_clips.jsonl").read_text().splitlines()]
+    assert len(listed) == 2 and {c["reason"] for c in listed} == {"missing"}  # all, with why
+
+
+def test_bad_manifest_rows_are_skipped_within_max_bad_rows(smoke_run, tmp_path):
+    train, test = _manifest_corpus(smoke_run, tmp_path)
+    lines = train.read_text().splitlines()
+    lines[2] = '{"id": "x", "audio": "a.flac"'
+    train.write_text("\n".join(lines) + "\n")
+    code = run_alp(SMOKE, "data.source={name: manifest, train: %s, test: %s}" % (train, test),
+                   f"output_dir={tmp_path / 'run'}", "data.max_bad_rows=1", "train.max_steps=2",
+                   "eval.baseline=false")
+    assert code == 0
+    listed = [json.loads(line) for line in
+              (tmp_path / "run" / "skipped_clips.jsonl").read_text().splitlines()]
+    assert [c["reason"] for c in listed] == ["row"] and ":3" in listed[0]["path"]
 
 
 def test_malformed_manifest_line_names_file_and_line(smoke_run, tmp_path, capsys):

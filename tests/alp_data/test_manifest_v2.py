@@ -122,7 +122,7 @@ def test_manifest_source_accepts_urls_and_names_missing_ones(tmp_path):
 
 
 def test_dataset_reads_only_the_segment_at_the_offset(tmp_path):
-    from alp_data.dataset import AudioCaptionDataset
+    from alp_data.dataset import AudioCaptionDataset, AudioConfig, BadClip
 
     rate = 16000
     wave = np.zeros(3 * rate, dtype="float32")
@@ -135,8 +135,10 @@ def test_dataset_reads_only_the_segment_at_the_offset(tmp_path):
         train=False)[0]
     assert loud["duration"] == pytest.approx(1.0)
     assert float(loud["features"].min()) > silence + 1.0  # no silent frame was read
-    quiet = AudioCaptionDataset(
-        [ManifestEntry("q", str(tmp_path / "long.wav"), 0.5, rate, ("x",), offset=2.5)],
-        train=False)[0]
+    quiet_entry = ManifestEntry("q", str(tmp_path / "long.wav"), 0.5, rate, ("x",), offset=2.5)
+    skipped = AudioCaptionDataset([quiet_entry], train=False)[0]
+    assert isinstance(skipped, BadClip) and skipped.reason == "silent"  # skipped by default
+    quiet = AudioCaptionDataset([quiet_entry], train=False,
+                                audio=AudioConfig(skip_silent=False))[0]
     assert quiet["duration"] == pytest.approx(0.5)
     assert float(quiet["features"].max()) == pytest.approx(silence, abs=1e-3)

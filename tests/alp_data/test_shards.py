@@ -19,7 +19,7 @@ from alp_data.collate import Collator
 from alp_data.dataset import AudioCaptionDataset
 from alp_data.demo import DemoCorpusConfig, generate_demo_corpus
 from alp_data.features import SpecAugment
-from alp_data.manifest import ManifestEntry, read_manifest, write_manifest
+from alp_data.manifest import ManifestEntry, read_manifest
 from alp_data.shards.index import expand_braces, open_shards, read_index
 from alp_data.shards.plan import EpochPlan, PlanConfig
 from alp_data.shards.stream import build_stream_loader
@@ -304,6 +304,7 @@ def test_damaged_and_missing_shards_become_counted_bad_clips(demo, tmp_path):
     assert "shard not found" in reasons and "json member is invalid" in reasons
     assert "damaged tar" in reasons or "missing" in reasons
     assert all(str(tmp_path) in c.path for c in bad)  # located: shard and member
+    assert {c.reason for c in bad} == {"tar_member"}
 
 
 @pytest.mark.distributed

@@ -1,14 +1,32 @@
 """Audio decoding to the model's input form: float32 mono at the target sample rate.
 
 Decoding goes through soundfile (local files, or fsspec for URLs) so it works without
-torchcodec/ffmpeg; every failure becomes a :class:`DataError` naming the path, which the
-dataset turns into a skipped clip rather than a crashed run.
+torchcodec/ffmpeg; every failure becomes an :class:`AudioError` (a :class:`DataError`) naming
+the path, with a short ``reason`` code from :data:`BAD_CLIP_REASONS`, which the dataset turns
+into a skipped clip rather than a crashed run. Locations in messages pass through
+:func:`~alp_data.scrub.scrub_url`, so URL credentials never reach a log or an error.
+
+What is detected, and the reason given:
+
+* ``missing``: no such local file, or a URL that answers "not found";
+* ``backend``: a URL whose fsspec protocol is unknown or whose backend is not installed (the
+  message names the protocol and fsspec's install hint, e.g. "Install s3fs to access S3");
+* ``unreadable``: bytes soundfile cannot decode (corrupt, not audio, a FLAC cut mid-stream),
+  a WAV whose ``data`` chunk declares more bytes than the file holds (a truncated download:
+  libsndfile would silently shorten it), fewer frames decoded than the header announces, or
+  any other I/O failure;
+* ``empty``: no samples at all, or none in the requested segment (offset past the end);
+* ``nonfinite``: NaN or infinite samples (float WAV/FLAC);
+* ``sample_rate``: the file's native rate differs from ``expected_rate`` (the manifest's
+  ``sample_rate``; a stale manifest), only when the caller passes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -17,11 +35,44 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as taf
+from fsspec.registry import known_implementations
+from fsspec.registry import registry as fsspec_registry
 
 from alp_core.errors import DataError
 from alp_data.manifest import is_url
+from alp_data.scrub import safe_cause, scrub_url
 
-__all__ = ["AudioInfo", "audio_info", "crop_or_pad", "load_audio", "load_audio_bytes"]
+__all__ = ["BAD_CLIP_REASONS", "SILENCE_PEAK", "AudioError", "AudioInfo", "audio_info",
+           "crop_or_pad", "is_silent", "load_audio", "load_audio_bytes"]
+
+#: Why a clip was skipped (``BadClip.reason``):
+#:
+#: - ``missing``: the audio file or URL does not exist;
+#: - ``unreadable``: corrupt, truncated, not audio, or an I/O failure while reading;
+#: - ``empty``: no samples (or none in the clip's segment);
+#: - ``silent``: every sample's magnitude is below :data:`SILENCE_PEAK` (digital silence);
+#: - ``nonfinite``: NaN or infinite samples;
+#: - ``sample_rate``: the file's rate is not the manifest's ``sample_rate`` (stale manifest);
+#: - ``backend``: the URL's fsspec backend is not installed (or the protocol is unknown);
+#: - ``tar_member``: a damaged member of a tar shard;
+#: - ``row``: a manifest row that failed validation (see ``read_manifest(max_bad_rows=)``).
+BAD_CLIP_REASONS = ("missing", "unreadable", "empty", "silent", "nonfinite", "sample_rate",
+                    "backend", "tar_member", "row")
+
+#: A decoded (mono) clip whose peak magnitude is below this is silent: digital silence, all
+#: zeros or float noise far below one 16-bit PCM step (3.1e-5); ``AudioConfig.skip_silent``.
+SILENCE_PEAK = 1e-6
+
+# errors soundfile and file objects raise on bad bytes (LibsndfileError is a RuntimeError)
+_DECODE_ERRORS = (RuntimeError, OSError, ValueError, TypeError, EOFError, struct.error)
+
+
+class AudioError(DataError):
+    """Audio that cannot be used; ``reason`` is one of :data:`BAD_CLIP_REASONS`."""
+
+    def __init__(self, message: str, reason: str = "unreadable") -> None:
+        super().__init__(scrub_url(message))
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -37,23 +88,57 @@ class AudioInfo:
         return self.num_frames / self.sample_rate
 
 
+def _backend_error(path: str, err: Exception) -> AudioError:
+    """The URL's protocol has no usable fsspec backend: name it and how to install one."""
+    proto = path.split("://", 1)[0].split("::")[-1]
+    known = known_implementations.get(proto)
+    if isinstance(err, ImportError):
+        hint = (known or {}).get("err") or str(err)
+        package = (known or {}).get("class", "").split(".")[0]
+        if package and package != "fsspec":
+            hint += f"; pip install {package}"
+    elif known is None and proto not in fsspec_registry:
+        hint = "fsspec knows no such protocol; check the URL's scheme"
+    else:
+        hint = str(err)
+    return AudioError(f"cannot open {path}: no fsspec backend for protocol {proto!r} "
+                      f"({hint})", "backend")
+
+
 def _open(path: str):
     if is_url(path):
-        return fsspec.open(path, "rb").open()
+        try:
+            return fsspec.open(path, "rb").open()
+        except Exception as err:  # network stacks raise their own error types
+            raise _failure(path, "cannot open audio", err) from safe_cause(err, path)
     if not os.path.isfile(path):
-        raise DataError(f"audio file not found: {path}")
+        raise AudioError(f"audio file not found: {path}", "missing")
     return open(path, "rb")  # noqa: SIM115 - closed by the caller's with-block
 
 
+def _failure(path: str, what: str, err: Exception) -> AudioError:
+    """The :class:`AudioError` for ``err`` met while reading ``path``, with its reason."""
+    if isinstance(err, FileNotFoundError):
+        return AudioError(f"audio file not found: {path}", "missing")
+    if is_url(path) and (isinstance(err, ImportError) or (
+            isinstance(err, ValueError) and "protocol" in str(err).lower())):
+        return _backend_error(path, err)
+    if isinstance(err, _DECODE_ERRORS):
+        return AudioError(f"{what} {path}: {err}")
+    return AudioError(f"{what} {path}: {type(err).__name__}: {err}")
+
+
 def audio_info(path: str) -> AudioInfo:
-    """Read the header of ``path``; raises :class:`DataError` naming the path on failure."""
+    """Read the header of ``path``; raises :class:`AudioError` naming the path on failure."""
     try:
         with _open(path) as handle:
             info = sf.info(handle)
     except DataError:
         raise
-    except (RuntimeError, OSError, ValueError, TypeError) as err:
-        raise DataError(f"cannot read audio header of {path}: {err}") from err
+    except Exception as err:
+        if not isinstance(err, _DECODE_ERRORS) and not is_url(path):
+            raise
+        raise _failure(path, "cannot read audio header of", err) from safe_cause(err, path)
     return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
 
 
@@ -63,21 +148,25 @@ def load_audio(
     *,
     offset: float = 0.0,
     duration: float | None = None,
+    expected_rate: int | None = None,
 ) -> torch.Tensor:
     """Decode ``path`` to a float32 mono tensor ``(num_samples,)`` at ``sample_rate``.
 
     Channels are averaged; resampling uses ``torchaudio.functional.resample``. ``offset`` and
     ``duration`` (seconds, in the file's own time base) read only a segment, which keeps the
-    cost of cropping long clips down. Missing, corrupt, empty or non-finite audio raises
-    :class:`DataError` naming the path.
+    cost of cropping long clips down. ``expected_rate`` (the manifest's rate) makes a file at
+    another native rate fail. Missing, corrupt, truncated, empty or non-finite audio raises
+    :class:`AudioError` naming the path, with its ``reason`` (see the module docstring).
     """
     try:
         with _open(path) as handle:
-            return _decode(handle, path, sample_rate, offset, duration)
+            return _decode(handle, path, sample_rate, offset, duration, expected_rate)
     except DataError:
         raise
-    except (RuntimeError, OSError, ValueError, TypeError) as err:
-        raise DataError(f"cannot decode audio file {path}: {err}") from err
+    except Exception as err:
+        if not isinstance(err, _DECODE_ERRORS) and not is_url(path):
+            raise
+        raise _failure(path, "cannot decode audio file", err) from safe_cause(err, path)
 
 
 def load_audio_bytes(
@@ -87,35 +176,91 @@ def load_audio_bytes(
     *,
     offset: float = 0.0,
     duration: float | None = None,
+    expected_rate: int | None = None,
 ) -> torch.Tensor:
     """:func:`load_audio` for encoded bytes already in memory (e.g. a tar shard member);
     ``name`` (e.g. ``shard-000001.tar#clip.flac``) is what errors show."""
     try:
-        return _decode(io.BytesIO(data), name, sample_rate, offset, duration)
+        return _decode(io.BytesIO(data), name, sample_rate, offset, duration, expected_rate)
     except DataError:
         raise
-    except (RuntimeError, OSError, ValueError, TypeError) as err:
-        raise DataError(f"cannot decode audio {name}: {err}") from err
+    except _DECODE_ERRORS as err:
+        raise AudioError(f"cannot decode audio {name}: {err}") from safe_cause(err, name)
+
+
+def _wav_shortfall(handle: BinaryIO) -> tuple[int, int] | None:
+    """``(declared, present)`` bytes of a RIFF/WAVE ``data`` chunk cut short, else ``None``.
+
+    libsndfile reads such a file without complaint, trimming the frame count to what is
+    there, so a truncated download would pass as a shorter clip. Streamed WAVs that leave
+    the size at 0 or 0xFFFFFFFF, and files soundfile cannot seek, are not judged.
+    """
+    try:
+        start = handle.tell()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return None
+    try:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        total = handle.seek(0, io.SEEK_END)
+        pos = start + 12
+        for _ in range(64):  # fmt, LIST, fact, ... then data
+            handle.seek(pos)
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            size = struct.unpack("<I", chunk[4:])[0]
+            if chunk[:4] == b"data":
+                present = total - (pos + 8)
+                if 0 < size < 0xFFFFFFFF and present < size:
+                    return size, present
+                return None
+            pos += 8 + size + (size & 1)
+        return None
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
+    finally:
+        with contextlib.suppress(OSError, ValueError):  # soundfile then reports the handle
+            handle.seek(start)
 
 
 def _decode(handle: BinaryIO, name: str, sample_rate: int, offset: float,
-            duration: float | None) -> torch.Tensor:
+            duration: float | None, expected_rate: int | None = None) -> torch.Tensor:
+    short = _wav_shortfall(handle)
+    if short is not None:
+        raise AudioError(f"audio {name} is truncated: its WAV data chunk declares {short[0]} "
+                         f"bytes but the file holds {short[1]}", "unreadable")
     with sf.SoundFile(handle) as snd:
         native = int(snd.samplerate)
+        if expected_rate is not None and native != expected_rate:
+            raise AudioError(f"audio {name} is {native} Hz but the manifest says "
+                             f"{expected_rate} Hz; regenerate the manifest (or set "
+                             f"data.audio.check_sample_rate=false)", "sample_rate")
+        total = int(snd.frames)
         start = max(0, int(round(offset * native)))
         if start:
-            snd.seek(min(start, snd.frames))
+            snd.seek(min(start, total))
         frames = -1 if duration is None else max(0, int(round(duration * native)))
         data = snd.read(frames=frames, dtype="float32", always_2d=True)
     if data.shape[0] == 0:
-        raise DataError(f"audio {name} holds no samples in the requested range "
-                        f"(offset {offset} s); expected a non-empty clip")
+        raise AudioError(f"audio {name} holds no samples in the requested range "
+                         f"(offset {offset} s); expected a non-empty clip", "empty")
+    announced = max(0, total - start) if frames < 0 else min(frames, max(0, total - start))
+    if data.shape[0] < announced:
+        raise AudioError(f"audio {name} is truncated: decoded {data.shape[0]} of the "
+                         f"{announced} frames its header announces", "unreadable")
+    if not np.isfinite(data).all():
+        raise AudioError(f"audio {name} decodes to NaN/inf samples", "nonfinite")
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
-    if not torch.isfinite(wave).all():
-        raise DataError(f"audio {name} decodes to NaN/inf samples")
     if native != sample_rate:
         wave = taf.resample(wave, native, sample_rate)
     return wave.contiguous()
+
+
+def is_silent(wave: torch.Tensor) -> bool:
+    """Whether every sample's magnitude is below :data:`SILENCE_PEAK`."""
+    return wave.numel() == 0 or float(wave.abs().max()) < SILENCE_PEAK
 
 
 def crop_or_pad(

@@ -1,32 +1,79 @@
 """DataLoader construction and the bad-clip budget enforced in the main process.
 
-Workers never raise on a bad clip (see :class:`~alp_data.dataset.BadClip`); the training loop
-passes each batch's ``skipped`` list to a :class:`BadClipBudget`, which warns per clip and
-stops the run once too many clips fail, since a mass failure means a broken corpus.
+Workers never raise on a bad clip (see :class:`~alp_data.transform.BadClip`); the training
+loop passes each batch's ``skipped`` list to a :class:`BadClipBudget`, which warns per clip,
+keeps every one with its reason, and stops the run once too many clips fail, since a mass
+failure means a broken corpus. The run folder's :data:`SKIPPED_CLIPS_FILE` lists them all.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
+import fsspec
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from alp_core.errors import ConfigError, DataError
 from alp_data.collate import Collator
-from alp_data.dataset import BadClip
+from alp_data.manifest import BadRow, is_url
 from alp_data.sampler import DurationBucketSampler, EpochSampler, ResumableBatchSampler
+from alp_data.scrub import scrub_url
+from alp_data.transform import BadClip
 
-__all__ = ["BadClipBudget", "build_loader", "set_loader_epoch"]
+__all__ = ["SKIPPED_CLIPS_FILE", "BadClipBudget", "build_loader", "set_loader_epoch",
+           "write_skipped_jsonl"]
 
 log = logging.getLogger(__name__)
 
+#: The run-folder file listing every skipped clip (and skipped manifest row), one JSON
+#: object per line: ``index, id, path, error, reason``.
+SKIPPED_CLIPS_FILE = "skipped_clips.jsonl"
+
+_SHOWN = 5  # paths named in the over-budget error (the file has them all)
+
+
+def _scrubbed(clip: BadClip) -> BadClip:
+    return replace(clip, path=scrub_url(clip.path), error=scrub_url(clip.error))
+
+
+def _row_record(row: BadRow) -> dict[str, Any]:
+    return {"index": -1, "id": row.id, "path": f"{row.path}:{row.line}", "error": str(row),
+            "reason": "row"}
+
+
+def write_skipped_jsonl(path: str | Path, clips: Iterable[BadClip | Mapping[str, Any]],
+                        bad_rows: Iterable[BadRow] = ()) -> None:
+    """Write every skipped clip (``BadClip`` or its ``asdict`` form, e.g. gathered from all
+    ranks) and then every skipped manifest row (reason ``row``, path ``manifest:line``) to
+    ``path`` (a local path or URL), one JSON object per line; locations are scrubbed."""
+    path = str(path)
+    if not is_url(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with fsspec.open(path, "wt", encoding="utf-8") as handle:
+        for clip in clips:
+            record = asdict(clip) if isinstance(clip, BadClip) else dict(clip)
+            record.setdefault("reason", "")
+            record["path"] = scrub_url(str(record.get("path", "")))
+            record["error"] = scrub_url(str(record.get("error", "")))
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        for row in bad_rows:
+            handle.write(json.dumps(_row_record(row), ensure_ascii=False) + "\n")
+
 
 class BadClipBudget:
-    """Counts distinct skipped clips; raises :class:`DataError` once more than ``max_bad`` failed.
+    """Keeps distinct skipped clips; raises :class:`DataError` once more than ``max_bad`` failed.
 
     A clip is counted once however often it is met (every epoch, every evaluation pass).
+    Every clip is kept with its reason (:attr:`skipped`, :meth:`summary`,
+    :meth:`write_jsonl`); paths and errors are stored with URL credentials scrubbed.
     """
 
     def __init__(self, max_bad: int) -> None:
@@ -43,20 +90,36 @@ class BadClipBudget:
     def count(self) -> int:
         return len(self._seen)
 
-    def update(self, skipped: list[BadClip]) -> None:
+    def summary(self) -> dict[str, int]:
+        """Skipped clips per reason, most frequent first (``unknown`` for clips without one)."""
+        counts = Counter(c.reason or "unknown" for c in self._seen.values())
+        return dict(counts.most_common())
+
+    def update(self, skipped: Iterable[BadClip]) -> None:
         """Record one batch's skipped clips (a warning for each new one); raise when over."""
         for clip in skipped:
+            clip = _scrubbed(clip)
             key = (clip.id, clip.path)
             if key not in self._seen:
-                log.warning("skipping clip %s (%s): %s", clip.id, clip.path, clip.error)
+                log.warning("skipping clip %s (%s) [%s]: %s", clip.id, clip.path,
+                            clip.reason or "unknown", clip.error)
                 self._seen[key] = clip
         if self.count > self.max_bad:
-            shown = [c.path for c in self.skipped[:10]]
-            more = f" and {self.count - len(shown)} more" if self.count > len(shown) else ""
-            raise DataError(
-                f"{self.count} clips failed to load, over the budget of {self.max_bad} "
-                f"(raise data.max_bad_clips to allow more): {', '.join(shown)}{more}"
-            )
+            raise DataError(self._over_budget_message())
+
+    def _over_budget_message(self) -> str:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in self.summary().items())
+        shown = [c.path for c in self.skipped[:_SHOWN]]
+        more = f" and {self.count - len(shown)} more" if self.count > len(shown) else ""
+        return (f"{self.count} clips failed to load, over the budget of {self.max_bad} "
+                f"(raise data.max_bad_clips to allow more); by reason: {reasons}; first: "
+                f"{', '.join(shown)}{more}; every skipped clip with its error is listed in "
+                f"{SKIPPED_CLIPS_FILE} in the run folder")
+
+    def write_jsonl(self, path: str | Path, bad_rows: Iterable[BadRow] = ()) -> None:
+        """Write every skipped clip (then ``bad_rows``) to ``path``, one JSON object per line
+        (``index, id, path, error, reason``); see :func:`write_skipped_jsonl`."""
+        write_skipped_jsonl(path, self.skipped, bad_rows)
 
 
 def build_loader(

@@ -6,24 +6,35 @@ a worker process hours into a run. Manifests are read and written through fsspec
 works (``memory://``, ``s3://`` with its extra); a ``.gz`` name is gzip-compressed. The schema
 is documented in ``packages/alp-data/README.md``; rows of the first format (no offset,
 channels, corpus, domain or caption objects) are still read unchanged.
+
+By default the first bad row stops the read. ``read_manifest(max_bad_rows=...)`` instead
+skips up to that many bad rows (bad JSON, a failed check, a duplicate id, a line that is not
+UTF-8), each recorded as a :class:`BadRow` and logged, and fails once there are more. A file
+that is not UTF-8 text at all (UTF-16/32, binary, gzip without a ``.gz`` name) always fails.
+Locations in messages pass through :func:`~alp_data.scrub.scrub_url`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import posixpath
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import fsspec
 
-from alp_core.errors import DataError
+from alp_core.errors import ConfigError, DataError
+from alp_data.scrub import safe_cause, scrub_url
 
-__all__ = ["DOMAINS", "Caption", "ManifestEntry", "is_url", "read_manifest",
+__all__ = ["DOMAINS", "BadRow", "Caption", "ManifestEntry", "is_url", "read_manifest",
            "resolve_audio_path", "write_manifest"]
+
+log = logging.getLogger(__name__)
 
 DOMAINS = ("speech", "music", "sound")
 _REQUIRED = ("id", "audio", "duration", "sample_rate", "captions")
@@ -107,8 +118,33 @@ def resolve_audio_path(audio: str, manifest_dir: str) -> str:
     return os.path.normpath(os.path.join(manifest_dir, audio))
 
 
-def _fail(path: str, line: int, key: str, problem: str, accepted: str) -> DataError:
-    return DataError(f"{path}:{line}: key {key!r}: {problem}; accepted: {accepted}")
+@dataclass(frozen=True)
+class BadRow:
+    """A manifest row skipped by :func:`read_manifest`: the manifest (credentials scrubbed),
+    its 1-based ``line``, the ``key`` at fault (``<row>`` for the whole line), what is wrong
+    with it and what is accepted (``problem``), and the row's ``id`` when it has one."""
+
+    path: str
+    line: int
+    key: str
+    problem: str
+    id: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: key {self.key!r}: {self.problem}"
+
+
+class _RowError(DataError):
+    """One row failed; carries the :class:`BadRow` (its message is today's error text)."""
+
+    def __init__(self, row: BadRow) -> None:
+        super().__init__(str(row))
+        self.row = row
+
+
+def _fail(path: str, line: int, key: str, problem: str, accepted: str) -> _RowError:
+    return _RowError(BadRow(scrub_url(path), line, key, scrub_url(f"{problem}; accepted: "
+                                                                  f"{accepted}")))
 
 
 def _number(value: Any) -> bool:
@@ -186,50 +222,170 @@ def _manifest_dir(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
-def _read_lines(path: str) -> list[tuple[int, str]]:
-    """``(line number, text)`` of the (decompressed) file; non-UTF-8 bytes name their offset."""
+_BOMS = ((b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe\x00\x00", "UTF-32"),
+         (b"\xfe\xff", "UTF-16"), (b"\xff\xfe", "UTF-16"))
+
+
+def _read_bytes(path: str) -> bytes:
+    """The (decompressed) manifest; a file that is not UTF-8 text at all fails here."""
+    safe = scrub_url(path)
     try:
         with fsspec.open(path, "rb", compression="infer") as handle:
             raw = handle.read()
     except FileNotFoundError as err:
-        raise DataError(f"manifest not found: {path}") from err
+        raise DataError(f"manifest not found: {safe}") from safe_cause(err, path)
     except ImportError as err:
-        raise DataError(f"manifest {path}: its fsspec backend is not installed ({err})") from err
+        message = f"manifest {path}: its fsspec backend is not installed ({err})"
+        raise DataError(scrub_url(message)) from safe_cause(err, path)
+    except ValueError as err:
+        message = f"manifest {path}: cannot read it ({err})"
+        if "protocol" in str(err).lower():
+            message = f"manifest {path}: no fsspec backend for its protocol ({err})"
+        raise DataError(scrub_url(message)) from safe_cause(err, path)
     except (OSError, EOFError) as err:
-        raise DataError(f"manifest {path}: cannot read it ({err})") from err
+        message = f"manifest {path}: cannot read it ({err})"
+        raise DataError(scrub_url(message)) from safe_cause(err, path)
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            raise DataError(f"manifest {safe} is {codec} text (it starts with a {codec} byte "
+                            f"order mark); re-save it as UTF-8 (JSONL manifests are UTF-8)")
+    if raw[:2] == b"\x1f\x8b":
+        raise DataError(f"manifest {safe} is gzip-compressed but its name does not end in .gz; "
+                        "rename it to end in .gz")
+    if b"\x00" in raw[:65536]:
+        raise DataError(f"manifest {safe} holds NUL bytes: UTF-16/32 text without a byte order "
+                        "mark, or not text at all; re-save it as UTF-8 JSONL")
+    return raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw  # a UTF-8 BOM is harmless
+
+
+def _not_utf8(path: str, raw: bytes, err: UnicodeDecodeError, base: int) -> str:
+    where = "decompressed " if path.endswith(".gz") else ""
+    at = base + err.start
+    return (f"not UTF-8 at {where}byte offset {at} ({raw[err.start:err.start + 1]!r}); "
+            "manifests are UTF-8 JSONL")
+
+
+def _read_lines(path: str, raw: bytes, tolerant: bool) -> list[tuple[int, str | BadRow]]:
+    """``(line number, text)`` of the file; with ``tolerant`` a line that is not UTF-8 gives
+    a :class:`BadRow` in place of its text, else the first one fails naming its offset."""
     try:
-        text = raw.decode("utf-8")
+        return list(enumerate(raw.decode("utf-8").split("\n"), start=1))
     except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        where = "decompressed " if path.endswith(".gz") else ""
-        raise DataError(f"{path}:{line}: not UTF-8 at {where}byte offset {err.start} "
-                        f"({raw[err.start:err.start + 1]!r}); manifests are UTF-8 JSONL") from err
-    return list(enumerate(text.split("\n"), start=1))
+        if not tolerant:
+            line = raw.count(b"\n", 0, err.start) + 1
+            problem = _not_utf8(path, raw, err, 0)
+            raise DataError(f"{scrub_url(path)}:{line}: {problem}") from safe_cause(err, path)
+    lines: list[tuple[int, str | BadRow]] = []
+    base = 0
+    for number, chunk in enumerate(raw.split(b"\n"), start=1):
+        try:
+            lines.append((number, chunk.decode("utf-8")))
+        except UnicodeDecodeError as err:
+            lines.append((number, BadRow(scrub_url(path), number, "<row>",
+                                         _not_utf8(path, chunk, err, base))))
+        base += len(chunk) + 1
+    return lines
 
 
-def read_manifest(path: str | Path) -> list[ManifestEntry]:
+def _check_budget(max_bad_rows: int | float) -> None:
+    if isinstance(max_bad_rows, bool) or not isinstance(max_bad_rows, (int, float)):
+        raise ConfigError(f"max_bad_rows must be a count >= 0 or a fraction in (0, 1), got "
+                          f"{max_bad_rows!r}")
+    if isinstance(max_bad_rows, int):
+        if max_bad_rows < 0:
+            raise ConfigError(f"max_bad_rows must be a count >= 0 or a fraction in (0, 1), "
+                              f"got {max_bad_rows}")
+    elif not 0 < max_bad_rows < 1:
+        raise ConfigError(f"max_bad_rows as a float is a fraction of the rows in (0, 1), got "
+                          f"{max_bad_rows}; give a count as an int")
+
+
+def _allowed_bad(max_bad_rows: int | float, rows: int) -> int:
+    """The number of bad rows tolerated: a count, or a fraction of the non-blank rows."""
+    if isinstance(max_bad_rows, int):
+        return max_bad_rows
+    return math.floor(max_bad_rows * rows)
+
+
+def read_manifest(
+    path: str | Path,
+    *,
+    max_bad_rows: int | float = 0,
+    bad_rows: list[BadRow] | None = None,
+) -> list[ManifestEntry]:
     """Read a JSONL manifest (local path or fsspec URL, ``.gz`` decompressed); blank lines are
     skipped. Keys beside the documented ones are ignored so recipes may carry extra metadata.
+
+    ``max_bad_rows`` (0: the first bad row raises its :class:`DataError`) tolerates bad rows:
+    an int is a count, a float in (0, 1) a fraction of the non-blank rows (rounded down).
+    Each skipped row -- invalid JSON, a failed check, a duplicate id (the later row), a line
+    that is not UTF-8 -- is logged and appended to ``bad_rows`` when a list is given; one row
+    more than allowed raises a :class:`DataError` naming the count and the first rows.
     """
+    _check_budget(max_bad_rows)
     path = str(path)
     manifest_dir = _manifest_dir(path)
+    raw = _read_bytes(path)
+    tolerant = max_bad_rows != 0
+    lines = _read_lines(path, raw, tolerant)
+    allowed = 0 if not tolerant else _allowed_bad(max_bad_rows, sum(
+        1 for _, text in lines if not isinstance(text, str) or text.strip()))
+    skipped: list[BadRow] = []
     entries: list[ManifestEntry] = []
     seen: dict[str, int] = {}
-    for number, text in _read_lines(path):
-        if not text.strip():
+    for number, text in lines:
+        if isinstance(text, BadRow):
+            bad = text
+        elif not text.strip():
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise _fail(path, number, "<row>", f"invalid JSON ({err.msg})",
-                        "one JSON object per line") from err
-        entry = _check_row(row, path, number, manifest_dir)
-        if entry.id in seen:
-            raise _fail(path, number, "id", f"duplicate id {entry.id!r} (first on line "
-                        f"{seen[entry.id]})", "ids unique within a manifest")
-        seen[entry.id] = number
-        entries.append(entry)
+        else:
+            try:
+                entry = _parse_row(text, path, number, manifest_dir, seen)
+            except _RowError as err:
+                if not tolerant:
+                    raise
+                bad = err.row
+            else:
+                seen[entry.id] = number
+                entries.append(entry)
+                continue
+        skipped.append(bad)
+        if bad_rows is not None:
+            bad_rows.append(bad)
+        log.warning("skipping manifest row %s", bad)
+        if len(skipped) > allowed:
+            raise _over_budget(path, skipped, allowed, max_bad_rows)
     return entries
+
+
+def _parse_row(text: str, path: str, number: int, manifest_dir: str,
+               seen: dict[str, int]) -> ManifestEntry:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _fail(path, number, "<row>", f"invalid JSON ({err.msg})",
+                    "one JSON object per line") from err
+    try:
+        entry = _check_row(row, path, number, manifest_dir)
+    except _RowError as err:
+        ident = row.get("id") if isinstance(row, dict) else None
+        if isinstance(ident, str) and ident:
+            raise _RowError(replace(err.row, id=ident)) from err
+        raise
+    if entry.id in seen:
+        dup = _fail(path, number, "id", f"duplicate id {entry.id!r} (first on line "
+                    f"{seen[entry.id]})", "ids unique within a manifest")
+        raise _RowError(replace(dup.row, id=entry.id))
+    return entry
+
+
+def _over_budget(path: str, skipped: list[BadRow], allowed: int,
+                 max_bad_rows: int | float) -> DataError:
+    shown = "; ".join(f"line {r.line}: key {r.key!r}: {r.problem}" for r in skipped[:5])
+    more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    return DataError(f"manifest {scrub_url(path)}: {len(skipped)} bad rows, over the budget of "
+                     f"{allowed} (max_bad_rows={max_bad_rows}; raise max_bad_rows -- a count "
+                     f"or a fraction of the rows -- to skip more): {shown}{more}")
 
 
 def _relative_audio(audio: str, manifest_dir: str) -> str:

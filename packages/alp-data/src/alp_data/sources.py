@@ -20,14 +20,23 @@ class ManifestSourceConfig(ComponentConfig):
 
 
 def _exists(location: str) -> bool:
-    """Whether a local path or fsspec URL names an existing file (a missing backend says so)."""
+    """Whether a local path or fsspec URL names an existing file (a missing backend says so).
+
+    Messages name the location with URL credentials scrubbed."""
     import fsspec
+
+    from alp_data.scrub import scrub_url
 
     try:
         fs, inner = fsspec.core.url_to_fs(location)
     except (ImportError, ValueError) as err:
-        raise ConfigError(f"manifest {location}: no fsspec backend for it ({err})") from None
-    return bool(fs.isfile(inner))
+        raise ConfigError(scrub_url(f"manifest {location}: no fsspec backend for it "
+                                    f"({err})")) from None
+    try:
+        return bool(fs.isfile(inner))
+    except Exception as err:  # network stacks raise their own error types
+        raise ConfigError(scrub_url(f"manifest {location}: cannot reach it "
+                                    f"({type(err).__name__}: {err})")) from None
 
 
 class ManifestSource:
@@ -39,11 +48,13 @@ class ManifestSource:
 
     def prepare(self, out_dir: Path) -> dict[str, Path | str]:
         from alp_data.manifest import is_url
+        from alp_data.scrub import scrub_url
 
         paths = {"train": self.config.train, "test": self.config.test}
         for split, path in paths.items():
             if not _exists(path):
-                raise ConfigError(f"data.source.{split}: manifest {path} does not exist")
+                raise ConfigError(f"data.source.{split}: manifest {scrub_url(path)} does not "
+                                  "exist")
         return {k: v if is_url(v) else Path(v) for k, v in paths.items()}
 
 

@@ -19,11 +19,20 @@ from pydantic import Field
 
 from alp_core.config import ComponentConfig
 from alp_core.errors import DataError
-from alp_data.audio import crop_or_pad, load_audio, load_audio_bytes
+from alp_data.audio import (
+    BAD_CLIP_REASONS,
+    SILENCE_PEAK,
+    AudioError,
+    crop_or_pad,
+    is_silent,
+    load_audio,
+    load_audio_bytes,
+)
 from alp_data.features import Fbank, SpecAugment
 from alp_data.manifest import ManifestEntry
+from alp_data.scrub import scrub_url
 
-__all__ = ["AudioConfig", "BadClip", "ClipTransform", "clip_generator"]
+__all__ = ["BAD_CLIP_REASONS", "AudioConfig", "BadClip", "ClipTransform", "clip_generator"]
 
 
 class AudioConfig(ComponentConfig):
@@ -37,20 +46,28 @@ class AudioConfig(ComponentConfig):
     sample_rate: int = Field(16000, gt=0)
     max_seconds: float = Field(30.0, gt=0)
     min_seconds: float = Field(0.0, ge=0)
+    skip_silent: bool = Field(
+        True, description=f"skip clips whose decoded samples all lie below {SILENCE_PEAK} in "
+        "magnitude (digital silence) as bad clips with reason 'silent'")
+    check_sample_rate: bool = Field(
+        True, description="skip clips whose file rate differs from the manifest's sample_rate "
+        "(a stale manifest) as bad clips with reason 'sample_rate'")
 
 
 @dataclass(frozen=True)
 class BadClip:
     """A clip that could not be loaded; returned instead of raising so a long run skips it.
 
-    ``path`` is where it was looked for (a file, or ``shard.tar#member`` for a shard member),
-    ``error`` says why.
+    ``path`` is where it was looked for (a file, or ``shard.tar#member`` for a shard member;
+    URL credentials scrubbed), ``error`` says why, ``reason`` is its short code from
+    :data:`BAD_CLIP_REASONS` ("" when made by older code or restored from an older run).
     """
 
     index: int
     id: str
     path: str
     error: str
+    reason: str = ""
 
 
 def clip_generator(seed: int, epoch: int, clip_id: str) -> torch.Generator:
@@ -71,6 +88,10 @@ class ClipTransform:
     caption, captions, labels, duration``. Training (``train=True``) crops a random window,
     picks one caption at random and applies SpecAugment when given; evaluation takes the head
     and the first caption.
+
+    Audio that cannot be used gives a :class:`BadClip` whose ``reason`` says why (missing,
+    unreadable, empty, nonfinite, backend; sample_rate and silent per :class:`AudioConfig`);
+    the silence test looks at the segment read, so a long file is judged by its window.
     """
 
     def __init__(self, *, audio: AudioConfig | None = None, fbank: Fbank | None = None,
@@ -102,10 +123,17 @@ class ClipTransform:
             if self.train:
                 slack = entry.duration - cfg.max_seconds
                 offset += float(torch.rand((), generator=gen)) * slack
+        expected = entry.sample_rate if cfg.check_sample_rate else None
         if data is None:
-            wave = load_audio(where, cfg.sample_rate, offset=offset, duration=span)
+            wave = load_audio(where, cfg.sample_rate, offset=offset, duration=span,
+                              expected_rate=expected)
         else:
-            wave = load_audio_bytes(data, where, cfg.sample_rate, offset=offset, duration=span)
+            wave = load_audio_bytes(data, where, cfg.sample_rate, offset=offset, duration=span,
+                                    expected_rate=expected)
+        if cfg.skip_silent and is_silent(wave):
+            raise AudioError(f"audio {where} is silent (every sample below {SILENCE_PEAK} in "
+                             "magnitude); set data.audio.skip_silent=false to keep silent clips",
+                             "silent")
         wave, _ = crop_or_pad(wave, max_samples, random_crop=self.train, generator=gen,
                               pad=False)
         min_samples = max(int(round(cfg.min_seconds * cfg.sample_rate)),
@@ -125,7 +153,9 @@ class ClipTransform:
         try:
             wave = self._wave(entry, gen, data, where)
         except DataError as err:
-            return BadClip(index=index, id=entry.id, path=where, error=str(err))
+            return BadClip(index=index, id=entry.id, path=scrub_url(where),
+                           error=scrub_url(str(err)),
+                           reason=getattr(err, "reason", "unreadable"))
         feats = self.fbank(wave)
         if self.train and self.spec_augment is not None:
             feats = self.spec_augment(feats, generator=gen)

@@ -49,6 +49,9 @@ class DataConfig(StrictModel):
     )
     num_workers: int = Field(1, ge=0)
     max_bad_clips: int = Field(20, ge=0, description="skip this many unreadable clips, then fail")
+    max_bad_rows: int | float = Field(
+        0, ge=0, description="manifest rows that fail to parse skipped before failing: a count, "
+        "or a fraction in (0, 1) of the rows (0: the first bad row is an error)")
 
 
 class InitFromConfig(StrictModel):

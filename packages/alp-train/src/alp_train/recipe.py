@@ -12,7 +12,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,17 @@ import torch
 import yaml
 
 from alp_core import ConfigError
+from alp_core.errors import DataError
 from alp_data.collate import Collator
 from alp_data.dataset import AudioCaptionDataset, BadClip
 from alp_data.features import Fbank, SpecAugment, SpecAugmentConfig
-from alp_data.loader import BadClipBudget, build_loader, set_loader_epoch
+from alp_data.loader import (
+    SKIPPED_CLIPS_FILE,
+    BadClipBudget,
+    build_loader,
+    set_loader_epoch,
+    write_skipped_jsonl,
+)
 from alp_data.manifest import ManifestEntry, read_manifest
 from alp_data.transform import ClipTransform
 from alp_eval.report import build_report, render_markdown, write_report
@@ -87,6 +94,7 @@ class RunData:
     collator: Collator
     seconds: float
     shards: dict[str, Any] | None = None
+    bad_rows: list[Any] = field(default_factory=list)
 
     def clips(self, split: str) -> int:
         if self.shards is not None:
@@ -167,8 +175,11 @@ def setup_data(resolved: ResolvedRun, info: DistInfo, model: Any) -> RunData:
 
         shards = {split: open_shards(str(spec)) for split, spec in manifests.items()}
         return RunData([], [], fbank, collator, time.perf_counter() - t0, shards=shards)
-    return RunData(read_manifest(manifests["train"]), read_manifest(manifests["test"]),
-                   fbank, collator, time.perf_counter() - t0)
+    bad_rows: list[Any] = []
+    limit = cfg.data.max_bad_rows
+    return RunData(read_manifest(manifests["train"], max_bad_rows=limit, bad_rows=bad_rows),
+                   read_manifest(manifests["test"], max_bad_rows=limit, bad_rows=bad_rows),
+                   fbank, collator, time.perf_counter() - t0, bad_rows=bad_rows)
 
 
 # -- model ----------------------------------------------------------------------------------
@@ -262,8 +273,13 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
                    parameters=sum(p.numel() for p in model.parameters()),
                    train_clips=data.clips("train"), test_clips=data.clips("test"),
                    step=progress.step)
-        summary = train(engine, task, train_loader, plan, progress, checkpointer, mlog, budget,
-                        data, cfg, info)
+        try:
+            summary = train(engine, task, train_loader, plan, progress, checkpointer, mlog,
+                            budget, data, cfg, info)
+        except DataError:  # over the bad-clip budget: the full list stays in the run folder
+            if info.is_main:
+                write_skipped_jsonl(path / SKIPPED_CLIPS_FILE, budget.skipped, data.bad_rows)
+            raise
         # the last collectives: every rank's weights shard and skipped clips
         state = engine.full_state_dict()
         skipped = [c for rank in gather_objects([asdict(c) for c in budget.skipped], info)
@@ -461,7 +477,7 @@ def evaluate_run(resolved: ResolvedRun, model: Any, objective: Objective, data: 
                       "eval_s": round(time.perf_counter() - t0, 2)},
     })
     write_report(report, path)
-    (path / "skipped_clips.jsonl").write_text("".join(json.dumps(c) + "\n" for c in skipped))
+    write_skipped_jsonl(path / SKIPPED_CLIPS_FILE, skipped, data.bad_rows)
     return report
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import fsspec
 
 from alp_core.errors import DataError
+from alp_data.scrub import scrub_url
 
 __all__ = ["INDEX_NAME", "ShardIndex", "ShardInfo", "expand_braces", "member_key",
            "member_position", "open_shards", "read_index", "shard_name", "write_index"]
@@ -118,11 +119,12 @@ def read_index(location: str) -> ShardIndex:
         with fsspec.open(location, "rt", encoding="utf-8") as handle:
             raw = json.load(handle)
     except FileNotFoundError as err:
-        raise DataError(f"shard index not found: {location} (write shards with "
+        raise DataError(f"shard index not found: {scrub_url(location)} (write shards with "
                         "`alp data shard MANIFEST --out DIR`, which writes DIR/index.json)"
                         ) from err
     except (ImportError, ValueError) as err:
-        raise DataError(f"shard index {location}: cannot read it ({err})") from err
+        raise DataError(f"shard index {scrub_url(location)}: cannot read it "
+                        f"({scrub_url(str(err))})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise DataError(f"shard index {location}: not an ALP shard index (expected "
                         f'"format": "{FORMAT}")')

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from alp_core.errors import DataError
 from alp_data.collate import Collator
 from alp_data.manifest import ManifestEntry, _check_row
+from alp_data.scrub import scrub_url
 from alp_data.shards.index import ShardIndex, member_position
 from alp_data.shards.plan import EpochPlan, PlanConfig
 from alp_data.transform import BadClip, ClipTransform
@@ -144,12 +145,13 @@ class ShardStream(IterableDataset):
         position, audio, meta, where, error = record
         if audio is None or meta is None:
             ident = str(meta.get("id", "")) if isinstance(meta, dict) else ""
-            return BadClip(index=position, id=ident or where, path=where, error=error)
+            return BadClip(index=position, id=ident or scrub_url(where), path=scrub_url(where),
+                           error=scrub_url(error), reason="tar_member")
         try:
             entry = _entry(meta, where)
         except DataError as err:
-            return BadClip(index=position, id=str(meta.get("id", where)), path=where,
-                           error=str(err))
+            return BadClip(index=position, id=str(meta.get("id", scrub_url(where))),
+                           path=scrub_url(where), error=scrub_url(str(err)), reason="tar_member")
         return self.transform(entry, epoch, data=audio, where=where, index=position)
 
 
