@@ -10,11 +10,17 @@ def alp_cli_commands() -> list[CommandRecord]:
     return [
         CommandRecord("run", "pretrain and evaluate: alp run [CONFIG.yaml] [key=value ...]",
                       "alp_cli.commands.run:add_arguments", "alp_cli.commands.run:run"),
-        CommandRecord("export", "a run's weights (ZeRO shards included) as one safetensors file",
+        CommandRecord("export", "a run's weights as one safetensors file (--out, ZeRO shards "
+                      "included) or a save_pretrained folder (--pretrained)",
                       "alp_cli.commands.export:add_arguments", "alp_cli.commands.export:run"),
         CommandRecord("plugins", "list registered components and plugins that failed to load",
                       "alp_cli.commands.plugins:add_arguments", "alp_cli.commands.plugins:run"),
-        CommandRecord("data", "corpus data: alp data prepare SOURCE --root ROOT --out DIR "
-                      "[key=value ...]",
+        CommandRecord("data", "corpus data: alp data prepare | mix | shard (see alp data -h)",
                       "alp_cli.commands.data:add_arguments", "alp_cli.commands.data:run"),
+        CommandRecord("embed", "embed audio files with a trained model: alp embed MODEL FILE... "
+                      "--out X.npy", "alp_cli.commands.embed:add_arguments",
+                      "alp_cli.commands.embed:run"),
+        CommandRecord("zero-shot", "zero-shot labels of audio files: alp zero-shot MODEL FILE... "
+                      "--labels dog,cat", "alp_cli.commands.zero_shot:add_arguments",
+                      "alp_cli.commands.zero_shot:run"),
     ]
