@@ -40,14 +40,32 @@ class SplitEmbeddings:
         return len(self.ids)
 
 
+class CaptionGenerator(Protocol):
+    """Captions of the test split by the model's caption decoder.
+
+    ``generate(max_clips, **options)`` -> ``{clip id: caption}`` for the first ``max_clips``
+    readable test clips in loader order (every one when None), ids as in
+    ``EvalContext.test.ids``; ``options`` (e.g. ``max_tokens``, ``num_beams``) go to the
+    model's ``generate_captions``.
+    """
+
+    def __call__(self, max_clips: int | None = None, **options: Any) -> dict[str, str]: ...
+
+
 @dataclass
 class EvalContext:
-    """Train split (probes fit on it), test split (everything is measured on it), text tower."""
+    """Train split (probes fit on it), test split (everything is measured on it), text tower.
+
+    ``generate_captions`` is None when the model has no caption decoder. A task that measures
+    nothing says why in ``notes`` (task name -> reason), which the caller may put in its report.
+    """
 
     train: SplitEmbeddings
     test: SplitEmbeddings
     embed_text: Callable[[list[str]], Tensor] | None
     seed: int = 0
+    generate_captions: CaptionGenerator | None = None
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

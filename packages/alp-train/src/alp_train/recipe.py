@@ -452,10 +452,11 @@ def evaluate_run(resolved: ResolvedRun, model: Any, objective: Objective, data: 
     if cfg.eval.baseline:  # the same seeds (and init_from) rebuild the exact initial weights
         label = "random-init" if cfg.model.init_from is None else "initial"
         models[label] = setup_model(resolved)[0]
+    notes: dict[str, str] = {}  # tasks that skip say why (e.g. captioning without a decoder)
     results = {label: evaluate(m, tasks, loaders, device=device, seed=cfg.seed,
-                               batch_size=cfg.eval.batch_size, on_skipped=budget.update)
+                               batch_size=cfg.eval.batch_size, on_skipped=budget.update,
+                               notes=notes)
                for label, m in models.items()}
-    notes = {}
     if model.text_encoder is None:
         notes["retrieval"] = ("skipped: the model has no text tower (objective "
                               f"{resolved.objective.record.name}), so no joint space")
