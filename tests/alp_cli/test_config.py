@@ -21,7 +21,8 @@ def test_embedded_default_resolves_with_every_component():
     assert dump["model"]["audio_encoder"]["name"] == "transformer"
     assert dump["model"]["audio_encoder"]["ffn_dim"] == 512
     assert dump["model"]["audio_encoder"]["dropout"] == 0.1  # component defaults filled in
-    assert [t["name"] for t in dump["eval"]["tasks"]] == ["linear-probe", "retrieval", "zero-shot"]
+    assert [t["name"] for t in dump["eval"]["tasks"]] == ["linear-probe", "retrieval", "zero-shot",
+                                                          "captioning"]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

@@ -173,3 +173,10 @@ def test_alp_run_check_prints_the_resolved_config(capsys):
     assert code == 0
     out = yaml.safe_load(capsys.readouterr().out)
     assert out["train"]["engine"]["name"] == "ddp" and out["train"]["nproc"] == 2
+
+
+def test_a_benchmark_task_in_alp_run_points_to_alp_eval(tmp_path):
+    raw = config(eval={"tasks": [{"name": "linear-probe"},
+                                 {"name": "esc50", "root": str(tmp_path)}]})
+    with pytest.raises(ConfigError, match=r"eval.tasks.1: 'esc50' is a benchmark task .*alp eval"):
+        check(raw)

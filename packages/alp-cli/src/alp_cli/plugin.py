@@ -17,6 +17,12 @@ def alp_cli_commands() -> list[CommandRecord]:
                       "alp_cli.commands.plugins:add_arguments", "alp_cli.commands.plugins:run"),
         CommandRecord("data", "corpus data: alp data prepare | mix | shard (see alp data -h)",
                       "alp_cli.commands.data:add_arguments", "alp_cli.commands.data:run"),
+        CommandRecord("eval", "frozen encoder on standard benchmarks: alp eval CHECKPOINT_OR_RUN "
+                      "--tasks NAME:root=DIR[,key=value ...] [--out DIR] [--cache URL]",
+                      "alp_cli.commands.eval:add_arguments", "alp_cli.commands.eval:run"),
+        CommandRecord("compare", "evaluation reports side by side (Markdown + domain charts): "
+                      "alp compare A B ... --out DIR",
+                      "alp_cli.commands.compare:add_arguments", "alp_cli.commands.compare:run"),
         CommandRecord("embed", "embed audio files with a trained model: alp embed MODEL FILE... "
                       "--out X.npy", "alp_cli.commands.embed:add_arguments",
                       "alp_cli.commands.embed:run"),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import string
+from typing import Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from alp_core import ComponentConfig
 
@@ -209,3 +211,110 @@ class ZeroShotConfig(ComponentConfig):
         """The readable name of raw label ``raw`` of ``key``."""
         named = self.label_names.get(key, {}).get(raw)
         return named if named is not None else raw.replace("_", " ")
+
+
+# -- the standard benchmarks, run by `alp eval` on a frozen encoder (alp_eval.protocol) --------
+
+#: name -> (domain, task type, one line for `alp plugins`); the names of alp_eval.datasets.
+BENCHMARK_TASKS: dict[str, tuple[str, str, str]] = {
+    "esc50": ("sound", "multiclass", "ESC-50, 50 classes, 5-fold CV: linear-probe accuracy"),
+    "urbansound8k": ("sound", "multiclass", "UrbanSound8K, 10 classes, 10-fold CV: accuracy"),
+    "fsd50k": ("sound", "multilabel", "FSD50K, 200 classes, train/val/eval: mAP"),
+    "vggsound": ("sound", "multiclass", "VGGSound, 309 classes, train/test: accuracy"),
+    "voxceleb1": ("speech", "multiclass", "VoxCeleb1 speaker identification (1,251): accuracy"),
+    "crema-d": ("speech", "multiclass", "CREMA-D speech emotion, speaker folds: accuracy"),
+    "speech-commands-v2": ("speech", "multiclass", "Speech Commands v2 keywords: accuracy"),
+    "voxlingua107": ("speech", "multiclass", "VoxLingua107 language id (dev set): accuracy"),
+    "gtzan": ("music", "multiclass", "GTZAN genres (fault-filtered or 10-fold): accuracy"),
+    "nsynth-family": ("music", "multiclass", "NSynth instrument family: accuracy"),
+    "nsynth-pitch": ("music", "multiclass", "NSynth pitch: accuracy"),
+    "magnatagatune": ("music", "multilabel", "MagnaTagATune top-50 tags: mAP"),
+    "desed": ("sound", "sed", "DESED sound event detection: segment- and event-based F1"),
+}
+
+
+class SEDProbeConfig(ComponentConfig):
+    """The frame-level SED probe: one sigmoid per class on each encoder frame, then events.
+
+    Frame probabilities above ``threshold`` are median-filtered over ``median_seconds``
+    (rounded to an odd number of encoder frames) and each run of active frames is an event;
+    scored with DCASE's segment-based (``segment_seconds``) and event-based (``t_collar``,
+    ``percentage_of_length``) F1.
+    """
+
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="frame probability cut")
+    median_seconds: float = Field(default=0.45, ge=0, description="median filter length")
+    max_train_frames: int = Field(
+        default=100_000, ge=10, description="cap on train (+ val) frames per fit, seeded subset"
+    )
+    segment_seconds: float = Field(default=1.0, gt=0)
+    t_collar: float = Field(default=0.2, gt=0)
+    percentage_of_length: float = Field(default=0.2, ge=0, le=1)
+
+
+class BenchmarkTaskConfig(ComponentConfig):
+    """A standard benchmark evaluated on the frozen encoder (``alp eval``; alp_eval.protocol).
+
+    The benchmark is read from ``root`` by its loader in :mod:`alp_eval.datasets` (``loader``
+    holds that loader's options, e.g. ``max_missing``, ``top_k``, ``folds``). Each clip is
+    decoded at the encoder's rate, its first ``max_seconds`` kept, and embedded once (cached).
+    Every protocol round (or those in ``rounds``) fits a linear probe on the mean-pooled frames
+    (``linear_probe``: L2 strength chosen on validation only; ``tasks`` and ``min_train`` are
+    not used), optionally an attention probe on the frames, or for SED a frame-level probe
+    (``sed``); the rounds' metrics are averaged (mean and population std).
+    """
+
+    benchmark: ClassVar[str] = ""
+    root: str = Field(description="the benchmark's folder, as its loader expects it")
+    loader: dict[str, Any] = Field(
+        default_factory=dict, description="options of the benchmark's loader (max_missing, ...)"
+    )
+    max_seconds: float = Field(
+        default=30.0, gt=0, description="seconds kept from the start of each clip (paper: 30)"
+    )
+    rounds: list[int] | None = Field(
+        default=None, description="protocol rounds to run (0-based); None = every round"
+    )
+    linear_probe: LinearProbeConfig = Field(default_factory=LinearProbeConfig)
+    attention_probe: bool = Field(default=False, description="also run the attention probe")
+    attention: AttentionProbeConfig = Field(default_factory=AttentionProbeConfig)
+    sed: SEDProbeConfig = Field(default_factory=SEDProbeConfig)
+    seed: int = Field(default=0, description="seeds the probes' validation splits and inits")
+
+    @field_validator("rounds")
+    @classmethod
+    def _rounds(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(r < 0 for r in value)):
+            raise ValueError(f"rounds must be a non-empty list of indices >= 0, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _loader_options(self) -> BenchmarkTaskConfig:
+        if not self.benchmark:
+            return self
+        from alp_eval.datasets import BENCHMARKS, load_nsynth
+
+        loader = BENCHMARKS[self.benchmark]
+        target = load_nsynth if self.benchmark.startswith("nsynth") else loader
+        accepted = [p for p, v in inspect.signature(target).parameters.items()
+                    if v.kind is v.KEYWORD_ONLY and p != "task"]
+        unknown = sorted(set(self.loader) - set(accepted))
+        if unknown:
+            raise ValueError(f"loader option(s) {', '.join(unknown)} unknown to the "
+                             f"{self.benchmark} loader; accepted: {', '.join(accepted)}")
+        return self
+
+
+def _benchmark_config(name: str) -> type[BenchmarkTaskConfig]:
+    """The config class of benchmark ``name`` (carries the name for the task factory)."""
+    title = "".join(part.capitalize() for part in name.replace("-", " ").split())
+    return type(f"{title}TaskConfig", (BenchmarkTaskConfig,), {
+        "__module__": __name__, "__annotations__": {"benchmark": ClassVar[str]},
+        "benchmark": name, "__doc__": f"{BENCHMARK_TASKS[name][2]}. "
+        + (BenchmarkTaskConfig.__doc__ or "")})
+
+
+#: name -> its config class (a :class:`BenchmarkTaskConfig` subclass)
+BENCHMARK_TASK_CONFIGS: dict[str, type[BenchmarkTaskConfig]] = {
+    name: _benchmark_config(name) for name in BENCHMARK_TASKS
+}

@@ -1,5 +1,13 @@
 """Evaluation reports: a JSON-able dict of every model's task results, and a Markdown table
-comparing the models (rows = task/metric, one column per model, the first-minus-second delta)."""
+comparing the models (rows = task/metric, one column per model, the first-minus-second delta).
+
+Benchmark results (``alp eval``, :mod:`alp_eval.protocol`) carry ``domain`` and ``probe`` in
+their details; the summary then also holds per-domain averages of their primary metrics
+(``domains``: probe group → domain → mean and task count; the ``linear`` group is the linear
+probe and the frame-level SED probe, ``attention`` the attention probe) and their overall
+``benchmark_average`` (linear group). :func:`render_benchmark_markdown` writes such a report as
+one table per benchmark (metric mean ± std over the protocol rounds, one column per probe)
+followed by the domain averages."""
 
 from __future__ import annotations
 
@@ -11,7 +19,10 @@ from typing import Any
 
 from alp_eval.context import TaskResult
 
-__all__ = ["SCHEMA", "build_report", "render_markdown", "report_results", "write_report"]
+__all__ = [
+    "SCHEMA", "build_report", "domain_group", "render_benchmark_markdown", "render_markdown",
+    "report_results", "write_benchmark_report", "write_report",
+]
 
 SCHEMA = "alp-eval-report/1"
 PROBE_PREFIX = "probe/"
@@ -41,23 +52,54 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def domain_group(details: Mapping[str, Any]) -> str:
+    """The probe group a benchmark result averages in: ``attention`` or ``linear``."""
+    return "attention" if details.get("probe") == "attention-probe" else "linear"
+
+
+def _domains(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """probe group -> domain -> {mean, n_tasks, tasks} of the benchmark results' primaries."""
+    values: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    for name, task in tasks.items():
+        details = task.get("details", {})
+        value = task["metrics"].get(task["primary"])
+        if "domain" not in details or value is None:
+            continue
+        group = values.setdefault(domain_group(details), {})
+        group.setdefault(details["domain"], []).append((name, value))
+    return {group: {domain: {"mean": _mean([v for _, v in items]), "n_tasks": len(items),
+                             "tasks": [n for n, _ in items]}
+                    for domain, items in sorted(domains.items())}
+            for group, domains in sorted(values.items())}
+
+
 def _summary(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Probe average (mean of probe primaries) and retrieval mean (mean of retrieval primaries)."""
-    groups: dict[str, list[float]] = {"probe": [], "retrieval": []}
+    """Probe average (mean of probe primaries) and retrieval mean (mean of retrieval primaries);
+    for benchmark results also the domain averages and the benchmark average."""
+    groups: dict[str, list[float]] = {"probe": [], "retrieval": [], "benchmark": []}
     for name, task in tasks.items():
         value = task["metrics"].get(task["primary"])
         if value is None:
             continue
+        details = task.get("details", {})
         if name.startswith(PROBE_PREFIX):
             groups["probe"].append(value)
         elif name.startswith(RETRIEVAL_PREFIX):
             groups["retrieval"].append(value)
-    return {
+        elif "domain" in details and domain_group(details) == "linear":
+            groups["benchmark"].append(value)
+    out: dict[str, Any] = {
         "probe_average": _mean(groups["probe"]),
         "n_probe_tasks": len(groups["probe"]),
         "retrieval_mean": _mean(groups["retrieval"]),
         "n_retrieval_tasks": len(groups["retrieval"]),
     }
+    domains = _domains(tasks)
+    if domains:
+        out["domains"] = domains
+        out["benchmark_average"] = _mean(groups["benchmark"])
+        out["n_benchmark_tasks"] = len(groups["benchmark"])
+    return out
 
 
 def build_report(results: Mapping[str, Sequence[TaskResult]], meta: Mapping[str, Any]) -> dict:
@@ -186,4 +228,117 @@ def write_report(report: Mapping[str, Any], out_dir: Path | str) -> tuple[Path, 
     json_path, md_path = out / "report.json", out / "report.md"
     json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     md_path.write_text(render_markdown(report), encoding="utf-8")
+    return json_path, md_path
+
+
+# -- benchmark reports (alp eval) -----------------------------------------------------------
+
+BENCHMARK_JSON = "eval_report.json"
+BENCHMARK_MD = "eval_report.md"
+_BOOKKEEPING = frozenset({"weight_decay", "lr", "epoch", "n_classes", "median_window_frames",
+                          "n_classes_without_positives", "n_train_frames"})
+
+
+def _pm(metrics: Mapping[str, Any], metric: str) -> str:
+    """``mean ± std`` (3 decimals), or the mean alone without a std."""
+    value, std = metrics.get(metric), metrics.get(f"{metric}_std")
+    if value is None:
+        return "—"
+    return f"{value:.3f} ± {std:.3f}" if std is not None else f"{value:.3f}"
+
+
+def _benchmarks(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """benchmark -> its result names (probe kinds), in report order."""
+    out: dict[str, list[str]] = {}
+    for name, task in tasks.items():
+        details = task.get("details", {})
+        if "benchmark" in details:
+            out.setdefault(details["benchmark"], []).append(name)
+    return out
+
+
+def _benchmark_table(tasks: Mapping[str, Mapping[str, Any]], names: list[str]) -> list[str]:
+    first = tasks[names[0]]
+    details = first["details"]
+    clips = details.get("clips", {})
+    extraction = details.get("extraction", {})
+    cached = " (read from the cache)" if extraction.get("from_cache") else ""
+    probes = [tasks[n]["details"].get("probe", n) for n in names]
+    lines = [
+        f"## {details['benchmark']} ({details.get('domain')}, {details.get('task_type')})", "",
+        f"- protocol: {details.get('protocol')}; rounds run: {details.get('n_rounds')}",
+        f"- clips: {clips.get('listed')} listed, {clips.get('skipped_by_loader')} skipped by "
+        f"the loader (missing audio), {clips.get('failed_to_decode')} failed to decode, "
+        f"{clips.get('embedded')} embedded (first {details.get('max_seconds')} s of each)",
+        f"- extraction: {extraction.get('clips_per_s')} clips/s, "
+        f"{extraction.get('audio_s_per_s')} audio s/s{cached}; probe fit: "
+        + ", ".join(f"{p} {tasks[n]['details'].get('fit_seconds')} s"
+                    for p, n in zip(probes, names)),
+        "",
+        "| metric | " + " | ".join(_cell(p) for p in probes) + " |",
+        "| --- |" + " ---: |" * len(names),
+    ]
+    metrics: list[str] = []
+    for name in names:
+        task = tasks[name]
+        for metric in [task["primary"], *task["metrics"]]:
+            if (metric not in metrics and not metric.endswith("_std")
+                    and metric not in _BOOKKEEPING):
+                metrics.append(metric)
+    for metric in metrics:
+        primary = any(tasks[n]["primary"] == metric for n in names)
+        label = f"{metric} (primary)" if primary else metric
+        lines.append(f"| {_cell(label)} | "
+                     + " | ".join(_pm(tasks[n]["metrics"], metric) for n in names) + " |")
+    failed = details.get("failed") or []
+    if failed:
+        shown = "; ".join(f"{_cell(f['path'])} ({f['reason']})" for f in failed)
+        lines += ["", f"Failed clips: {shown}"]
+    return [*lines, ""]
+
+
+def render_benchmark_markdown(report: Mapping[str, Any]) -> str:
+    """The ``alp eval`` report: per model, one table per benchmark (mean ± std over the
+    protocol rounds, a column per probe), then the per-domain averages of the primaries."""
+    lines = ["# ALP benchmark evaluation", ""]
+    for key, value in report.get("meta", {}).items():
+        if key == "tasks":  # the full configs are in the JSON; here only what ran on what
+            value = ", ".join(f"{t.get('name')} ({t.get('root')})" for t in value)
+        shown = value if isinstance(value, str) else json.dumps(value)
+        lines.append(f"- {key}: {shown}")
+    lines.append("")
+    for model in report["models"]:
+        tasks = report["results"][model]
+        if len(report["models"]) > 1:
+            lines += [f"# {model}", ""]
+        for names in _benchmarks(tasks).values():
+            lines += _benchmark_table(tasks, names)
+        summary = report["summary"][model]
+        domains = summary.get("domains", {})
+        if not domains:
+            continue
+        groups = sorted(domains, key=lambda g: (g != "linear", g))
+        lines += ["## Domain averages (primary metrics)", "",
+                  "| domain | " + " | ".join(f"{g} probe" for g in groups) + " |",
+                  "| --- |" + " ---: |" * len(groups)]
+        for domain in sorted({d for g in groups for d in domains[g]}):
+            cells = []
+            for group in groups:
+                entry = domains[group].get(domain)
+                cells.append("—" if entry is None else
+                             f"{_fmt(entry['mean'])} (n={entry['n_tasks']})")
+            lines.append(f"| {domain} | " + " | ".join(cells) + " |")
+        lines += ["", f"**Benchmark average** (linear probe, every domain): "
+                  f"{_fmt(summary.get('benchmark_average'))} "
+                  f"(n={summary.get('n_benchmark_tasks', 0)})", ""]
+    return "\n".join(lines)
+
+
+def write_benchmark_report(report: Mapping[str, Any], out_dir: Path | str) -> tuple[Path, Path]:
+    """Write ``eval_report.json`` and ``eval_report.md`` into ``out_dir`` (created)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / BENCHMARK_JSON, out / BENCHMARK_MD
+    json_path.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    md_path.write_text(render_benchmark_markdown(report), encoding="utf-8")
     return json_path, md_path

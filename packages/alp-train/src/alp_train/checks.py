@@ -59,6 +59,14 @@ def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
         raise ConfigError(f"objective {resolved.objective.record.name!r} reads {sorted(needs)}; "
                           "the model makes text_embeds (text tower) and caption_logits "
                           "(caption decoder): it reads nothing the model trains")
+    from alp_eval.configs import BenchmarkTaskConfig
+
+    for i, task in enumerate(resolved.eval_tasks):
+        if isinstance(task.config, BenchmarkTaskConfig):
+            raise ConfigError(f"eval.tasks.{i}: {task.record.name!r} is a benchmark task (its "
+                              "own dataset, evaluated with `alp eval RUN --tasks "
+                              f"{task.record.name}:root=DIR` after training); eval.tasks of "
+                              "alp run take tasks on the run's held-out split")
     nproc = world_size or cfg.train.nproc
     engine_cls = resolve_factory(resolved.engine.record.factory)
     check = getattr(engine_cls, "check_config", None)

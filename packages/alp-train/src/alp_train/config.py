@@ -127,7 +127,8 @@ class TrainConfig(StrictModel):
 class EvalConfig(StrictModel):
     tasks: list[dict[str, Any]] = Field(
         default_factory=lambda: [
-            {"name": "linear-probe"}, {"name": "retrieval"}, {"name": "zero-shot"}
+            {"name": "linear-probe"}, {"name": "retrieval"}, {"name": "zero-shot"},
+            {"name": "captioning"},
         ]
     )
     baseline: bool = Field(True, description="also evaluate the randomly initialised encoder")

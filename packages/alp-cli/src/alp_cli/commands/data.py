@@ -8,6 +8,10 @@ Runs a registered data source (a corpus recipe such as ``audiocaps`` or ``clotho
 plugin's) outside a training run, so a corpus is prepared once, checked by eye, and then named
 by ``data.source: {name: manifest, train: DIR/train.jsonl, test: DIR/test.jsonl}``. Prints
 clips, captions and hours per split, and how many clips were skipped for missing audio.
+
+Every audio header is probed: ``workers=N`` threads by default, or ``backend=dask`` to probe
+in chunks on a Dask cluster (``address=tcp://host:8786``, or without one a local cluster of
+``workers`` processes); the manifests are the same bytes either way.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     prep.add_argument("--root", default=None, help="the corpus folder (the recipe's `root`)")
     prep.add_argument("--out", required=True, help="folder for the manifests and the report")
     prep.add_argument("options", nargs="*", default=[],
-                      help="recipe options as key=value, e.g. max_missing=0.05 compress=true")
+                      help="recipe options as key=value, e.g. max_missing=0.05 compress=true; "
+                      "header probing: workers=8 (threads), backend=dask [address=tcp://...]")
     from alp_cli.commands import data_mix, data_shard
 
     data_mix.add_arguments(sub)
