@@ -1,9 +1,14 @@
 """Audio decoding to the model's input form: float32 mono at the target sample rate.
 
-Decoding goes through soundfile (local files, or fsspec for URLs) so it works without
-torchcodec/ffmpeg; every failure becomes an :class:`AudioError` (a :class:`DataError`) naming
-the path, with a short ``reason`` code from :data:`BAD_CLIP_REASONS`, which the dataset turns
-into a skipped clip rather than a crashed run. Locations in messages pass through
+Decoding goes through soundfile so it works without torchcodec/ffmpeg: libsndfile reads a
+local file itself (from a descriptor opened once, no Python callbacks per read), URLs go
+through fsspec and shard members are decoded from bytes in memory. Resampling applies a sinc
+kernel cached per ``(orig, new)`` rate pair (:func:`resampler`): the same numbers as
+``torchaudio.functional.resample``, which builds the kernel again for every clip.
+
+Every failure becomes an :class:`AudioError` (a :class:`DataError`) naming the path, with a
+short ``reason`` code from :data:`BAD_CLIP_REASONS`, which the dataset turns into a skipped
+clip rather than a crashed run. Locations in messages pass through
 :func:`~alp_data.scrub.scrub_url`, so URL credentials never reach a log or an error.
 
 What is detected, and the reason given:
@@ -24,9 +29,13 @@ What is detected, and the reason given:
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import math
 import os
+import stat
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -35,6 +44,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as taf
+import torchaudio.transforms as tat
 from fsspec.registry import known_implementations
 from fsspec.registry import registry as fsspec_registry
 
@@ -42,8 +52,9 @@ from alp_core.errors import DataError
 from alp_data.manifest import is_url
 from alp_data.scrub import safe_cause, scrub_url
 
-__all__ = ["BAD_CLIP_REASONS", "SILENCE_PEAK", "AudioError", "AudioInfo", "audio_info",
-           "crop_or_pad", "is_silent", "load_audio", "load_audio_bytes"]
+__all__ = ["BAD_CLIP_REASONS", "RESAMPLER_CACHE_MAX_VALUES", "RESAMPLER_CACHE_SIZE",
+           "SILENCE_PEAK", "AudioError", "AudioInfo", "audio_info", "crop_or_pad", "is_silent",
+           "load_audio", "load_audio_bytes", "resampler"]
 
 #: Why a clip was skipped (``BadClip.reason``):
 #:
@@ -62,6 +73,21 @@ BAD_CLIP_REASONS = ("missing", "unreadable", "empty", "silent", "nonfinite", "sa
 #: A decoded (mono) clip whose peak magnitude is below this is silent: digital silence, all
 #: zeros or float noise far below one 16-bit PCM step (3.1e-5); ``AudioConfig.skip_silent``.
 SILENCE_PEAK = 1e-6
+
+#: Resampling kernels kept per process (least recently used first out): one per
+#: ``(orig, new)`` rate pair, a corpus has a handful.
+RESAMPLER_CACHE_SIZE = 16
+
+#: Larger kernels (in float32 values) are built per call and not kept: an odd rate whose
+#: ratio to the target reduces little (e.g. 44056 -> 16000) has a kernel of tens of MB.
+#: 44.1/48/22.05/32/8 kHz -> 16 kHz need at most about 0.3 M values.
+RESAMPLER_CACHE_MAX_VALUES = 4_000_000
+
+# samples looked at first by is_silent before the whole wave
+_SILENCE_PROBE = 4096
+
+# local files are read through a descriptor with positioned reads (POSIX)
+_PREAD = hasattr(os, "pread")
 
 # errors soundfile and file objects raise on bad bytes (LibsndfileError is a RuntimeError)
 _DECODE_ERRORS = (RuntimeError, OSError, ValueError, TypeError, EOFError, struct.error)
@@ -124,13 +150,28 @@ def _failure(path: str, what: str, err: Exception) -> AudioError:
             isinstance(err, ValueError) and "protocol" in str(err).lower())):
         return _backend_error(path, err)
     if isinstance(err, _DECODE_ERRORS):
-        return AudioError(f"{what} {path}: {err}")
+        return AudioError(f"{what} {path}: {_detail(err)}")
     return AudioError(f"{what} {path}: {type(err).__name__}: {err}")
+
+
+def _detail(err: Exception) -> str:
+    """What went wrong; libsndfile's own text without its prefix, which names the descriptor
+    or the file object (with its memory address) rather than the file."""
+    if isinstance(err, sf.LibsndfileError):
+        return err.error_string
+    return str(err)
 
 
 def audio_info(path: str) -> AudioInfo:
     """Read the header of ``path``; raises :class:`AudioError` naming the path on failure."""
     try:
+        if _PREAD and not is_url(path):
+            fd = _open_local(path)
+            try:
+                with sf.SoundFile(fd, closefd=False) as snd:
+                    return AudioInfo(int(snd.samplerate), int(snd.frames), int(snd.channels))
+            finally:
+                os.close(fd)
         with _open(path) as handle:
             info = sf.info(handle)
     except DataError:
@@ -152,15 +193,24 @@ def load_audio(
 ) -> torch.Tensor:
     """Decode ``path`` to a float32 mono tensor ``(num_samples,)`` at ``sample_rate``.
 
-    Channels are averaged; resampling uses ``torchaudio.functional.resample``. ``offset`` and
+    Channels are averaged; resampling gives ``torchaudio.functional.resample``'s samples (with
+    a kernel cached per rate pair, :func:`resampler`). ``offset`` and
     ``duration`` (seconds, in the file's own time base) read only a segment, which keeps the
     cost of cropping long clips down. ``expected_rate`` (the manifest's rate) makes a file at
     another native rate fail. Missing, corrupt, truncated, empty or non-finite audio raises
     :class:`AudioError` naming the path, with its ``reason`` (see the module docstring).
     """
     try:
+        if _PREAD and not is_url(path):
+            fd = _open_local(path)
+            try:
+                return _decode(fd, path, sample_rate, offset, duration, expected_rate,
+                               _fd_wav_shortfall(fd))
+            finally:
+                os.close(fd)
         with _open(path) as handle:
-            return _decode(handle, path, sample_rate, offset, duration, expected_rate)
+            return _decode(handle, path, sample_rate, offset, duration, expected_rate,
+                           _wav_shortfall(handle))
     except DataError:
         raise
     except Exception as err:
@@ -181,11 +231,55 @@ def load_audio_bytes(
     """:func:`load_audio` for encoded bytes already in memory (e.g. a tar shard member);
     ``name`` (e.g. ``shard-000001.tar#clip.flac``) is what errors show."""
     try:
-        return _decode(io.BytesIO(data), name, sample_rate, offset, duration, expected_rate)
+        handle = io.BytesIO(data)
+        return _decode(handle, name, sample_rate, offset, duration, expected_rate,
+                       _wav_shortfall(handle))
     except DataError:
         raise
     except _DECODE_ERRORS as err:
-        raise AudioError(f"cannot decode audio {name}: {err}") from safe_cause(err, name)
+        raise AudioError(f"cannot decode audio {name}: {_detail(err)}") from safe_cause(err, name)
+
+
+def _open_local(path: str) -> int:
+    """A read-only descriptor of the local file ``path``; ``missing`` unless it is a file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        if not os.path.isfile(path):  # no such file, a dangling link, a bad name
+            raise AudioError(f"audio file not found: {path}", "missing") from None
+        raise  # e.g. no permission: unreadable, as an open() of the file would say
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:  # a folder, a device
+        os.close(fd)
+        raise AudioError(f"audio file not found: {path}", "missing")
+    return fd
+
+
+def _riff_shortfall(read_at: Callable[[int, int], bytes], start: int,
+                    size: Callable[[], int]) -> tuple[int, int] | None:
+    """``(declared, present)`` bytes of a RIFF/WAVE ``data`` chunk cut short, else ``None``;
+    ``read_at(pos, n)`` reads the file, which starts at ``start`` and ends at ``size()``."""
+    head = read_at(start, 12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    total = size()
+    pos = start + 12
+    for _ in range(64):  # fmt, LIST, fact, ... then data
+        chunk = read_at(pos, 8)
+        if len(chunk) < 8:
+            return None
+        declared = struct.unpack("<I", chunk[4:])[0]
+        if chunk[:4] == b"data":
+            present = total - (pos + 8)
+            if 0 < declared < 0xFFFFFFFF and present < declared:
+                return declared, present
+            return None
+        pos += 8 + declared + (declared & 1)
+    return None
 
 
 def _wav_shortfall(handle: BinaryIO) -> tuple[int, int] | None:
@@ -199,25 +293,13 @@ def _wav_shortfall(handle: BinaryIO) -> tuple[int, int] | None:
         start = handle.tell()
     except (OSError, AttributeError, io.UnsupportedOperation):
         return None
+
+    def read_at(pos: int, count: int) -> bytes:
+        handle.seek(pos)
+        return handle.read(count)
+
     try:
-        head = handle.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        total = handle.seek(0, io.SEEK_END)
-        pos = start + 12
-        for _ in range(64):  # fmt, LIST, fact, ... then data
-            handle.seek(pos)
-            chunk = handle.read(8)
-            if len(chunk) < 8:
-                return None
-            size = struct.unpack("<I", chunk[4:])[0]
-            if chunk[:4] == b"data":
-                present = total - (pos + 8)
-                if 0 < size < 0xFFFFFFFF and present < size:
-                    return size, present
-                return None
-            pos += 8 + size + (size & 1)
-        return None
+        return _riff_shortfall(read_at, start, lambda: handle.seek(0, io.SEEK_END))
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         return None
     finally:
@@ -225,13 +307,49 @@ def _wav_shortfall(handle: BinaryIO) -> tuple[int, int] | None:
             handle.seek(start)
 
 
-def _decode(handle: BinaryIO, name: str, sample_rate: int, offset: float,
-            duration: float | None, expected_rate: int | None = None) -> torch.Tensor:
-    short = _wav_shortfall(handle)
+def _fd_wav_shortfall(fd: int) -> tuple[int, int] | None:
+    """:func:`_wav_shortfall` of a local file's descriptor, by positioned reads (the
+    descriptor's offset stays at 0 for libsndfile; no second open of the file)."""
+    try:
+        return _riff_shortfall(lambda pos, count: os.pread(fd, count, pos), 0,
+                               lambda: os.fstat(fd).st_size)
+    except (OSError, ValueError):
+        return None
+
+
+def _kernel_values(orig_freq: int, new_freq: int, lowpass_filter_width: int = 6,
+                   rolloff: float = 0.99) -> int:
+    """Values in torchaudio's sinc kernel for ``orig_freq -> new_freq`` (its defaults)."""
+    gcd = math.gcd(orig_freq, new_freq)
+    orig, new = orig_freq // gcd, new_freq // gcd
+    width = math.ceil(lowpass_filter_width * orig / (min(orig, new) * rolloff))
+    return new * (2 * width + orig)
+
+
+def _resample(wave: torch.Tensor, orig_freq: int, new_freq: int) -> torch.Tensor:
+    """``torchaudio.functional.resample(wave, orig_freq, new_freq)``, its kernel cached
+    (:func:`resampler`) unless it is over :data:`RESAMPLER_CACHE_MAX_VALUES`."""
+    if _kernel_values(orig_freq, new_freq) <= RESAMPLER_CACHE_MAX_VALUES:
+        return resampler(orig_freq, new_freq)(wave)
+    return taf.resample(wave, orig_freq, new_freq)
+
+
+@functools.lru_cache(maxsize=RESAMPLER_CACHE_SIZE)
+def resampler(orig_freq: int, new_freq: int) -> tat.Resample:
+    """The float32 resampler ``orig_freq -> new_freq``, its sinc kernel built once per process
+    and rate pair (bounded LRU cache); its output is bit-identical to
+    ``torchaudio.functional.resample(wave, orig_freq, new_freq)`` on float32 waves."""
+    return tat.Resample(int(orig_freq), int(new_freq), dtype=torch.float32)
+
+
+def _decode(source: BinaryIO | int, name: str, sample_rate: int, offset: float,
+            duration: float | None, expected_rate: int | None,
+            short: tuple[int, int] | None) -> torch.Tensor:
+    """Decode ``source`` (a file object or a descriptor) whose WAV shortfall is ``short``."""
     if short is not None:
         raise AudioError(f"audio {name} is truncated: its WAV data chunk declares {short[0]} "
                          f"bytes but the file holds {short[1]}", "unreadable")
-    with sf.SoundFile(handle) as snd:
+    with sf.SoundFile(source, closefd=False) as snd:
         native = int(snd.samplerate)
         if expected_rate is not None and native != expected_rate:
             raise AudioError(f"audio {name} is {native} Hz but the manifest says "
@@ -242,7 +360,8 @@ def _decode(handle: BinaryIO, name: str, sample_rate: int, offset: float,
         if start:
             snd.seek(min(start, total))
         frames = -1 if duration is None else max(0, int(round(duration * native)))
-        data = snd.read(frames=frames, dtype="float32", always_2d=True)
+        # mono comes as (n,), several channels as (n, channels)
+        data = snd.read(frames=frames, dtype="float32", always_2d=False)
     if data.shape[0] == 0:
         raise AudioError(f"audio {name} holds no samples in the requested range "
                          f"(offset {offset} s); expected a non-empty clip", "empty")
@@ -252,15 +371,28 @@ def _decode(handle: BinaryIO, name: str, sample_rate: int, offset: float,
                          f"{announced} frames its header announces", "unreadable")
     if not np.isfinite(data).all():
         raise AudioError(f"audio {name} decodes to NaN/inf samples", "nonfinite")
-    wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)))
+    if data.ndim == 1:
+        # the channel mean of one channel, bit for bit (x + 0.0: -0.0 becomes 0.0 as there)
+        mono = np.add(data, np.float32(0.0), out=data)
+    else:
+        mono = np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))
+    wave = torch.from_numpy(mono)
     if native != sample_rate:
-        wave = taf.resample(wave, native, sample_rate)
+        wave = _resample(wave, native, sample_rate)
     return wave.contiguous()
 
 
 def is_silent(wave: torch.Tensor) -> bool:
     """Whether every sample's magnitude is below :data:`SILENCE_PEAK`."""
-    return wave.numel() == 0 or float(wave.abs().max()) < SILENCE_PEAK
+    if wave.numel() == 0:
+        return True
+    if wave.dtype == torch.float32 and wave.device.type == "cpu" and not wave.requires_grad:
+        samples = wave.numpy()
+        head = samples[:_SILENCE_PROBE]  # most clips are loud within their first samples
+        if max(float(head.max()), -float(head.min())) >= SILENCE_PEAK:
+            return False
+        return max(float(samples.max()), -float(samples.min())) < SILENCE_PEAK
+    return float(wave.abs().max()) < SILENCE_PEAK
 
 
 def crop_or_pad(

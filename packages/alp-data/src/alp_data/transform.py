@@ -80,6 +80,23 @@ def clip_generator(seed: int, epoch: int, clip_id: str) -> torch.Generator:
     return torch.Generator().manual_seed(value)
 
 
+class _ClipRandom:
+    """The clip's generator (:func:`clip_generator`), made on first use: a clip that draws
+    nothing (one caption, no crop, no SpecAugment) skips seeding one. Draws come in the
+    same order from the same seed either way, so the outputs do not change."""
+
+    __slots__ = ("_gen", "_key")
+
+    def __init__(self, seed: int, epoch: int, clip_id: str) -> None:
+        self._key = (seed, epoch, clip_id)
+        self._gen: torch.Generator | None = None
+
+    def __call__(self) -> torch.Generator:
+        if self._gen is None:
+            self._gen = clip_generator(*self._key)
+        return self._gen
+
+
 class ClipTransform:
     """Callable ``(entry, epoch, data=None) -> item dict | BadClip``.
 
@@ -111,7 +128,7 @@ class ClipTransform:
         """Seconds of audio the item will carry (the manifest duration within the limits)."""
         return min(max(entry.duration, self.audio.min_seconds), self.audio.max_seconds)
 
-    def _wave(self, entry: ManifestEntry, gen: torch.Generator, data: bytes | None,
+    def _wave(self, entry: ManifestEntry, rand: _ClipRandom, data: bytes | None,
               where: str) -> torch.Tensor:
         """Decode the clip, reading only a segment when the manifest says it is too long."""
         cfg = self.audio
@@ -122,7 +139,7 @@ class ClipTransform:
             span = cfg.max_seconds
             if self.train:
                 slack = entry.duration - cfg.max_seconds
-                offset += float(torch.rand((), generator=gen)) * slack
+                offset += float(torch.rand((), generator=rand())) * slack
         expected = entry.sample_rate if cfg.check_sample_rate else None
         if data is None:
             wave = load_audio(where, cfg.sample_rate, offset=offset, duration=span,
@@ -134,8 +151,9 @@ class ClipTransform:
             raise AudioError(f"audio {where} is silent (every sample below {SILENCE_PEAK} in "
                              "magnitude); set data.audio.skip_silent=false to keep silent clips",
                              "silent")
-        wave, _ = crop_or_pad(wave, max_samples, random_crop=self.train, generator=gen,
-                              pad=False)
+        if wave.shape[0] > max_samples:  # a random window in training (crop_or_pad draws)
+            wave, _ = crop_or_pad(wave, max_samples, random_crop=self.train,
+                                  generator=rand() if self.train else None, pad=False)
         min_samples = max(int(round(cfg.min_seconds * cfg.sample_rate)),
                           self.fbank.window_samples)
         if wave.shape[0] < min_samples:
@@ -146,19 +164,19 @@ class ClipTransform:
                  where: str | None = None, index: int = -1) -> dict[str, Any] | BadClip:
         """Transform one clip; ``where`` names it in errors (default: ``entry.audio``)."""
         where = where or entry.audio
-        gen = clip_generator(self.seed, epoch, entry.id)
+        rand = _ClipRandom(self.seed, epoch, entry.id)
         choice = 0
         if self.train and len(entry.captions) > 1:
-            choice = int(torch.randint(0, len(entry.captions), (1,), generator=gen))
+            choice = int(torch.randint(0, len(entry.captions), (1,), generator=rand()))
         try:
-            wave = self._wave(entry, gen, data, where)
+            wave = self._wave(entry, rand, data, where)
         except DataError as err:
             return BadClip(index=index, id=entry.id, path=scrub_url(where),
                            error=scrub_url(str(err)),
                            reason=getattr(err, "reason", "unreadable"))
         feats = self.fbank(wave)
         if self.train and self.spec_augment is not None:
-            feats = self.spec_augment(feats, generator=gen)
+            feats = self.spec_augment(feats, generator=rand())
         return {
             "index": index,
             "id": entry.id,

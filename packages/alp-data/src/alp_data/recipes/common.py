@@ -6,6 +6,16 @@ unreadable within the ``max_missing`` budget, and writes ``train``/``test`` mani
 ``prepare_report.json`` that lists every skipped clip with its reason. Downloads of YouTube
 corpora always miss some clips, so a few are expected; past the budget it is an error that
 names the first missing files, because then the root or the file naming is probably wrong.
+
+Header probing runs in parallel (:func:`probe_headers`): with ``backend="local"`` on
+``workers`` threads of this process (a header read is a few system calls, mostly waiting on
+the file system, and threads start at once where processes take a second to spawn), with
+``backend="dask"`` in chunks of clips through :func:`alp_data.parallel.map_tasks` on a Dask
+cluster (the scheduler at ``address``, or a ``LocalCluster`` of ``workers`` processes), for
+corpora on a shared or object store too large for one machine's file handles. Results come
+back in clip order, so the manifests and the report are byte-identical for any backend and
+any number of workers; the run options (``workers``, ``backend``, ``address``) are neither
+written to the report nor part of the cache key.
 """
 
 from __future__ import annotations
@@ -23,13 +33,23 @@ from typing import Literal
 
 import fsspec
 import soundfile as sf
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from alp_core import ComponentConfig
 from alp_core.errors import DataError
 from alp_data.manifest import Caption, ManifestEntry, is_url, write_manifest
 
 REPORT = "prepare_report.json"
+
+#: Options that say how a prepare runs, not what it writes: left out of the report's config
+#: (an ``address`` may hold credentials) and of the cache key.
+RUN_OPTIONS = ("workers", "backend", "address")
+
+#: At most this many clips per header-probing task on a Dask cluster.
+PROBE_CHUNK = 256
+
+#: ``(location, problem, (sample_rate, frames, channels) or None)`` of one clip's audio.
+Probe = tuple[str, str, tuple[int, int, int] | None]
 
 
 class RecipeConfig(ComponentConfig):
@@ -41,7 +61,25 @@ class RecipeConfig(ComponentConfig):
     val_to: Literal["train", "test", "drop"] = Field(
         "train", description="where the corpus's validation split goes")
     compress: bool = Field(False, description="write train.jsonl.gz/test.jsonl.gz")
-    workers: int = Field(8, ge=1, description="threads probing audio headers")
+    workers: int = Field(8, ge=1, description="audio headers probed in parallel: threads "
+                         "(backend local) or the processes of a local Dask cluster (backend "
+                         "dask without an address); the output is the same for any number")
+    backend: Literal["local", "dask"] = Field(
+        "local", description="where headers are probed: local (threads in this process) or "
+        "dask (chunks of clips on a Dask cluster; needs alp-data[dask])")
+    address: str | None = Field(
+        None, description="Dask scheduler address, e.g. tcp://host:8786 (backend dask); "
+        "none: a LocalCluster of `workers` processes started for the prepare")
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> RecipeConfig:
+        if self.address is not None and self.backend != "dask":
+            raise ValueError("address names a Dask scheduler; it needs backend=dask")
+        return self
+
+    def recorded(self) -> dict:
+        """The options that decide the output (the report's ``config``, the cache key)."""
+        return self.model_dump(mode="json", exclude=set(RUN_OPTIONS))
 
 
 @dataclass(frozen=True)
@@ -92,26 +130,74 @@ def read_csv(path: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
     return list(reader)
 
 
-def _probe(cand: Candidate) -> tuple[ManifestEntry | None, str, str]:
-    """``(entry, "", "")`` or ``(None, location, reason)`` for a missing/unreadable clip."""
-    for location in cand.audio:
+def _header(location: str) -> tuple[int, int, int]:
+    """``(sample_rate, frames, channels)`` from the header of a local file or fsspec URL;
+    :class:`FileNotFoundError` when there is none."""
+    if is_url(location):
+        with fsspec.open(location, "rb") as handle:
+            info = sf.info(handle)
+        return int(info.samplerate), int(info.frames), int(info.channels)
+    if not os.path.exists(location):  # libsndfile would call it a "System error"
+        raise FileNotFoundError(location)
+    with sf.SoundFile(location) as snd:  # libsndfile opens the path itself
+        return int(snd.samplerate), int(snd.frames), int(snd.channels)
+
+
+def probe_audio(locations: tuple[str, ...]) -> Probe:
+    """The header of the first of ``locations`` that exists: ``(location, "", header)``;
+    ``(location, "unreadable: ...", None)`` when that file cannot be read, and
+    ``(locations[0], "missing", None)`` when none exists."""
+    for location in locations:
         try:
-            with fsspec.open(location, "rb") as handle:
-                info = sf.info(handle)
+            header = _header(location)
         except FileNotFoundError:
             continue
         except (RuntimeError, OSError, ValueError, TypeError) as err:
-            return None, location, f"unreadable: {err}"
-        total = info.frames / info.samplerate - cand.offset
-        length = total if cand.duration is None else min(cand.duration, total)
-        if length <= 0:
-            return None, location, f"no audio after offset {cand.offset} s"
-        return ManifestEntry(
-            id=cand.id, audio=location, duration=round(length, 6),
-            sample_rate=int(info.samplerate), captions=tuple(c.text for c in cand.captions),
-            labels=dict(cand.labels), split=cand.split, offset=cand.offset,
-            channels=int(info.channels), caption_info=cand.captions), "", ""
-    return None, cand.audio[0], "missing"
+            # libsndfile's text without its prefix, which names a handle by memory address
+            detail = err.error_string if isinstance(err, sf.LibsndfileError) else str(err)
+            return location, f"unreadable: {detail}", None
+        return location, "", header
+    return locations[0], "missing", None
+
+
+def _probe_chunk(chunk: tuple[tuple[str, ...], ...]) -> list[Probe]:
+    """:func:`probe_audio` of each clip of a chunk (a module-level task, so it pickles)."""
+    return [probe_audio(locations) for locations in chunk]
+
+
+def probe_headers(candidates: list[Candidate], config: RecipeConfig) -> list[Probe]:
+    """:func:`probe_audio` of every candidate, in order, on the configured backend."""
+    clips = [c.audio for c in candidates]
+    if config.backend == "local":
+        if config.workers == 1 or len(clips) <= 1:
+            return [probe_audio(c) for c in clips]
+        with ThreadPoolExecutor(min(config.workers, len(clips))) as pool:
+            return list(pool.map(probe_audio, clips))
+    from alp_data.parallel import map_tasks  # imports dask only when called with dask
+
+    # a few chunks per worker (balance), at most PROBE_CHUNK clips each (bounded tasks)
+    size = max(1, min(PROBE_CHUNK, math.ceil(len(clips) / (4 * config.workers))))
+    chunks = [tuple(clips[i:i + size]) for i in range(0, len(clips), size)]
+    done = map_tasks(_probe_chunk, chunks, workers=config.workers, backend=config.backend,
+                     address=config.address)
+    return [probe for chunk in done for probe in chunk]
+
+
+def _entry(cand: Candidate, probe: Probe) -> tuple[ManifestEntry | None, str, str]:
+    """``(entry, "", "")`` or ``(None, location, reason)`` for a missing/unreadable clip."""
+    location, problem, header = probe
+    if header is None:
+        return None, location, problem
+    rate, frames, channels = header
+    total = frames / rate - cand.offset
+    length = total if cand.duration is None else min(cand.duration, total)
+    if length <= 0:
+        return None, location, f"no audio after offset {cand.offset} s"
+    return ManifestEntry(
+        id=cand.id, audio=location, duration=round(length, 6),
+        sample_rate=rate, captions=tuple(c.text for c in cand.captions),
+        labels=dict(cand.labels), split=cand.split, offset=cand.offset,
+        channels=channels, caption_info=cand.captions), "", ""
 
 
 def _stats(entries: list[ManifestEntry]) -> dict[str, float]:
@@ -125,8 +211,8 @@ def build_manifests(
 ) -> tuple[dict[str, str], dict]:
     """Probe, apply the budget, write ``out_dir/{train,test}.jsonl[.gz]`` and the report."""
     out_dir = str(out_dir)
-    with ThreadPoolExecutor(config.workers) as pool:
-        probed = list(pool.map(_probe, candidates))
+    probed = [_entry(c, probe) for c, probe in zip(candidates, probe_headers(candidates, config),
+                                                    strict=True)]
     skipped = [{"id": c.id, "path": loc, "reason": why}
                for c, (entry, loc, why) in zip(candidates, probed) if entry is None]
     entries = [e for e, _, _ in probed if e is not None]
@@ -135,7 +221,7 @@ def build_manifests(
     paths = {s: join(out_dir, s + suffix) for s in ("train", "test")}
     split_entries = {s: [e for e in entries if e.split == s] for s in paths}
     budget = math.floor(config.max_missing * len(candidates))
-    report = {"source": source, "config": config.model_dump(mode="json"),
+    report = {"source": source, "config": config.recorded(),
               "listed": len(candidates), "skipped_count": len(skipped), "budget": budget,
               "splits": {s: _stats(v) for s, v in split_entries.items()},
               "manifests": paths, "skipped": skipped}
@@ -169,7 +255,7 @@ def cached(out_dir: str | Path, source: str, config: RecipeConfig) -> dict | Non
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     if (report.get("failed") or report.get("source") != source
-            or report.get("config") != config.model_dump(mode="json")):
+            or report.get("config") != config.recorded()):
         return None
     fs_paths = report.get("manifests", {})
     ok = all(exists(p) for p in fs_paths.values())
