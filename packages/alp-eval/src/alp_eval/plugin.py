@@ -21,6 +21,7 @@ from alp_eval.configs import (
     RetrievalConfig,
     ZeroShotConfig,
 )
+from alp_eval.protocol.retrieval_sets import RETRIEVAL_SET_CONFIGS, RETRIEVAL_SETS
 
 BENCHMARK_FACTORY = "alp_eval.protocol.task:BenchmarkTask"
 
@@ -49,5 +50,11 @@ def alp_eval_tasks() -> list[EvalTaskRecord]:
             EvalTaskRecord(name, BENCHMARK_TASK_CONFIGS[name], BENCHMARK_FACTORY,
                            f"alp eval benchmark ({domain}): {description}")
             for name, (domain, _task, description) in BENCHMARK_TASKS.items()
+        ),
+        *(
+            EvalTaskRecord(name, RETRIEVAL_SET_CONFIGS[name],
+                           "alp_eval.protocol.retrieval_sets:RetrievalSetTask",
+                           f"alp eval retrieval ({domain}): {description}")
+            for name, (_recipe, domain, description) in RETRIEVAL_SETS.items()
         ),
     ]
