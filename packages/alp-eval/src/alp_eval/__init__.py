@@ -30,6 +30,15 @@ _LAZY = {
     "report_results": "alp_eval.report",
     "write_report": "alp_eval.report",
     "ZeroShotTask": "alp_eval.zeroshot",
+    "PretrainedALP": "alp_eval.pretrained",
+    "caption_metrics": "alp_eval.captioning",
+    "CaptioningTask": "alp_eval.captioning",
+    "mean_average_precision": "alp_eval.metrics",
+    "train_multilabel_probe": "alp_eval.probe",
+    "train_attention_probe": "alp_eval.attention_probe",
+    "evaluate_benchmarks": "alp_eval.protocol.run",
+    "load_benchmark": "alp_eval.datasets",
+    "EmbeddingCache": "alp_eval.cache",
     "class_embeddings": "alp_eval.zeroshot",
 }
 
