@@ -11,6 +11,13 @@ from pydantic import Field, field_validator, model_validator
 from alp_core import ComponentConfig
 
 
+def _non_negative_decays(value: tuple[float, ...]) -> tuple[float, ...]:
+    """The ``weight_decays`` check shared by the probe configs."""
+    if any(wd < 0 for wd in value):
+        raise ValueError(f"weight_decays must be >= 0, got {value}")
+    return value
+
+
 class LinearProbeConfig(ComponentConfig):
     """A linear probe (multinomial logistic regression) on the mean-pooled frozen encoder output.
 
@@ -33,12 +40,7 @@ class LinearProbeConfig(ComponentConfig):
     min_train: int = Field(default=4, ge=2, description="tasks with fewer train clips are skipped")
     seed: int | None = Field(default=None, description="None = the EvalContext seed")
 
-    @field_validator("weight_decays")
-    @classmethod
-    def _non_negative(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if any(wd < 0 for wd in value):
-            raise ValueError(f"weight_decays must be >= 0, got {value}")
-        return value
+    _non_negative = field_validator("weight_decays")(_non_negative_decays)
 
 
 class AttentionProbeConfig(ComponentConfig):
@@ -77,12 +79,7 @@ class AttentionProbeConfig(ComponentConfig):
             raise ValueError(f"lrs must be > 0, got {value}")
         return value
 
-    @field_validator("weight_decays")
-    @classmethod
-    def _non_negative(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if any(wd < 0 for wd in value):
-            raise ValueError(f"weight_decays must be >= 0, got {value}")
-        return value
+    _non_negative = field_validator("weight_decays")(_non_negative_decays)
 
 
 class RetrievalConfig(ComponentConfig):
