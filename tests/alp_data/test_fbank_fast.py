@@ -190,3 +190,21 @@ def test_matches_an_independent_numpy_kaldi(rate, bins):
     ref = _numpy_kaldi_fbank(wave.double().numpy(), rate, bins)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out.numpy(), ref, atol=ATOL, rtol=0)
+
+
+def test_padded_writes_each_wave_into_its_row_and_zeroes_the_rest():
+    fbank = Fbank()
+    waves = [_signal(n, seed=n) for n in (16000, 100, 91_000, 12_345)]
+    out = torch.full((4, 700, 80), float("nan"))  # uninitialised memory, as a worker's
+    feats, lengths = fbank.padded(waves, out=out)
+    assert feats is out and lengths.tolist() == [fbank.num_frames(w.numel()) for w in waves]
+    for row, wave in enumerate(waves):
+        n = int(lengths[row])
+        # the same floats as one call per wave: each wave's FFT blocks are its own
+        assert torch.equal(feats[row, :n], fbank(wave))
+        assert torch.count_nonzero(feats[row, n:]) == 0
+    fresh, _ = fbank.padded(waves)
+    assert fresh.shape == (4, max(lengths), 80) and torch.equal(fresh, feats[:, :fresh.shape[1]])
+    with pytest.raises(ValueError, match=r"contiguous float32 \(4, >= 567, 80\)"):
+        fbank.padded(waves, out=torch.zeros(4, 100, 80))
+    assert fbank.padded([])[0].shape == (0, 0, 80)

@@ -99,3 +99,12 @@ def test_spec_augment_is_seeded_and_masks_with_the_mean():
     assert full_rows <= 0.15 * 300 + 1e-6
     assert torch.equal(SpecAugment(SpecAugmentConfig(p=0.0))(feats), feats)
     assert SpecAugment()(torch.zeros(0, 80)).shape == (0, 80)
+
+
+def test_spec_augment_in_place_masks_the_same_cells():
+    feats = torch.randn(300, 80)
+    copy = feats.clone()
+    masked = SpecAugment()(feats, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(feats, copy)  # not in place: the input is untouched
+    same = SpecAugment()(copy, generator=torch.Generator().manual_seed(4), inplace=True)
+    assert same is copy and torch.equal(copy, masked) and not torch.equal(copy, feats)

@@ -316,3 +316,52 @@ def test_shards_written_on_a_two_worker_dask_cluster_equal_local_ones(demo, tmp_
     assert [Path(s.url).read_bytes() for s in report.index.shards] == [
         (local / Path(s.url).name).read_bytes() for s in report.index.shards]
     assert report.index.clips == len(demo["entries"])
+
+
+class _Unseekable(io.RawIOBase):
+    """A read-only byte stream that cannot seek (a pipe, a plain HTTP body)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readinto(self, buffer) -> int:
+        return self._inner.readinto(buffer)
+
+
+@pytest.mark.parametrize("cut", [None, 0.5, 0.93])
+def test_seekable_and_streamed_tars_read_the_same_records(demo, tmp_path, monkeypatch, cut):
+    """Seekable handles read members in place, others through tarfile's stream mode: both
+    give the same records, and a shard cut short (mid-member, or in its last records) the
+    same damaged-tar report."""
+    from alp_data.shards import stream
+
+    report = write_shards(demo["entries"][:6], str(tmp_path / "s"), max_clips_per_shard=6)
+    url = Path(report.index.shards[0].url)
+    if cut is not None:
+        url.write_bytes(url.read_bytes()[: int(url.stat().st_size * cut)])
+
+    def records(problem):
+        return [(pos, audio, meta, where, error.split(" (")[0])
+                for pos, audio, meta, where, error in stream._read_shard(str(url), problem)]
+
+    seek_problem, stream_problem = {}, {}
+    in_place = records(seek_problem)
+    opened = []
+    real_open = stream._open_tar
+
+    def unseekable(handle):
+        opened.append(handle)
+        return real_open(_Unseekable(handle.read()))
+
+    monkeypatch.setattr(stream, "_open_tar", unseekable)
+    streamed = records(stream_problem)
+    assert opened and in_place == streamed
+    assert bool(seek_problem) == bool(stream_problem) == (cut is not None)
+    if cut is None:
+        assert [r[0] for r in in_place] == list(range(6)) and all(r[1] for r in in_place)

@@ -6,31 +6,28 @@ clips keeps every key with a batch size of 0 so the training loop can skip it un
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from alp_data.dataset import BadClip
+from alp_data.buffers import LoaderBatch, batch_tensor
+from alp_data.transform import BadClip, ClipBatch
 
 __all__ = ["Collator", "Tokenizer"]
 
 Tokenizer = Callable[[list[str]], dict[str, torch.Tensor]]
 
 
-def _padded(*shape: int) -> torch.Tensor:
-    """A zeroed float32 tensor; in a loader worker it is made in shared memory right away, as
-    ``default_collate`` does, so sending the batch to the main process copies nothing."""
-    if torch.utils.data.get_worker_info() is None:
-        return torch.zeros(shape, dtype=torch.float32)
-    elem = torch.empty(0, dtype=torch.float32)
-    storage = elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)
-    return elem.new(storage).resize_(*shape).zero_()
-
-
 class Collator:
     """Callable ``list[item | BadClip] -> batch`` (picklable; runs in loader workers).
+
+    A :class:`~alp_data.transform.ClipBatch` (what ``ClipTransform.batch`` and the map-style
+    dataset's ``__getitems__`` return) brings its features already padded and stacked, which
+    the batch then holds as they are. In a loader worker the batch is a
+    :class:`~alp_data.buffers.LoaderBatch` (a dict): it sends its small tensors by value, and
+    when its features lie in the worker's pooled segment it hands that back once the main
+    process has freed them.
 
     The batch holds ``ids``, ``indices``, ``features`` ``(B, T_max, F)`` float32 zero-padded,
     ``feature_lengths`` ``(B,)`` int64, ``feature_mask`` ``(B, T_max)`` bool (True on real
@@ -68,19 +65,29 @@ class Collator:
         mask = torch.ones_like(ids) if mask is None else torch.as_tensor(mask, dtype=torch.int64)
         return {ids_key: ids, mask_key: mask}
 
-    def __call__(self, items: Sequence[dict[str, Any] | BadClip]) -> dict[str, Any]:
-        good = [it for it in items if not isinstance(it, BadClip)]
-        skipped = [it for it in items if isinstance(it, BadClip)]
+    def _stack(self, good: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The items' ``(T, F)`` features zero-padded into ``(B, T_max, F)``, with lengths."""
         bins = good[0]["features"].shape[1] if good else self.num_mel_bins
         lengths = torch.tensor([int(it["features"].shape[0]) for it in good], dtype=torch.int64)
         t_max = int(lengths.max()) if good else 0
-        features = _padded(len(good), t_max, bins)
+        features = batch_tensor(len(good), t_max, bins)
         for row, it in enumerate(good):
             feats = it["features"]
             if feats.shape[1] != bins:
                 raise ValueError(f"clip {it['id']!r} has {feats.shape[1]} feature bins, "
                                  f"the batch has {bins}; use one Fbank config per loader")
             features[row, : feats.shape[0]] = feats
+            features[row, feats.shape[0]:] = 0.0
+        return features, lengths
+
+    def __call__(self, items: Sequence[dict[str, Any] | BadClip]) -> dict[str, Any]:
+        good = [it for it in items if not isinstance(it, BadClip)]
+        skipped = [it for it in items if isinstance(it, BadClip)]
+        if isinstance(items, ClipBatch):  # features already stacked by ClipTransform.batch
+            features, lengths = items.features, items.lengths
+        else:
+            features, lengths = self._stack(good)
+        t_max = int(features.shape[1])
         mask = torch.arange(t_max).unsqueeze(0) < lengths.unsqueeze(1)
         captions = [it["caption"] for it in good]
         batch: dict[str, Any] = {
@@ -96,4 +103,6 @@ class Collator:
         }
         batch.update(self._tokens(self.tokenizer, captions, "input_ids", "attention_mask"))
         batch.update(self._tokens(self.caption_tokenizer, captions, "caption_ids", "caption_mask"))
-        return batch
+        if torch.utils.data.get_worker_info() is None:
+            return batch
+        return LoaderBatch(batch, lease=items.lease if isinstance(items, ClipBatch) else None)

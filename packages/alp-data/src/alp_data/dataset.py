@@ -5,6 +5,10 @@ draws (crop window, caption choice, SpecAugment) are seeded by ``(seed, epoch, c
 an item is the same whichever worker loads it, a resumed run sees the same data, and a clip
 read from tar shards gets the same features. The epoch lives in shared memory so persistent
 workers see :meth:`AudioCaptionDataset.set_epoch` calls made in the main process.
+
+A DataLoader asks for a whole batch at once through ``__getitems__``, which goes through
+:meth:`ClipTransform.batch`: the batch's features are written once, into the tensor the
+batch carries to the main process.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ from torch.utils.data import Dataset
 
 from alp_data.features import Fbank, SpecAugment
 from alp_data.manifest import ManifestEntry
-from alp_data.transform import AudioConfig, BadClip, ClipTransform, clip_generator
+from alp_data.transform import (
+    AudioConfig,
+    BadClip,
+    ClipBatch,
+    ClipRequest,
+    ClipTransform,
+    clip_generator,
+)
 
 __all__ = ["AudioCaptionDataset", "AudioConfig", "BadClip", "clip_generator"]
 
@@ -69,3 +80,8 @@ class AudioCaptionDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any] | BadClip:
         return self.transform(self.entries[index], self.epoch, index=index)
+
+    def __getitems__(self, indices: list[int]) -> ClipBatch:
+        """The items at ``indices`` (what ``self[i]`` gives), their features stacked."""
+        return self.transform.batch([ClipRequest(self.entries[i], index=i) for i in indices],
+                                    self.epoch)

@@ -6,7 +6,10 @@ use: DC removal, 0.97 preemphasis, povey window, FFT padded to a power of two, p
 spectrum, Kaldi's mel triangles from 20 Hz to Nyquist, log floored at float32 epsilon,
 frames snipped at the edges) in fewer, cheaper steps: the window and the mel matrix are built
 once per config and device, the frames are written straight into a zero-padded FFT buffer,
-and the mel projection only multiplies the FFT bins each group of filters covers.
+Kaldi's int16 scale (2**15) rides on the window instead of a scaled copy of the wave (a power
+of two: the same floats), and the mel projection only multiplies the FFT bins each group of
+filters covers. :meth:`Fbank.padded` writes a batch straight into a zero-padded
+``(B, T, F)`` tensor, e.g. a loader worker's shared-memory batch.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ _PREEMPHASIS = 0.97
 _LOW_FREQ, _HIGH_FREQ = 20.0, 0.0  # high <= 0: offset from Nyquist
 _VTLN_LOW, _VTLN_HIGH, _VTLN_WARP = 100.0, -500.0, 1.0
 _EPSILON = torch.finfo(torch.float32).eps  # Kaldi's floor before the log
+# Kaldi reads int16 samples: the [-1, 1] wave times 2**15. Scaling by a power of two commutes
+# with float rounding (no overflow, no subnormals here), so it is applied with the window.
+_INT16_SCALE = 32768.0
 _MEL_GROUP = 16  # filters per block of the blocked mel projection (CPU)
 _CPU_BLOCK_FRAMES = 512  # frames per FFT pass on the CPU (about 1 MiB of buffer)
 
@@ -57,7 +63,7 @@ class _MelBlock:
 class _Plan:
     """Per-device constants: the window and the mel projection (full, and in blocks)."""
 
-    window: torch.Tensor  # (window_samples,)
+    window: torch.Tensor  # (window_samples,): Kaldi's povey window times _INT16_SCALE
     mel: torch.Tensor  # (fft_size // 2 + 1, num_mel_bins); Kaldi's banks, Nyquist bin zero
     blocks: tuple[_MelBlock, ...]
 
@@ -68,7 +74,10 @@ class Fbank:
     The wave is scaled by 32768 like Kaldi's int16 input; frames are snipped at the edges, so
     a wave shorter than one window yields zero frames. The features are computed on the
     wave's device (a CUDA wave gives CUDA features) and equal ``kaldi.fbank`` with
-    ``energy_floor=0`` to float32 rounding. :meth:`batch` computes several waves in one pass.
+    ``energy_floor=0`` to float32 rounding. :meth:`batch` computes several waves in one pass,
+    :meth:`padded` writes them into one zero-padded batch tensor. On the CPU a wave's
+    features never depend on the other waves of a batch (its frames go through the FFT
+    alone), so they are the same floats as :meth:`__call__` gives.
     """
 
     def __init__(self, config: FbankConfig | None = None) -> None:
@@ -116,6 +125,7 @@ class Fbank:
         mel = torch.nn.functional.pad(banks.to(torch.float32), (0, 1)).T.contiguous()
         window = torch.hann_window(self.window_samples, periodic=False,
                                    dtype=torch.float32).pow(0.85)  # Kaldi's povey window
+        window = window * _INT16_SCALE  # exact: a power of two
         blocks = []
         for first in range(0, cfg.num_mel_bins, _MEL_GROUP):
             last = min(first + _MEL_GROUP, cfg.num_mel_bins)
@@ -131,12 +141,14 @@ class Fbank:
 
     def _frames(self, x: torch.Tensor, first: int, out: torch.Tensor, window: torch.Tensor
                 ) -> None:
-        """Kaldi's frames ``first ..`` of the scaled wave ``x`` into ``out[:, :window]`` (one
-        row per frame): dither, DC removal, preemphasis (sample 0 against itself), window."""
+        """Kaldi's frames ``first ..`` of the wave ``x`` into ``out[:, :window]`` (one row per
+        frame): dither, DC removal, preemphasis (sample 0 against itself), window (which
+        carries the int16 scale, so dither is drawn in int16 units and divided by it)."""
         win, shift = self.window_samples, self.shift_samples
         frames = x.as_strided((out.shape[0], win), (shift, 1), x.storage_offset() + first * shift)
         if self.config.dither != 0.0:
-            frames = frames + torch.randn(frames.shape, device=x.device) * self.config.dither
+            noise = torch.randn(frames.shape, device=x.device) * self.config.dither
+            frames = frames + noise / _INT16_SCALE
         frames = frames - frames.mean(dim=1, keepdim=True)
         body = out[:, :win]
         # x[j] - 0.97 * x[j - 1] rounded as kaldi.fbank does (a fused ``alpha=`` drifts more)
@@ -161,52 +173,103 @@ class Fbank:
             torch.mm(power, plan.mel, out=out)
         out.clamp_min_(_EPSILON).log_()
 
-    def _compute(self, waves: Sequence[torch.Tensor], counts: list[int]) -> torch.Tensor:
-        """Features of all ``waves`` stacked ``(sum(counts), bins)``. On the CPU the frames go
-        through the FFT in blocks of ``_CPU_BLOCK_FRAMES`` (cache-sized), on a GPU at once."""
-        device, total = waves[0].device, sum(counts)
-        out = torch.empty(total, self.config.num_mel_bins, dtype=torch.float32, device=device)
+    def _compute(self, waves: Sequence[torch.Tensor], counts: Sequence[int],
+                 outs: Sequence[torch.Tensor], stacked: torch.Tensor | None = None) -> None:
+        """Features of ``waves[i]`` into ``outs[i]`` (``(counts[i], bins)``, contiguous).
+
+        On the CPU each wave's frames go through the FFT in blocks of ``_CPU_BLOCK_FRAMES``
+        (cache-sized), one wave at a time, so its features do not depend on its neighbours;
+        on a GPU all frames go at once, into ``stacked`` when the outputs are its consecutive
+        rows, else into a scratch tensor copied out.
+        """
+        device = waves[0].device
         plan = self._plan(device)
-        limit = min(total, _CPU_BLOCK_FRAMES if device.type == "cpu" else total)
-        buf = torch.empty(limit, self.fft_size, dtype=torch.float32, device=device)
-        buf[:, self.window_samples:].zero_()  # the FFT's zero padding; rows are overwritten
-        used, row = 0, 0  # frames now in buf; the output row of buf's first frame
+        bins = self.config.num_mel_bins
+        if device.type == "cpu":
+            limit = min(max(counts), _CPU_BLOCK_FRAMES)
+            buf = torch.empty(limit, self.fft_size, dtype=torch.float32)
+            buf[:, self.window_samples:].zero_()  # the FFT's zero padding; rows are overwritten
+            for wave, count, out in zip(waves, counts, outs, strict=True):
+                x = wave.to(torch.float32).contiguous()
+                for first in range(0, count, limit):
+                    take = min(count - first, limit)
+                    self._frames(x, first, buf[:take], plan.window)
+                    self._log_mel(buf[:take], plan, out[first:first + take])
+            return
+        total = sum(counts)
+        buf = torch.zeros(total, self.fft_size, dtype=torch.float32, device=device)
+        row = 0
         for wave, count in zip(waves, counts, strict=True):
-            if count == 0:
-                continue
-            x = (wave.to(torch.float32) * 32768.0).contiguous()  # Kaldi's int16 scale
-            first = 0
-            while first < count:
-                take = min(count - first, limit - used)
-                self._frames(x, first, buf[used:used + take], plan.window)
-                used, first = used + take, first + take
-                if used == limit:
-                    self._log_mel(buf, plan, out[row:row + used])
-                    row, used = row + used, 0
-        if used:
-            self._log_mel(buf[:used], plan, out[row:row + used])
-        return out
+            if count:
+                self._frames(wave.to(torch.float32).contiguous(), 0, buf[row:row + count],
+                             plan.window)
+                row += count
+        target = stacked if stacked is not None else torch.empty(
+            total, bins, dtype=torch.float32, device=device)
+        self._log_mel(buf, plan, target)
+        if stacked is None:
+            for out, piece in zip(outs, target.split(list(counts)), strict=True):
+                out.copy_(piece)
 
     def __call__(self, wave: torch.Tensor) -> torch.Tensor:
         self._check(wave)
         count = self.num_frames(wave.shape[0])
-        if count == 0:
-            return wave.new_zeros(0, self.config.num_mel_bins, dtype=torch.float32)
-        return self._compute([wave], [count])
+        out = torch.empty(count, self.config.num_mel_bins, dtype=torch.float32,
+                          device=wave.device)
+        if count:
+            self._compute([wave], [count], [out], stacked=out)
+        return out
 
-    def batch(self, waves: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """``[self(w) for w in waves]`` computed together (waves on one device): fewer, larger
-        FFT and mel calls, which pays for many short clips and on a GPU."""
+    def _checked_counts(self, waves: Sequence[torch.Tensor]) -> list[int]:
         for wave in waves:
             self._check(wave)
-        counts = [self.num_frames(int(w.shape[0])) for w in waves]
-        if not any(counts):
-            return [w.new_zeros(0, self.config.num_mel_bins, dtype=torch.float32) for w in waves]
         devices = {w.device for w in waves}
         if len(devices) > 1:
-            raise ValueError("Fbank.batch expects all waves on one device, got "
+            raise ValueError("Fbank expects all waves of a batch on one device, got "
                              f"{sorted(str(d) for d in devices)}")
-        return list(self._compute(waves, counts).split(counts))
+        return [self.num_frames(int(w.shape[0])) for w in waves]
+
+    def batch(self, waves: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``[self(w) for w in waves]`` computed together (waves on one device): on a GPU one
+        FFT and one mel projection for all, which pays for many clips."""
+        counts = self._checked_counts(waves)
+        if not any(counts):
+            return [w.new_zeros(0, self.config.num_mel_bins, dtype=torch.float32) for w in waves]
+        stacked = torch.empty(sum(counts), self.config.num_mel_bins, dtype=torch.float32,
+                              device=waves[0].device)
+        outs = list(stacked.split(counts))
+        self._compute(waves, counts, outs, stacked=stacked)
+        return outs
+
+    def padded(self, waves: Sequence[torch.Tensor], out: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(features (B, T, F), lengths (B,))``: the features of ``waves`` zero-padded to the
+        longest, row ``b`` equal to ``self(waves[b])`` on its first ``lengths[b]`` frames.
+
+        ``out`` is where to write them: a contiguous float32 tensor ``(B, T', F)`` with
+        ``T' >= T`` on the waves' device (e.g. a batch in shared memory); every element not
+        holding a frame is set to zero, so it may come uninitialised.
+        """
+        counts = self._checked_counts(waves)
+        bins = self.config.num_mel_bins
+        frames = max(counts, default=0)
+        device = waves[0].device if waves else torch.device("cpu")
+        if out is None:
+            out = torch.empty(len(waves), frames, bins, dtype=torch.float32, device=device)
+        elif (out.dim() != 3 or out.shape[0] != len(waves) or out.shape[1] < frames
+              or out.shape[2] != bins or out.dtype != torch.float32
+              or not out.is_contiguous() or out.device != device):
+            raise ValueError(f"out must be a contiguous float32 ({len(waves)}, >= {frames}, "
+                             f"{bins}) tensor on {device}, got {out.dtype} "
+                             f"{tuple(out.shape)} on {out.device}")
+        rows = [row[:count] for row, count in zip(out, counts, strict=True)]
+        for row, count in zip(out, counts, strict=True):
+            row[count:].zero_()  # the padding only: the frames are written below
+        keep = [i for i, count in enumerate(counts) if count]
+        if keep:
+            self._compute([waves[i] for i in keep], [counts[i] for i in keep],
+                          [rows[i] for i in keep])
+        return out, torch.tensor(counts, dtype=torch.int64)
 
 
 class SpecAugmentConfig(ComponentConfig):
@@ -242,14 +305,16 @@ class SpecAugment:
             start = int(torch.randint(0, size - width + 1, (1,), generator=generator))
             feats.narrow(axis, start, width).fill_(value)
 
-    def __call__(self, feats: torch.Tensor, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
+    def __call__(self, feats: torch.Tensor, generator: torch.Generator | None = None, *,
+                 inplace: bool = False) -> torch.Tensor:
+        """The masked features: a new tensor, or ``feats`` itself masked when ``inplace``
+        (the same draws and masks either way)."""
         cfg = self.config
         if feats.dim() != 2 or feats.shape[0] == 0:
             return feats
         if float(torch.rand((), generator=generator)) >= cfg.p:
             return feats
-        out = feats.clone()
+        out = feats if inplace else feats.clone()
         value = float(feats.mean())
         self._mask(out, 1, cfg.num_feature_masks, cfg.features_mask_size, value, generator)
         max_total = cfg.max_frames_mask_fraction * out.shape[0]

@@ -10,6 +10,7 @@ the same in any worker, any order, after a resume, and from files or from shards
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,11 +29,13 @@ from alp_data.audio import (
     load_audio,
     load_audio_bytes,
 )
+from alp_data.buffers import Lease, leased_batch_tensor
 from alp_data.features import Fbank, SpecAugment
 from alp_data.manifest import ManifestEntry
 from alp_data.scrub import scrub_url
 
-__all__ = ["BAD_CLIP_REASONS", "AudioConfig", "BadClip", "ClipTransform", "clip_generator"]
+__all__ = ["BAD_CLIP_REASONS", "AudioConfig", "BadClip", "ClipBatch", "ClipRequest",
+           "ClipTransform", "clip_generator"]
 
 
 class AudioConfig(ComponentConfig):
@@ -68,6 +71,35 @@ class BadClip:
     path: str
     error: str
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClipRequest:
+    """One clip for :meth:`ClipTransform.batch`: its entry, its index (position) in the data,
+    its encoded audio when already in memory, and the name errors give it."""
+
+    entry: ManifestEntry
+    index: int = -1
+    data: bytes | None = None
+    where: str | None = None
+
+
+class ClipBatch(list):
+    """The items of one batch, in order (item dicts and :class:`BadClip`), as
+    :meth:`ClipTransform.batch` makes them: ``features`` ``(G, T_max, F)`` holds the G good
+    items' features zero-padded (row g: the g-th item dict, whose ``features`` is a view of
+    that row's frames) and ``lengths`` ``(G,)`` their frame counts. Any collate function
+    taking a list of items works on it; :class:`~alp_data.collate.Collator` uses the stacked
+    tensor as it is. In a loader worker ``features`` may lie in a reused shared-memory
+    segment, lent under ``lease`` (see :mod:`alp_data.buffers`).
+    """
+
+    def __init__(self, items: list[dict[str, Any] | BadClip], features: torch.Tensor,
+                 lengths: torch.Tensor, lease: Lease | None = None) -> None:
+        super().__init__(items)
+        self.features = features
+        self.lengths = lengths
+        self.lease = lease
 
 
 def clip_generator(seed: int, epoch: int, clip_id: str) -> torch.Generator:
@@ -160,9 +192,10 @@ class ClipTransform:
             wave, _ = crop_or_pad(wave, min_samples, random_crop=False, pad=True)
         return wave
 
-    def __call__(self, entry: ManifestEntry, epoch: int, *, data: bytes | None = None,
-                 where: str | None = None, index: int = -1) -> dict[str, Any] | BadClip:
-        """Transform one clip; ``where`` names it in errors (default: ``entry.audio``)."""
+    def _prepare(self, entry: ManifestEntry, epoch: int, data: bytes | None,
+                 where: str | None, index: int
+                 ) -> tuple[dict[str, Any], torch.Tensor, _ClipRandom] | BadClip:
+        """Decode one clip: ``(item without features, wave, its random source)`` or why not."""
         where = where or entry.audio
         rand = _ClipRandom(self.seed, epoch, entry.id)
         choice = 0
@@ -174,16 +207,53 @@ class ClipTransform:
             return BadClip(index=index, id=entry.id, path=scrub_url(where),
                            error=scrub_url(str(err)),
                            reason=getattr(err, "reason", "unreadable"))
-        feats = self.fbank(wave)
-        if self.train and self.spec_augment is not None:
-            feats = self.spec_augment(feats, generator=rand())
-        return {
+        item = {
             "index": index,
             "id": entry.id,
-            "features": feats,
-            "num_frames": int(feats.shape[0]),
             "caption": entry.captions[choice],
             "captions": entry.captions,
             "labels": dict(entry.labels),
             "duration": wave.shape[0] / self.audio.sample_rate,
         }
+        return item, wave, rand
+
+    def __call__(self, entry: ManifestEntry, epoch: int, *, data: bytes | None = None,
+                 where: str | None = None, index: int = -1) -> dict[str, Any] | BadClip:
+        """Transform one clip; ``where`` names it in errors (default: ``entry.audio``)."""
+        got = self._prepare(entry, epoch, data, where, index)
+        if isinstance(got, BadClip):
+            return got
+        item, wave, rand = got
+        feats = self.fbank(wave)
+        if self.train and self.spec_augment is not None:
+            feats = self.spec_augment(feats, generator=rand())
+        item["features"] = feats
+        item["num_frames"] = int(feats.shape[0])
+        return item
+
+    def batch(self, clips: Sequence[ClipRequest | BadClip], epoch: int) -> ClipBatch:
+        """Transform a batch (a :class:`BadClip` passes through, in its place): every item
+        equals ``self(...)`` of its clip, the features stacked in one zero-padded tensor
+        (reused shared memory in a loader worker; see :class:`ClipBatch`)."""
+        items: list[dict[str, Any] | BadClip] = []
+        good: list[tuple[dict[str, Any], torch.Tensor, _ClipRandom]] = []
+        for clip in clips:
+            got = clip if isinstance(clip, BadClip) else self._prepare(
+                clip.entry, epoch, clip.data, clip.where, clip.index)
+            if isinstance(got, BadClip):
+                items.append(got)
+            else:
+                items.append(got[0])
+                good.append(got)
+        waves = [wave for _, wave, _ in good]
+        frames = max((self.fbank.num_frames(int(w.shape[0])) for w in waves), default=0)
+        out, lease = leased_batch_tensor(len(waves), frames, self.fbank.num_mel_bins)
+        features, lengths = self.fbank.padded(waves, out=out)
+        augment = self.spec_augment if self.train else None
+        for row, (item, _, rand) in enumerate(good):
+            feats = features[row, :int(lengths[row])]
+            if augment is not None:
+                augment(feats, generator=rand(), inplace=True)
+            item["features"] = feats
+            item["num_frames"] = int(feats.shape[0])
+        return ClipBatch(items, features, lengths, lease)

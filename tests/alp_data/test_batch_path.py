@@ -1,0 +1,189 @@
+"""The batched item path (``ClipTransform.batch`` / ``__getitems__``) and the worker's pool
+of reused shared-memory segments: same features as one clip at a time, padding zero, and a
+batch the main process still holds is never overwritten by a later one."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from alp_data import buffers
+from alp_data.buffers import POOL_SLOTS, LoaderBatch, leased_batch_tensor
+from alp_data.collate import Collator
+from alp_data.dataset import AudioCaptionDataset, AudioConfig
+from alp_data.features import Fbank, SpecAugment
+from alp_data.loader import build_loader, set_loader_epoch
+from alp_data.manifest import ManifestEntry
+from alp_data.transform import BadClip, ClipBatch, ClipRequest, ClipTransform
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """24 noisy FLACs of 0.3-1.5 s (every fifth at 22.05 kHz), three captions each."""
+    folder = tmp_path_factory.mktemp("batch-path")
+    rng = np.random.default_rng(3)
+    entries = []
+    for i in range(24):
+        rate = 22050 if i % 5 == 4 else 16000
+        seconds = float(rng.uniform(0.3, 1.5))
+        path = folder / f"b{i:02d}.flac"
+        sf.write(path, (0.2 * rng.standard_normal(int(seconds * rate))).astype(np.float32), rate)
+        entries.append(ManifestEntry(f"b{i:02d}", str(path), int(seconds * rate) / rate, rate,
+                                     tuple(f"caption {k} of b{i:02d}" for k in range(3))))
+    return entries
+
+
+def _transform(train: bool = True) -> ClipTransform:
+    return ClipTransform(audio=AudioConfig(max_seconds=1.0), fbank=Fbank(), train=train,
+                         seed=7, spec_augment=SpecAugment())
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_equals_one_clip_at_a_time(clips, train, tmp_path):
+    transform = _transform(train)
+    missing = ManifestEntry("gone", str(tmp_path / "gone.wav"), 1.0, 16000, ("gone",))
+    requests = [ClipRequest(e, index=i) for i, e in enumerate(clips[:9])]
+    requests.insert(4, ClipRequest(missing, index=99))
+    requests.insert(0, BadClip(index=50, id="tar", path="x.tar#tar", error="damaged",
+                               reason="tar_member"))
+    batch = transform.batch(requests, epoch=3)
+    assert isinstance(batch, ClipBatch) and len(batch) == len(requests)
+    assert [it.reason for it in batch if isinstance(it, BadClip)] == ["tar_member", "missing"]
+    good = [it for it in batch if not isinstance(it, BadClip)]
+    assert batch.features.shape[0] == len(good) == 9
+    for row, (item, request) in enumerate(zip(good, [r for r in requests if isinstance(
+            r, ClipRequest) and r.entry.id != "gone"], strict=True)):
+        alone = transform(request.entry, 3, index=request.index)
+        n = alone["num_frames"]
+        # the same floats: crop window, caption and SpecAugment masks drawn per clip id
+        assert torch.equal(batch.features[row, :n], alone["features"])
+        assert int(batch.lengths[row]) == n == item["num_frames"]
+        assert torch.equal(item["features"], alone["features"])
+        assert item["caption"] == alone["caption"] and item["index"] == request.index
+        assert torch.count_nonzero(batch.features[row, n:]) == 0  # the padding is zero
+    if train:  # SpecAugment did mask something (masked cells hold the clip's mean)
+        plain = ClipTransform(audio=AudioConfig(max_seconds=1.0), train=True, seed=7)
+        unmasked = plain.batch(requests, epoch=3).features
+        assert not torch.equal(unmasked, batch.features)
+
+
+def test_collator_uses_the_stacked_features_as_they_are(clips):
+    batch = _transform().batch([ClipRequest(e, index=i) for i, e in enumerate(clips[:5])], 0)
+    collated = Collator()(batch)
+    assert collated["features"] is batch.features
+    assert torch.equal(collated["feature_lengths"], batch.lengths)
+    assert collated["feature_mask"].sum() == batch.lengths.sum()
+    # a plain list of the same items (any collate function's input) gives the same batch
+    again = Collator()(list(batch))
+    assert torch.equal(again["features"], collated["features"])
+
+
+def test_dataset_getitems_is_what_getitem_gives(clips):
+    dataset = AudioCaptionDataset(clips, audio=AudioConfig(max_seconds=1.0), train=True,
+                                  seed=2, spec_augment=SpecAugment())
+    dataset.set_epoch(4)
+    got = dataset.__getitems__([5, 0, 17])
+    for row, index in enumerate([5, 0, 17]):
+        alone = dataset[index]
+        assert torch.equal(got.features[row, :alone["num_frames"]], alone["features"])
+
+
+def test_outside_a_worker_nothing_is_leased():
+    tensor, lease = leased_batch_tensor(2, 3, 4)
+    assert lease is None and tensor.shape == (2, 3, 4) and not tensor.is_shared()
+
+
+def test_loader_batch_pickles_as_a_dict():
+    batch = LoaderBatch({"ids": ["a"], "features": torch.ones(1, 2, 3)})
+    back = pickle.loads(pickle.dumps(batch))
+    assert isinstance(back, dict) and back.keys() == batch.keys()
+    assert torch.equal(back["features"], batch["features"]) and back.lease is None
+
+
+def _inode(tensor: torch.Tensor) -> int:
+    return os.fstat(tensor.untyped_storage()._share_fd_cpu_()[0]).st_ino
+
+
+def _loader(clips, workers: int):
+    dataset = AudioCaptionDataset(clips, audio=AudioConfig(max_seconds=1.0), train=True,
+                                  seed=1, spec_augment=SpecAugment())
+    loader = build_loader(dataset, batch_size=3, shuffle=True, num_workers=workers,
+                          collator=Collator(), seed=1)
+    return dataset, loader
+
+
+def _expected(dataset, batch, epoch):
+    return [dataset.transform(dataset.entries[i], epoch, index=i)["features"]
+            for i in batch["indices"]]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_held_batches_are_never_overwritten_and_freed_ones_are_reused(clips, workers):
+    """Every third batch is kept to the end while the others are dropped at once: the kept
+    ones must still hold their own features after the workers reused the freed segments
+    many times over (a pool that ignored what the main process holds would overwrite them),
+    and the dropped ones must have come from a handful of reused segments."""
+    dataset, loader = _loader(clips, workers)
+    kept, segments, count = [], set(), 0
+    for epoch in range(3):
+        set_loader_epoch(loader, epoch)
+        for batch in loader:
+            segments.add(_inode(batch["features"]))
+            count += 1
+            if count % 3 == 0:
+                kept.append((epoch, batch))
+            else:  # checked now, then dropped
+                for row, feats in enumerate(_expected(dataset, batch, epoch)):
+                    assert torch.equal(batch["features"][row, :feats.shape[0]], feats)
+            del batch
+    for epoch, batch in kept:
+        for row, feats in enumerate(_expected(dataset, batch, epoch)):
+            n = feats.shape[0]
+            assert torch.equal(batch["features"][row, :n], feats)
+            assert torch.count_nonzero(batch["features"][row, n:]) == 0
+    assert count == 24 and len(kept) == 8
+    # kept batches pin their segments; the dropped 16 share at most the rest of the pool
+    # (and the few batches in flight when a slot was not yet handed back)
+    assert len(segments) <= len(kept) + workers * POOL_SLOTS
+    assert len(segments) < count
+
+
+def test_a_full_pool_falls_back_to_new_segments(clips):
+    """Holding every batch lends out every slot: the worker then makes new segments, and
+    all batches stay intact."""
+    dataset, loader = _loader(clips, 1)
+    set_loader_epoch(loader, 0)
+    held = list(loader)
+    assert len(held) == 8 > POOL_SLOTS
+    assert len({_inode(b["features"]) for b in held}) == len(held)
+    for batch in held:
+        for row, feats in enumerate(_expected(dataset, batch, 0)):
+            assert torch.equal(batch["features"][row, :feats.shape[0]], feats)
+    assert all(not ref.expired() for _, _, ref in buffers._WATCHED[-POOL_SLOTS:])
+
+
+def test_small_tensors_travel_by_value_and_large_ones_shared():
+    """Through a worker's queue (torch's ForkingPickler) a LoaderBatch keeps its keys and
+    values; the small tensors come back as ordinary tensors, the features in shared memory."""
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing  # noqa: F401 - registers torch's shared-memory reductions
+
+    mask = torch.tensor([[True, False], [True, True]])
+    batch = LoaderBatch({"features": torch.randn(4, 200, 80), "feature_mask": mask,
+                         "input_ids": torch.arange(6).view(2, 3), "ids": ["a", "b"],
+                         "odd": torch.arange(10)[::2]})
+    data = ForkingPickler.dumps(batch)
+    back = pickle.loads(data)
+    assert isinstance(back, LoaderBatch) and list(back) == list(batch)
+    for key in ("features", "feature_mask", "input_ids", "odd"):
+        assert back[key].dtype == batch[key].dtype and torch.equal(back[key], batch[key])
+    assert back["ids"] == ["a", "b"]
+    assert back["features"].is_shared() and not back["input_ids"].is_shared()
+    assert not back["feature_mask"].is_shared()
+    assert back["odd"].is_shared()  # a strided view goes the usual way
