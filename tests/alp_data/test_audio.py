@@ -91,3 +91,23 @@ def test_crop_or_pad():
     assert out.shape == (13,) and valid == 10 and out[10:].abs().sum() == 0
     out, valid = crop_or_pad(wave, 13, random_crop=True, pad=False)
     assert out.shape == (10,) and valid == 10
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+def test_a_memoryview_decodes_like_the_bytes_it_views(tmp_path, fmt):
+    """Shard members read from a memory map come as memoryviews, decoded without a copy of
+    the whole: the same samples (and segment) as the bytes, and the same truncation error."""
+    from alp_data.audio import AudioError, load_audio_bytes
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / f"c.{fmt.lower()}"
+    sf.write(path, (0.3 * rng.standard_normal(22050)).astype(np.float32), 22050, format=fmt)
+    data = path.read_bytes()
+    padded = memoryview(b"junk" + data + b"tail")[4:-4]  # a view into a larger buffer
+    for kwargs in ({}, {"offset": 0.25, "duration": 0.5}):
+        expected = load_audio_bytes(data, "c", 16000, **kwargs)
+        assert torch.equal(load_audio_bytes(padded, "c", 16000, **kwargs), expected)
+    if fmt == "WAV":
+        with pytest.raises(AudioError, match="truncated") as err:
+            load_audio_bytes(memoryview(data)[:-1000], "cut.wav", 16000)
+        assert err.value.reason == "unreadable"

@@ -335,11 +335,13 @@ class _Unseekable(io.RawIOBase):
 
 
 @pytest.mark.parametrize("cut", [None, 0.5, 0.93])
-def test_seekable_and_streamed_tars_read_the_same_records(demo, tmp_path, monkeypatch, cut):
-    """Seekable handles read members in place, others through tarfile's stream mode: both
-    give the same records, and a shard cut short (mid-member, or in its last records) the
-    same damaged-tar report."""
-    from alp_data.shards import stream
+def test_mapped_seekable_and_streamed_tars_read_the_same_records(demo, tmp_path, monkeypatch,
+                                                                  cut):
+    """A local shard is read from a memory map; other URLs through tarfile, in place when the
+    handle can seek and in stream mode otherwise: all three give the same records, and a
+    shard cut short (mid-member, or in its last records) the same damage report, with the
+    cut clip itself reported damaged and the clips before it intact."""
+    from alp_data.shards import stream, tar
 
     report = write_shards(demo["entries"][:6], str(tmp_path / "s"), max_clips_per_shard=6)
     url = Path(report.index.shards[0].url)
@@ -347,21 +349,115 @@ def test_seekable_and_streamed_tars_read_the_same_records(demo, tmp_path, monkey
         url.write_bytes(url.read_bytes()[: int(url.stat().st_size * cut)])
 
     def records(problem):
-        return [(pos, audio, meta, where, error.split(" (")[0])
+        return [(pos, None if audio is None else bytes(audio), meta, where, error.split(" (")[0])
                 for pos, audio, meta, where, error in stream._read_shard(str(url), problem)]
 
-    seek_problem, stream_problem = {}, {}
-    in_place = records(seek_problem)
+    problems: list[dict] = [{}, {}, {}]
+    mapped = records(problems[0])
+    monkeypatch.setattr(stream, "iter_members", tar._tarfile_members)
+    in_place = records(problems[1])
     opened = []
-    real_open = stream._open_tar
+    real_open = tar._open_tar
 
     def unseekable(handle):
         opened.append(handle)
         return real_open(_Unseekable(handle.read()))
 
-    monkeypatch.setattr(stream, "_open_tar", unseekable)
-    streamed = records(stream_problem)
-    assert opened and in_place == streamed
-    assert bool(seek_problem) == bool(stream_problem) == (cut is not None)
+    monkeypatch.setattr(tar, "_open_tar", unseekable)
+    streamed = records(problems[2])
+    assert opened and mapped == in_place == streamed
+    assert [bool(p) for p in problems] == [cut is not None] * 3
     if cut is None:
-        assert [r[0] for r in in_place] == list(range(6)) and all(r[1] for r in in_place)
+        assert [r[0] for r in mapped] == list(range(6)) and all(r[1] for r in mapped)
+    else:  # clips before the cut are whole; the cut one is damaged; the rest never came
+        assert mapped[-1][1] is None and mapped[-1][4] == "damaged tar member"
+        assert all(r[1] and not r[4] for r in mapped[:-1])
+
+
+def _tar_bytes(fmt: int, members: list[tuple[str, bytes | None]]) -> bytes:
+    """A tar in ``fmt`` of regular files (data) and folders (None)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("a-link")
+        link.type, link.linkname = tarfile.SYMTYPE, "clip_000000.wav"
+        tar.addfile(link)
+    return out.getvalue()
+
+
+def _members(reader, path) -> tuple[list[tuple[str, bytes | str]], str]:
+    got: list[tuple[str, bytes | str]] = []
+    try:
+        for name, data in reader(str(path)):
+            got.append((name, f"cut: {data}" if isinstance(data, Exception) else bytes(data)))
+    except tarfile.ReadError as err:
+        return got, f"ReadError: {err}"
+    return got, ""
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_the_mapped_tar_reader_gives_what_tarfile_gives(tmp_path, fmt):
+    """Local shards are read from a memory map by alp-data's own header reader: every
+    member, name and byte as tarfile gives them, in each tar format (long and non-ASCII
+    names, ustar prefixes, pax records, folders and links skipped), and the same damage
+    report for shards cut anywhere."""
+    from alp_data.shards.tar import _tarfile_members, iter_members
+
+    rng = np.random.default_rng(fmt)
+    members: list[tuple[str, bytes | None]] = [("folder", None)]
+    for i in range(5):
+        size = int(rng.integers(0, 3000)) if i != 2 else 512  # one exactly a block long
+        members.append((f"clip_{i:06d}.wav", rng.bytes(size)))
+        members.append((f"clip_{i:06d}.json", b'{"id": "%d"}' % i))
+    if fmt != tarfile.USTAR_FORMAT:  # longer than ustar allows in one field, non-ASCII
+        members.append(("d/" + "é" * 60 + "/" + "n" * 120 + ".wav", b"long"))
+    else:
+        members.append(("p" * 90 + "/" + "n" * 90 + ".wav", b"prefixed"))
+    data = _tar_bytes(fmt, members)
+    path = tmp_path / "s.tar"
+    path.write_bytes(data)
+    expected = [(n, d) for n, d in members if d is not None]
+    assert _members(iter_members, path) == _members(_tarfile_members, path) == (expected, "")
+
+    cuts = {len(data) // 2, len(data) - 1100, 512 * 3, 512 * 3 + 100, 700, 100, 1}
+    for cut in sorted(cuts):
+        path.write_bytes(data[:cut])
+        assert _members(iter_members, path) == _members(_tarfile_members, path), cut
+    path.write_bytes(data[:1024] + b"\x07" * 512 + data[1536:])  # a header that is garbage
+    assert _members(iter_members, path) == _members(_tarfile_members, path)
+    path.write_bytes(b"")
+    assert _members(iter_members, path) == _members(_tarfile_members, path)
+
+
+def test_a_member_type_the_mapped_reader_cannot_read_goes_to_tarfile(tmp_path, monkeypatch):
+    """A GNU sparse member (whose data the mapped reader does not lay out) sends the shard
+    through tarfile when it comes first, and is reported as damage after other members."""
+    from alp_data.shards import tar
+
+    path = tmp_path / "s.tar"
+    path.write_bytes(_tar_bytes(tarfile.GNU_FORMAT, [("a.wav", b"abc"), ("a.json", b"{}")]))
+    data = bytearray(path.read_bytes())
+    data[156:157] = b"S"  # the first member becomes "sparse", its checksum made right again
+    data[148:156] = b"%06o\x00 " % tar._checksums(bytes(data[:512]))[0]
+    path.write_bytes(bytes(data))
+    handed = []
+    monkeypatch.setattr(tar, "_tarfile_members",
+                        lambda url: handed.append(url) or iter([("from", b"tarfile")]))
+    assert _members(tar.iter_members, path) == ([("from", b"tarfile")], "")
+    assert handed == [str(path)]
+
+    def sparse_second(view):
+        yield "a.wav", view[:3]
+        raise tar._Unsupported(b"S")
+
+    monkeypatch.setattr(tar, "_walk", sparse_second)
+    got, error = _members(tar.iter_members, path)
+    assert got == [("a.wav", bytes(data[:3]))]
+    assert error == "ReadError: unsupported tar member after 1 members" and len(handed) == 1

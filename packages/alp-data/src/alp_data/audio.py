@@ -220,7 +220,7 @@ def load_audio(
 
 
 def load_audio_bytes(
-    data: bytes,
+    data: bytes | memoryview,
     name: str,
     sample_rate: int = 16000,
     *,
@@ -231,7 +231,7 @@ def load_audio_bytes(
     """:func:`load_audio` for encoded bytes already in memory (e.g. a tar shard member);
     ``name`` (e.g. ``shard-000001.tar#clip.flac``) is what errors show."""
     try:
-        handle = io.BytesIO(data)
+        handle = io.BytesIO(data)  # shares bytes; copies a view once (C reads beat callbacks)
         return _decode(handle, name, sample_rate, offset, duration, expected_rate,
                        _wav_shortfall(handle))
     except DataError:

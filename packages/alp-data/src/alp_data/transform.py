@@ -80,7 +80,7 @@ class ClipRequest:
 
     entry: ManifestEntry
     index: int = -1
-    data: bytes | None = None
+    data: bytes | memoryview | None = None
     where: str | None = None
 
 
@@ -160,7 +160,7 @@ class ClipTransform:
         """Seconds of audio the item will carry (the manifest duration within the limits)."""
         return min(max(entry.duration, self.audio.min_seconds), self.audio.max_seconds)
 
-    def _wave(self, entry: ManifestEntry, rand: _ClipRandom, data: bytes | None,
+    def _wave(self, entry: ManifestEntry, rand: _ClipRandom, data: bytes | memoryview | None,
               where: str) -> torch.Tensor:
         """Decode the clip, reading only a segment when the manifest says it is too long."""
         cfg = self.audio
@@ -192,7 +192,7 @@ class ClipTransform:
             wave, _ = crop_or_pad(wave, min_samples, random_crop=False, pad=True)
         return wave
 
-    def _prepare(self, entry: ManifestEntry, epoch: int, data: bytes | None,
+    def _prepare(self, entry: ManifestEntry, epoch: int, data: bytes | memoryview | None,
                  where: str | None, index: int
                  ) -> tuple[dict[str, Any], torch.Tensor, _ClipRandom] | BadClip:
         """Decode one clip: ``(item without features, wave, its random source)`` or why not."""
@@ -217,7 +217,8 @@ class ClipTransform:
         }
         return item, wave, rand
 
-    def __call__(self, entry: ManifestEntry, epoch: int, *, data: bytes | None = None,
+    def __call__(self, entry: ManifestEntry, epoch: int, *,
+                 data: bytes | memoryview | None = None,
                  where: str | None = None, index: int = -1) -> dict[str, Any] | BadClip:
         """Transform one clip; ``where`` names it in errors (default: ``entry.audio``)."""
         got = self._prepare(entry, epoch, data, where, index)

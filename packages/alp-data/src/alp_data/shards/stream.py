@@ -20,7 +20,6 @@ import tarfile
 from collections.abc import Iterator
 from typing import Any
 
-import fsspec
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -31,6 +30,7 @@ from alp_data.manifest import ManifestEntry, _check_row
 from alp_data.scrub import scrub_url
 from alp_data.shards.index import ShardIndex, member_position
 from alp_data.shards.plan import EpochPlan, PlanConfig
+from alp_data.shards.tar import iter_members
 from alp_data.transform import BadClip, ClipRequest, ClipTransform
 
 __all__ = ["ShardLoader", "ShardStream", "build_stream_loader"]
@@ -119,7 +119,7 @@ class ShardStream(IterableDataset):
             yield self.collator(self.transform.batch(items, epoch))
 
     def _members(self, plan: EpochPlan, start: int, stop: int, wanted: set[int]
-                 ) -> Iterator[tuple[int, bytes | None, dict | None, str, str]]:
+                 ) -> Iterator[tuple[int, bytes | memoryview | None, dict | None, str, str]]:
         """``(position, audio bytes, metadata, where, error)`` of every wanted position in
         ``[start, stop)``, in shard order (positions a damaged shard lost: no bytes)."""
         slot = int(np.searchsorted(plan.shard_starts, start, side="right")) - 1
@@ -162,32 +162,20 @@ def _entry(meta: dict[str, Any], where: str) -> ManifestEntry:
     return _check_row(row, where, 1, "")
 
 
-def _open_tar(handle: Any) -> tarfile.TarFile:
-    """The tar on ``handle``, read front to back. A seekable handle (local files, memory,
-    object stores through fsspec) reads each member in one call and skips over headers;
-    tarfile's stream mode, for the rest, copies through a small buffer many times over
-    (twice the time on a local disk)."""
-    seekable = getattr(handle, "seekable", None)
-    if seekable is not None and seekable():
-        return tarfile.open(fileobj=handle, mode="r:")
-    return tarfile.open(fileobj=handle, mode="r|", bufsize=_STREAM_BUFFER)
-
-
-_STREAM_BUFFER = 1 << 16  # tarfile's stream-mode buffer (its 10 KiB default reads slower)
-
-
 def _read_shard(url: str, problem: dict[str, str]
-                ) -> Iterator[tuple[int, bytes | None, dict | None, str, str]]:
+                ) -> Iterator[tuple[int, bytes | memoryview | None, dict | None, str, str]]:
     """The records of one tar shard: ``(position, audio, metadata, where, error)``.
 
-    A record missing a member, with invalid JSON, or cut short by a damaged tar is yielded
+    Members come from :func:`~alp_data.shards.tar.iter_members` (a local shard's audio as a
+    view of the mapped file). A record missing a member, with invalid JSON, or cut short by a
+    damaged tar is yielded
     with ``audio`` or ``metadata`` None and the reason; positions never reached are left to
     the caller, which reports them with ``problem["error"]`` (set here when the shard is
     missing or damaged).
     """
     current: dict[str, Any] = {}
 
-    def finish() -> tuple[int, bytes | None, dict | None, str, str] | None:
+    def finish() -> tuple[int, bytes | memoryview | None, dict | None, str, str] | None:
         if not current:
             return None
         where = f"{url}#{current['key']}.{current.get('ext', 'audio')}"
@@ -197,7 +185,7 @@ def _read_shard(url: str, problem: dict[str, str]
             error = "the clip's .json member is missing"
         else:
             try:
-                meta = json.loads(raw.decode("utf-8"))
+                meta = json.loads(bytes(raw).decode("utf-8"))
                 if not isinstance(meta, dict):
                     raise ValueError("not a JSON object")
             except (UnicodeDecodeError, ValueError) as err:
@@ -207,27 +195,24 @@ def _read_shard(url: str, problem: dict[str, str]
         return current["position"], audio, meta, where, error
 
     try:
-        with fsspec.open(url, "rb") as handle, _open_tar(handle) as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                try:
-                    key, position, ext = member_position(member.name.rsplit("/", 1)[-1])
-                except ValueError:
-                    continue  # not an ALP record (e.g. a README in the tar)
-                if current and current["key"] != key:
-                    done = finish()
-                    if done is not None:
-                        yield done
-                    current = {}
-                current.setdefault("key", key)
-                current.setdefault("position", position)
-                handle_ = tar.extractfile(member)
-                data = handle_.read() if handle_ is not None else b""
-                if ext == "json":
-                    current["json"] = data
-                else:
-                    current["audio"], current["ext"] = data, ext
+        for name, data in iter_members(url):
+            try:
+                key, position, ext = member_position(name.rsplit("/", 1)[-1])
+            except ValueError:
+                continue  # not an ALP record (e.g. a README in the tar)
+            if current and current["key"] != key:
+                done = finish()
+                if done is not None:
+                    yield done
+                current = {}
+            current.setdefault("key", key)
+            current.setdefault("position", position)
+            if isinstance(data, Exception):  # this member's data are cut short
+                raise data
+            if ext == "json":
+                current["json"] = data
+            else:
+                current["audio"], current["ext"] = data, ext
     except FileNotFoundError:
         problem["error"] = f"shard not found: {url}"
         return  # every position is reported missing by the caller
