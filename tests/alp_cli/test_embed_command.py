@@ -10,19 +10,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tests.shared import TINY_ALP_MODEL
 
 from alp_cli.commands import embed, export, zero_shot
 from alp_core import ConfigError
 from alp_data.audio import AudioError
 from alp_eval.pretrained import PretrainedALP
 
-MODEL = {
-    "audio_encoder": {"name": "transformer", "d_model": 32, "num_layers": 1, "num_heads": 2,
-                      "ffn_dim": 64},
-    "text_encoder": {"name": "bert", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
-                     "intermediate_size": 64, "tokenizer": "minilm"},
-    "embed_dim": 24,
-}
+MODEL = TINY_ALP_MODEL
 
 
 def _call(module, argv):

@@ -6,7 +6,6 @@ encoder's embeddings separates the classes; a shuffled-label control stays near 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tests.shared import write_table
 
 from alp_core.errors import ConfigError
 from alp_eval.cache import EmbeddingCache
@@ -65,15 +65,6 @@ def _tones(labels, seconds, seed, spans=None):
     return wave
 
 
-def _table(path, header, rows, delimiter=","):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter=delimiter)
-        if header:
-            writer.writerow(header)
-        writer.writerows(rows)
-
-
 def write_esc50(root, per_class=2, corrupt=()):
     """ESC-50 layout: 5 folds x 3 classes x ``per_class`` half-second tones."""
     rows = []
@@ -87,7 +78,7 @@ def write_esc50(root, per_class=2, corrupt=()):
                     (root / "audio" / name).write_bytes(b"RIFF" + bytes(range(256)) * 2)
                 else:
                     _write(root / "audio" / name, _tones([category], 0.5, fold * 100 + k))
-    _table(root / "meta" / "esc50.csv",
+    write_table(root / "meta" / "esc50.csv",
            ("filename", "fold", "target", "category", "esc10", "src_file", "take"), rows)
     return root
 
@@ -96,7 +87,7 @@ def write_fsd50k(root):
     """FSD50K layout: 3 classes, clips holding 1-2 tones; train/val from dev, test eval."""
     gt = root / "FSD50K.ground_truth"
     vocab = ["Dog", "Speech", "Music"]
-    _table(gt / "vocabulary.csv", None, [(i, c, f"/m/{i}") for i, c in enumerate(vocab)])
+    write_table(gt / "vocabulary.csv", None, [(i, c, f"/m/{i}") for i, c in enumerate(vocab)])
     combos = [["Dog"], ["Speech"], ["Music"], ["Dog", "Speech"], ["Speech", "Music"],
               ["Dog", "Music"]]
     dev, ev = [], []
@@ -109,8 +100,8 @@ def write_fsd50k(root):
         else:
             ev.append((str(1000 + i), ",".join(labels), "m"))
             _write(root / "FSD50K.eval_audio" / f"{1000 + i}.wav", _tones(labels, 0.5, i))
-    _table(gt / "dev.csv", ("fname", "labels", "mids", "split"), dev)
-    _table(gt / "eval.csv", ("fname", "labels", "mids"), ev)
+    write_table(gt / "dev.csv", ("fname", "labels", "mids", "split"), dev)
+    write_table(gt / "eval.csv", ("fname", "labels", "mids"), ev)
     return root
 
 
@@ -140,9 +131,9 @@ def write_desed(root, n_train=6, n_val=3, n_test=3):
             lengths.append((name, "3.0"))
             _write(root / folder / name, _tones([e[2] for e in events], 3.0, seed,
                                                 [(e[0], e[1]) for e in events]))
-        _table(root / tsv, header, rows, delimiter="\t")
+        write_table(root / tsv, header, rows, delimiter="\t")
         if durations:
-            _table(root / durations, ("filename", "duration"), lengths, delimiter="\t")
+            write_table(root / durations, ("filename", "duration"), lengths, delimiter="\t")
     return root
 
 

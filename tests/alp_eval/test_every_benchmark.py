@@ -7,24 +7,18 @@ encoder is a tiny random-weight model (evaluation is the same code whatever the 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 
 import numpy as np
 import pytest
 import soundfile as sf
+from tests.shared import TINY_ALP_MODEL, write_table
 
 from alp_eval.pretrained import PretrainedALP
 from alp_eval.protocol.run import benchmark_task_names, evaluate_benchmarks, resolve_benchmark_tasks
 
-MODEL = {
-    "audio_encoder": {"name": "transformer", "d_model": 32, "num_layers": 1, "num_heads": 2,
-                      "ffn_dim": 64},
-    "text_encoder": {"name": "bert", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
-                     "intermediate_size": 64, "tokenizer": "minilm"},
-    "embed_dim": 24,
-}
+MODEL = TINY_ALP_MODEL
 _N = [0]
 
 
@@ -39,15 +33,6 @@ def tone(path, *classes, seconds=0.4, fmt=None):
     sf.write(path, wave.astype(np.float32), 16000, format=fmt)
 
 
-def table(path, header, rows, delimiter=","):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter=delimiter)
-        if header:
-            writer.writerow(header)
-        writer.writerows(rows)
-
-
 def esc50(root):
     rows = []
     for fold in range(1, 6):
@@ -56,7 +41,7 @@ def esc50(root):
                 name = f"{fold}-{target}{k}-A-{target}.wav"
                 tone(root / "audio" / name, target)
                 rows.append((name, fold, target, category, "False", "1", "A"))
-    table(root / "meta" / "esc50.csv",
+    write_table(root / "meta" / "esc50.csv",
           ("filename", "fold", "target", "category", "esc10", "src_file", "take"), rows)
     return {}
 
@@ -68,7 +53,7 @@ def urbansound8k(root):
             file = f"{fold}{cid}-{cid}-0-0.wav"
             rows.append((file, 100 + fold, 0.0, 4.0, 1, fold, cid, name))
             tone(root / "audio" / f"fold{fold}" / file, cid)
-    table(root / "metadata" / "UrbanSound8K.csv",
+    write_table(root / "metadata" / "UrbanSound8K.csv",
           ("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class"),
           rows)
     return {}
@@ -77,7 +62,7 @@ def urbansound8k(root):
 def fsd50k(root):
     gt = root / "FSD50K.ground_truth"
     vocab = ["Dog", "Music"]
-    table(gt / "vocabulary.csv", None, [(i, c, f"/m/{i}") for i, c in enumerate(vocab)])
+    write_table(gt / "vocabulary.csv", None, [(i, c, f"/m/{i}") for i, c in enumerate(vocab)])
     combos = [[0], [1], [0, 1]]
     dev = []
     for i in range(8):
@@ -90,8 +75,8 @@ def fsd50k(root):
         labels = combos[i % 3]
         ev.append((str(200 + i), ",".join(vocab[k] for k in labels), "m"))
         tone(root / "FSD50K.eval_audio" / f"{200 + i}.wav", *labels)
-    table(gt / "dev.csv", ("fname", "labels", "mids", "split"), dev)
-    table(gt / "eval.csv", ("fname", "labels", "mids"), ev)
+    write_table(gt / "dev.csv", ("fname", "labels", "mids", "split"), dev)
+    write_table(gt / "eval.csv", ("fname", "labels", "mids"), ev)
     return {}
 
 
@@ -102,7 +87,7 @@ def vggsound(root):
         ytid = f"video{i:06d}"
         rows.append((ytid, 10, label, "test" if i >= 6 else "train"))
         tone(root / "audio" / f"{ytid}_000010.wav", i % 2)
-    table(root / "vggsound.csv", None, rows)
+    write_table(root / "vggsound.csv", None, rows)
     return {}
 
 
@@ -179,7 +164,7 @@ def magnatagatune(root):
         path = f"{folder}/clip-{i}-0-29.mp3"
         rows.append((str(i), int(0 in tags), int(1 in tags), path))
         tone(root / path, *tags, fmt="MP3")
-    table(root / "annotations_final.csv", ("clip_id", "guitar", "slow", "mp3_path"),
+    write_table(root / "annotations_final.csv", ("clip_id", "guitar", "slow", "mp3_path"),
           [tuple(str(v) for v in r) for r in rows], delimiter="\t")
     return {"loader": {"top_k": 2}}
 
@@ -204,7 +189,7 @@ def desed(root):
             wave = 0.3 * on * np.sin(2 * np.pi * 300.0 * (i % 2 + 1) * t)
             (audio / folder).mkdir(parents=True, exist_ok=True)
             sf.write(audio / folder / name, wave.astype(np.float32), 16000)
-        table(meta / tsv[split], header, rows, delimiter="\t")
+        write_table(meta / tsv[split], header, rows, delimiter="\t")
     return {}
 
 

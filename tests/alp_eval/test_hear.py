@@ -14,18 +14,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tests.shared import TINY_ALP_MODEL
 
 from alp_core import ConfigError
 from alp_eval import hear
 from alp_eval.pretrained import PretrainedALP
 
-MODEL = {
-    "audio_encoder": {"name": "transformer", "d_model": 32, "num_layers": 1, "num_heads": 2,
-                      "ffn_dim": 64},
-    "text_encoder": {"name": "bert", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
-                     "intermediate_size": 64, "tokenizer": "minilm"},
-    "embed_dim": 24,
-}
+MODEL = TINY_ALP_MODEL
 ACCEPTABLE_SAMPLE_RATE = [16000, 22050, 44100, 48000]  # ValidateModel.ACCEPTABLE_SAMPLE_RATE
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from tests.shared import TINY_ALP_MODEL
 
 from alp_core.errors import ConfigError
 from alp_eval.metrics import retrieval_metrics
@@ -17,13 +18,7 @@ from alp_eval.protocol.retrieval_sets import RETRIEVAL_SET_CONFIGS, RetrievalSet
 from alp_eval.protocol.run import evaluate_benchmarks, resolve_benchmark_tasks
 from alp_eval.retrieval import build_gallery
 
-MODEL = {
-    "audio_encoder": {"name": "transformer", "d_model": 32, "num_layers": 1, "num_heads": 2,
-                      "ffn_dim": 64},
-    "text_encoder": {"name": "bert", "hidden_size": 32, "num_layers": 1, "num_heads": 2,
-                     "intermediate_size": 64, "tokenizer": "minilm"},
-    "embed_dim": 24,
-}
+MODEL = TINY_ALP_MODEL
 SOUNDS = ["rain", "a dog", "a bell", "an engine", "birds", "wind"]
 
 
