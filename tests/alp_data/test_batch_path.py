@@ -4,7 +4,7 @@ batch the main process still holds is never overwritten by a later one."""
 
 from __future__ import annotations
 
-import os
+import gc
 import pickle
 
 import numpy as np
@@ -105,8 +105,10 @@ def test_loader_batch_pickles_as_a_dict():
     assert torch.equal(back["features"], batch["features"]) and back.lease is None
 
 
-def _inode(tensor: torch.Tensor) -> int:
-    return os.fstat(tensor.untyped_storage()._share_fd_cpu_()[0]).st_ino
+def _segment(tensor: torch.Tensor) -> int:
+    """Which segment a batch's features lie in: the main process maps each pooled segment
+    once, at an address of its own while it is mapped."""
+    return tensor.untyped_storage().data_ptr()
 
 
 def _loader(clips, workers: int):
@@ -133,7 +135,7 @@ def test_held_batches_are_never_overwritten_and_freed_ones_are_reused(clips, wor
     for epoch in range(3):
         set_loader_epoch(loader, epoch)
         for batch in loader:
-            segments.add(_inode(batch["features"]))
+            segments.add(_segment(batch["features"]))
             count += 1
             if count % 3 == 0:
                 kept.append((epoch, batch))
@@ -160,11 +162,121 @@ def test_a_full_pool_falls_back_to_new_segments(clips):
     set_loader_epoch(loader, 0)
     held = list(loader)
     assert len(held) == 8 > POOL_SLOTS
-    assert len({_inode(b["features"]) for b in held}) == len(held)
+    assert len({_segment(b["features"]) for b in held}) == len(held)
     for batch in held:
         for row, feats in enumerate(_expected(dataset, batch, 0)):
             assert torch.equal(batch["features"][row, :feats.shape[0]], feats)
-    assert all(not ref.expired() for _, _, ref in buffers._WATCHED[-POOL_SLOTS:])
+    pools = [buffers._MAIN_FLAGS[name] for name in _pools_of(loader)]
+    assert len(pools) == 1 and pools[0][:POOL_SLOTS].tolist() == [1] * POOL_SLOTS
+    # freeing the batches hands every slot back at once, with no later batch needed
+    del held, batch
+    gc.collect()
+    assert pools[0][:POOL_SLOTS].tolist() == [0] * POOL_SLOTS
+
+
+def _pools_of(loader) -> list[str]:
+    """The worker pools (by name) of ``loader``'s live workers."""
+    pids = {str(w.pid) for w in loader._iterator._workers}
+    return [name for name in buffers._MAIN_FLAGS if name.split("-")[0] in pids]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_segment_crosses_once(clips, workers, monkeypatch):
+    """A pooled segment's descriptor travels with the first batch written into it only:
+    later batches in it carry the slot and shape, and come out over the same mapping."""
+    received = []
+    lent = buffers._lent_features
+
+    def counting(lease, shape, storage):
+        received.append(storage is not None)
+        return lent(lease, shape, storage)
+
+    monkeypatch.setattr(buffers, "_lent_features", counting)
+    dataset, loader = _loader(clips, workers)
+    addresses = set()
+    for epoch in range(3):
+        set_loader_epoch(loader, epoch)
+        for batch in loader:
+            for row, feats in enumerate(_expected(dataset, batch, epoch)):
+                assert torch.equal(batch["features"][row, :feats.shape[0]], feats)
+            addresses.add(_segment(batch["features"]))
+            del batch
+    assert len(received) == 24
+    # at most one send per slot and worker (two when a longer batch grew a segment); the
+    # batches here are small, so a worker's first few slots take all of them
+    assert 0 < sum(received) <= min(2 * workers * POOL_SLOTS, len(received) // 2)
+    assert len(addresses) <= sum(received)
+
+
+def test_mappings_of_exited_workers_are_dropped(clips):
+    """Once a loader's workers have exited, the next new worker pool's first batch drops
+    their flag tables and segment mappings (the segments' memory is then freed)."""
+    _, first = _loader(clips, 1)
+    set_loader_epoch(first, 0)
+    next(iter(first))
+    old = _pools_of(first)
+    assert len(old) == 1 and any(key[0] == old[0] for key in buffers._MAIN_SEGMENTS)
+    del first
+    gc.collect()
+    _, second = _loader(clips, 1)
+    set_loader_epoch(second, 0)
+    next(iter(second))
+    assert old[0] not in buffers._MAIN_FLAGS
+    assert not any(key[0] == old[0] for key in buffers._MAIN_SEGMENTS)
+    assert len(_pools_of(second)) == 1
+
+
+def test_the_pool_protocol_in_one_process(monkeypatch):
+    """The worker and main halves of the protocol, pickled through torch's ForkingPickler in
+    this process: the first batch in a slot brings its segment, the next one (after the first
+    was freed) only the slot, and features not in the lent segment travel as a tensor."""
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing  # noqa: F401 - registers torch's shared-memory reductions
+
+    pool = buffers._WorkerPool()
+    monkeypatch.setattr(buffers, "_WORKER_POOL", pool)
+    seen = []
+
+    def send(batch: LoaderBatch) -> LoaderBatch:
+        seen.append(batch.__reduce__()[1][3])  # what the pickle carries of pooled features
+        return pickle.loads(ForkingPickler.dumps(batch))
+
+    values = []
+    for round_ in range(3):
+        segment, lease = pool.take(2 * 5 * 4)
+        assert lease.slot == 0 and lease.generation == 1  # slot 0 came back each time
+        features = segment.view(2, 5, 4)
+        features.copy_(torch.arange(40.0).view(2, 5, 4) + round_)
+        back = send(LoaderBatch({"features": features}, lease=lease))
+        assert torch.equal(back["features"], torch.arange(40.0).view(2, 5, 4) + round_)
+        assert pool.flags[lease.slot] == 1
+        values.append(back["features"].sum().item())
+        del back
+        assert pool.flags[lease.slot] == 0
+    assert [p[1] is not None for p in seen] == [True, False, False]
+    assert all(p[0] == (2, 5, 4) for p in seen)
+    assert values == [780.0, 820.0, 860.0]
+    # features that are a view into the lent segment but not all of it: sent as a shared
+    # tensor of the segment, the slot watched until that storage is freed (in one process
+    # the storage is the pool's own, so it is not freed here)
+    segment, lease = pool.take(40)
+    view = segment.view(2, 5, 4)[:, :3]
+    back = send(LoaderBatch({"features": view}, lease=lease))
+    assert seen[-1] is None and torch.equal(back["features"], view)
+    assert back["features"].is_shared() and pool.flags[lease.slot] == 1
+    watched = [ref for flags, slot, ref in buffers._WATCHED if slot == lease.slot
+               and flags.data_ptr() == buffers._MAIN_FLAGS[pool.name].data_ptr()]
+    assert len(watched) == 1 and not watched[0].expired()
+    buffers._WATCHED.clear()
+    pool.flags[lease.slot] = 0
+    # features that are not in the segment at all (here small, sent by value): handed back
+    # on arrival
+    segment, lease = pool.take(40)
+    other = torch.ones(8)
+    back = send(LoaderBatch({"features": other}, lease=lease))
+    assert seen[-1] is None and torch.equal(back["features"], other)
+    assert pool.flags[lease.slot] == 0
 
 
 def test_small_tensors_travel_by_value_and_large_ones_shared():

@@ -5,15 +5,24 @@ ordinary memory is copied into a new shared segment when the batch is pickled. A
 made in shared memory from the start (:func:`batch_tensor`, as ``default_collate`` does)
 skips that copy, but a new segment is still expensive: the kernel reserves and zeroes every
 page, and each page faults in again when it is first written (about 5 ms for the 7 MB of
-fbank features in a batch of 32 clips of 3-10 s, some 15% of the worker's time).
+fbank features in a batch of 32 clips of 3-10 s, some 15% of the worker's time). Sending a
+segment costs too: torch passes its descriptor through the sending process's
+resource-sharer thread, a socket connection and an authentication handshake per tensor.
 
 So each worker process keeps a few segments (:data:`POOL_SLOTS`) and writes batch after batch
-into them (:func:`leased_batch_tensor`). A segment is lent while the main process holds the
-batch: the worker marks its slot in a small shared flag table, the batch travels as a
-:class:`LoaderBatch` carrying a :class:`Lease`, and the main process, on receiving later
-batches, hands back every slot whose tensor (with all its views) it has freed. A slot is
-reused only once that has happened; when none is free the worker makes a new segment, so a
-consumer keeping batches costs memory and time, never correctness.
+into them (:func:`leased_batch_tensor`), and the main process maps each segment once:
+
+- a segment is lent while the main process holds the batch: the worker marks its slot in a
+  small shared table, the batch travels as a :class:`LoaderBatch` carrying a :class:`Lease`;
+- the batch carries the segment itself only until the main process has mapped it (the main
+  process records the segment's generation in the table); later batches carry the slot, the
+  generation and the shape, and the main process hands its consumer a tensor over its own
+  mapping of the segment, with no descriptor passed and no page faulted in again;
+- once that tensor and every view of it are freed, the slot is handed back at once (a
+  finalizer on the array the tensor is made over). A slot is reused only after that; when
+  none is free the worker makes a new segment, so a consumer keeping batches costs memory and
+  time, never correctness;
+- the main process drops its mappings of a worker's segments when that worker has exited.
 """
 
 from __future__ import annotations
@@ -22,10 +31,11 @@ import math
 import os
 import threading
 import uuid
-from collections import OrderedDict
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
@@ -38,7 +48,14 @@ __all__ = ["POOL_SLOTS", "SMALL_TENSOR_BYTES", "Lease", "LoaderBatch", "batch_te
 POOL_SLOTS = 6
 
 _GROWTH = 1.25  # a segment is made this much larger than asked, so longer batches still fit
-_MAIN_POOLS_KEPT = 64  # worker pools whose flag tables the main process keeps (LRU)
+
+# a pool's shared table: [lent flag of each slot, "main keeps the table", mapped generation
+# of each slot (0: none)]
+_KNOWN = POOL_SLOTS
+
+
+def _mapped(slot: int) -> int:
+    return POOL_SLOTS + 1 + slot
 
 
 def batch_tensor(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -57,24 +74,29 @@ def _shared_empty(numel: int, dtype: torch.dtype) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Lease:
-    """Slot ``slot`` of the worker pool ``pool`` is lent out with a batch. ``flags`` (the
-    pool's shared flag table) comes along until the main process has it."""
+    """Slot ``slot`` of the worker pool ``pool``, holding its ``generation``-th segment, is
+    lent out with a batch. ``flags`` (the pool's shared table) comes along until the main
+    process has it."""
 
     pool: str
     slot: int
+    generation: int = 1
     flags: torch.Tensor | None = None
 
 
 class _WorkerPool:
     """The reusable segments of one worker process. ``flags[s]`` is 1 while slot ``s`` is
-    lent to the main process; ``flags[-1]`` is set by the main process once it keeps the
-    table (from then on leases travel without it)."""
+    lent to the main process; ``flags[_KNOWN]`` is set by the main process once it keeps the
+    table (from then on leases travel without it) and ``flags[_mapped(s)]`` to the
+    generation of slot ``s``'s segment it has mapped (from then on batches in that segment
+    travel without it)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.name = f"{self.pid}-{uuid.uuid4().hex[:12]}"
-        self.flags = torch.zeros(POOL_SLOTS + 1, dtype=torch.int32).share_memory_()
+        self.flags = torch.zeros(2 * POOL_SLOTS + 1, dtype=torch.int32).share_memory_()
         self.segments: list[torch.Tensor | None] = [None] * POOL_SLOTS
+        self.generations = [0] * POOL_SLOTS
 
     def take(self, numel: int) -> tuple[torch.Tensor, Lease] | None:
         state = self.flags.tolist()
@@ -93,9 +115,25 @@ class _WorkerPool:
             segment = None
             self.segments[slot] = None  # free the old segment before making a larger one
             segment = self.segments[slot] = _shared_empty(int(numel * _GROWTH), torch.float32)
+            self.generations[slot] += 1
         self.flags[slot] = 1
-        known = state[POOL_SLOTS] == 1
-        return segment[:numel], Lease(self.name, slot, None if known else self.flags)
+        known = state[_KNOWN] == 1
+        return segment[:numel], Lease(self.name, slot, self.generations[slot],
+                                      None if known else self.flags)
+
+    def sendable(self, lease: Lease, features: torch.Tensor
+                 ) -> tuple[tuple[int, ...], torch.UntypedStorage | None] | None:
+        """What a batch sends of ``features`` lying in the segment ``lease`` names: its
+        shape, and the segment's storage unless the main process has mapped it already;
+        ``None`` when ``features`` is not that segment (it then travels as a tensor)."""
+        segment = self.segments[lease.slot] if lease.pool == self.name else None
+        if (segment is None or self.generations[lease.slot] != lease.generation
+                or features.dtype != torch.float32 or not features.is_contiguous()
+                or features.data_ptr() != segment.data_ptr()
+                or features.numel() > segment.numel()):
+            return None
+        mapped = int(self.flags[_mapped(lease.slot)]) == lease.generation
+        return tuple(features.shape), None if mapped else segment.untyped_storage()
 
 
 _WORKER_POOL: _WorkerPool | None = None
@@ -136,13 +174,20 @@ class LoaderBatch(dict):
     def __reduce__(self) -> tuple[Any, ...]:
         shared: dict[str, Any] = {}
         small: dict[str, Any] = {}
+        pooled = None
+        features = self.get("features")
+        if (self.lease is not None and isinstance(features, torch.Tensor)
+                and _WORKER_POOL is not None and _WORKER_POOL.pid == os.getpid()):
+            pooled = _WORKER_POOL.sendable(self.lease, features)
         for key, value in self.items():
-            if _small(value):
+            if key == "features" and pooled is not None:
+                shared[key] = None  # rebuilt over the main process's mapping
+            elif _small(value):
                 small[key] = value.numpy()
                 shared[key] = None  # keeps the key's place; filled in on arrival
             else:
                 shared[key] = value
-        return _rebuild_batch, (shared, self.lease, small)
+        return _rebuild_batch, (shared, self.lease, small, pooled)
 
 
 #: Tensors up to this size travel inside a :class:`LoaderBatch`'s pickle.
@@ -160,37 +205,103 @@ _NUMPY_DTYPES = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, 
                  torch.float16, torch.float32, torch.float64}
 
 
-# main process: the flag tables of worker pools (LRU) and the lent slots being watched
+# main process: the flag tables of worker pools, its mappings of their segments, and the lent
+# slots watched by storage (batches whose features were not in the lent segment)
 _LOCK = threading.Lock()  # batches may be unpickled in the pin-memory thread
-_MAIN_FLAGS: OrderedDict[str, torch.Tensor] = OrderedDict()
+_MAIN_FLAGS: dict[str, torch.Tensor] = {}
+_MAIN_SEGMENTS: dict[tuple[str, int], tuple[int, np.ndarray]] = {}
 _WATCHED: list[tuple[torch.Tensor, int, StorageWeakRef]] = []
 
 
 def _rebuild_batch(batch: dict[str, Any], lease: Lease | None,
-                   small: dict[str, Any] | None = None) -> LoaderBatch:
-    features = batch.get("features")
-    if lease is not None and isinstance(features, torch.Tensor):
-        _watch(lease, features)
+                   small: dict[str, Any] | None = None,
+                   pooled: tuple[tuple[int, ...], torch.UntypedStorage | None] | None = None
+                   ) -> LoaderBatch:
     for key, array in (small or {}).items():
         batch[key] = torch.from_numpy(array)
+    if lease is not None and pooled is not None:
+        batch["features"] = _lent_features(lease, *pooled)
+    elif lease is not None:  # the features did not travel as the lent segment
+        features = batch.get("features")
+        _watch(lease, features if isinstance(features, torch.Tensor) and features.is_shared()
+               else None)
     return LoaderBatch(batch)
 
 
-def _watch(lease: Lease, features: torch.Tensor) -> None:
+def _pool_flags(lease: Lease) -> torch.Tensor | None:
+    """The flag table of ``lease``'s pool, kept from the lease that brought it (``_LOCK``
+    held); a new pool is the moment to drop the pools of workers that have exited."""
+    flags = lease.flags
+    if flags is None:
+        return _MAIN_FLAGS.get(lease.pool)
+    if lease.pool not in _MAIN_FLAGS:
+        _drop_exited_pools()
+    _MAIN_FLAGS[lease.pool] = flags
+    flags[_KNOWN] = 1  # the worker may now send leases without the table
+    return flags
+
+
+def _lent_features(lease: Lease, shape: tuple[int, ...],
+                   storage: torch.UntypedStorage | None) -> torch.Tensor:
+    """The batch's features over this process's mapping of the lent segment (mapped now when
+    ``storage`` came along), handed back to the worker as soon as they are freed."""
+    key = (lease.pool, lease.slot)
     with _LOCK:
-        flags = lease.flags
-        if flags is not None:
-            _MAIN_FLAGS[lease.pool] = flags
-            flags[POOL_SLOTS] = 1  # the worker may now send leases without the table
-            if len(_MAIN_FLAGS) > _MAIN_POOLS_KEPT:
-                _, dropped = _MAIN_FLAGS.popitem(last=False)
-                dropped[POOL_SLOTS] = 0  # a live worker sends it again
-        else:
-            flags = _MAIN_FLAGS.get(lease.pool)
-        if flags is not None:
-            _MAIN_FLAGS.move_to_end(lease.pool)
+        flags = _pool_flags(lease)
+        if storage is not None:
+            whole = torch.empty(0, dtype=torch.float32).set_(
+                storage, 0, (storage.nbytes() // 4,))
+            _MAIN_SEGMENTS[key] = (lease.generation, whole.numpy())
+            if flags is not None:
+                flags[_mapped(lease.slot)] = lease.generation
+        generation, base = _MAIN_SEGMENTS.get(key, (0, None))
+        _release_freed()
+    if base is None or generation != lease.generation:
+        raise RuntimeError(f"a loader batch refers to segment {lease.generation} of slot "
+                           f"{lease.slot} of worker pool {lease.pool}, which this process "
+                           f"has not mapped (it has {generation or 'none'})")
+    array = base[:math.prod(shape)].reshape(shape)  # a new array object for this batch only
+    if flags is not None:  # an unknown pool's slot stays lent: that worker makes new segments
+        weakref.finalize(array, _hand_back, flags, lease.slot)
+    return torch.from_numpy(array)  # keeps ``array`` alive as long as any view of it
+
+
+def _hand_back(flags: torch.Tensor, slot: int) -> None:
+    flags[slot] = 0
+
+
+def _drop_exited_pools() -> None:
+    """Forget the flag tables and segment mappings of worker processes that have exited
+    (``_LOCK`` held): their segments' memory is then freed."""
+    if os.name != "posix":
+        return
+    for pool in list(_MAIN_FLAGS):
+        if not _alive(int(pool.split("-", 1)[0])):
+            del _MAIN_FLAGS[pool]
+            for key in [k for k in _MAIN_SEGMENTS if k[0] == pool]:
+                del _MAIN_SEGMENTS[key]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch(lease: Lease, features: torch.Tensor | None) -> None:
+    """Hand ``lease``'s slot back once ``features`` (sent with the lease as a shared tensor,
+    e.g. a view of the segment) and every view of it are freed, or now when the batch holds
+    nothing that may lie in the segment (``None``)."""
+    with _LOCK:
+        flags = _pool_flags(lease)
+        if flags is not None and features is None:
+            flags[lease.slot] = 0
+        elif flags is not None:
             _WATCHED.append((flags, lease.slot, StorageWeakRef(features.untyped_storage())))
-        # an unknown pool's slot stays lent: that worker then makes new segments instead
         _release_freed()
 
 
