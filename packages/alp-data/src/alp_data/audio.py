@@ -1,8 +1,11 @@
 """Audio decoding to the model's input form: float32 mono at the target sample rate.
 
-Decoding goes through soundfile so it works without torchcodec/ffmpeg: libsndfile reads a
-local file itself (from a descriptor opened once, no Python callbacks per read), URLs go
-through fsspec and shard members are decoded from bytes in memory. Resampling applies a sinc
+Decoding works without torchcodec/ffmpeg. PCM and float WAVs (16/24/32-bit integer, 32-bit
+float) are decoded by :mod:`alp_data.wav` with numpy, to the floats libsndfile gives and
+several times faster; every other format goes through soundfile: libsndfile reads a local
+file itself (from a descriptor opened once, no Python callbacks per read), URLs go through
+fsspec and shard members are decoded from bytes in memory (a WAV member straight from the
+mapped shard). Resampling applies a sinc
 kernel cached per ``(orig, new)`` rate pair (:func:`resampler`): the same numbers as
 ``torchaudio.functional.resample``, which builds the kernel again for every clip.
 
@@ -51,6 +54,8 @@ from fsspec.registry import registry as fsspec_registry
 from alp_core.errors import DataError
 from alp_data.manifest import is_url
 from alp_data.scrub import safe_cause, scrub_url
+from alp_data.wav import WavHeader, read_header
+from alp_data.wav import decode as decode_wav
 
 __all__ = ["BAD_CLIP_REASONS", "RESAMPLER_CACHE_MAX_VALUES", "RESAMPLER_CACHE_SIZE",
            "SILENCE_PEAK", "AudioError", "AudioInfo", "audio_info", "crop_or_pad", "is_silent",
@@ -205,12 +210,12 @@ def load_audio(
             fd = _open_local(path)
             try:
                 return _decode(fd, path, sample_rate, offset, duration, expected_rate,
-                               _fd_wav_shortfall(fd))
+                               *_fd_wav_header(fd))
             finally:
                 os.close(fd)
         with _open(path) as handle:
             return _decode(handle, path, sample_rate, offset, duration, expected_rate,
-                           _wav_shortfall(handle))
+                           *_wav_header(handle))
     except DataError:
         raise
     except Exception as err:
@@ -231,9 +236,12 @@ def load_audio_bytes(
     """:func:`load_audio` for encoded bytes already in memory (e.g. a tar shard member);
     ``name`` (e.g. ``shard-000001.tar#clip.flac``) is what errors show."""
     try:
-        handle = io.BytesIO(data)  # shares bytes; copies a view once (C reads beat callbacks)
-        return _decode(handle, name, sample_rate, offset, duration, expected_rate,
-                       _wav_shortfall(handle))
+        view = memoryview(data).cast("B")
+        header = _bytes_wav_header(view)
+        # soundfile reads a copy through callbacks; PCM WAV is read from the view itself
+        handle = io.BytesIO(data) if header is None or header.sample is None else None
+        return _decode(handle, name, sample_rate, offset, duration, expected_rate, header,
+                       lambda pos, count: view[pos:pos + count])
     except DataError:
         raise
     except _DECODE_ERRORS as err:
@@ -259,61 +267,48 @@ def _open_local(path: str) -> int:
     return fd
 
 
-def _riff_shortfall(read_at: Callable[[int, int], bytes], start: int,
-                    size: Callable[[], int]) -> tuple[int, int] | None:
-    """``(declared, present)`` bytes of a RIFF/WAVE ``data`` chunk cut short, else ``None``;
-    ``read_at(pos, n)`` reads the file, which starts at ``start`` and ends at ``size()``."""
-    head = read_at(start, 12)
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    total = size()
-    pos = start + 12
-    for _ in range(64):  # fmt, LIST, fact, ... then data
-        chunk = read_at(pos, 8)
-        if len(chunk) < 8:
-            return None
-        declared = struct.unpack("<I", chunk[4:])[0]
-        if chunk[:4] == b"data":
-            present = total - (pos + 8)
-            if 0 < declared < 0xFFFFFFFF and present < declared:
-                return declared, present
-            return None
-        pos += 8 + declared + (declared & 1)
-    return None
+ReadAt = Callable[[int, int], "bytes | memoryview"]
 
 
-def _wav_shortfall(handle: BinaryIO) -> tuple[int, int] | None:
-    """``(declared, present)`` bytes of a RIFF/WAVE ``data`` chunk cut short, else ``None``.
-
-    libsndfile reads such a file without complaint, trimming the frame count to what is
-    there, so a truncated download would pass as a shorter clip. Streamed WAVs that leave
-    the size at 0 or 0xFFFFFFFF, and files soundfile cannot seek, are not judged.
-    """
+def _wav_header(handle: BinaryIO) -> tuple[WavHeader | None, ReadAt | None]:
+    """The WAV header of an open file object (:func:`alp_data.wav.read_header`), and how to
+    read the file at a position; ``(None, None)`` when it is not a WAV or cannot seek. The
+    handle is left where it was, for libsndfile."""
     try:
         start = handle.tell()
     except (OSError, AttributeError, io.UnsupportedOperation):
-        return None
+        return None, None
 
     def read_at(pos: int, count: int) -> bytes:
         handle.seek(pos)
         return handle.read(count)
 
     try:
-        return _riff_shortfall(read_at, start, lambda: handle.seek(0, io.SEEK_END))
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return None
+        return read_header(read_at, start, lambda: handle.seek(0, io.SEEK_END)), read_at
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation, struct.error):
+        return None, None
     finally:
         with contextlib.suppress(OSError, ValueError):  # soundfile then reports the handle
             handle.seek(start)
 
 
-def _fd_wav_shortfall(fd: int) -> tuple[int, int] | None:
-    """:func:`_wav_shortfall` of a local file's descriptor, by positioned reads (the
+def _fd_wav_header(fd: int) -> tuple[WavHeader | None, ReadAt | None]:
+    """:func:`_wav_header` of a local file's descriptor, by positioned reads (the
     descriptor's offset stays at 0 for libsndfile; no second open of the file)."""
+
+    def read_at(pos: int, count: int) -> bytes:
+        return os.pread(fd, count, pos)
+
     try:
-        return _riff_shortfall(lambda pos, count: os.pread(fd, count, pos), 0,
-                               lambda: os.fstat(fd).st_size)
-    except (OSError, ValueError):
+        return read_header(read_at, 0, lambda: os.fstat(fd).st_size), read_at
+    except (OSError, ValueError, struct.error):
+        return None, None
+
+
+def _bytes_wav_header(view: memoryview) -> WavHeader | None:
+    try:
+        return read_header(lambda pos, count: view[pos:pos + count], 0, lambda: len(view))
+    except (ValueError, struct.error):
         return None
 
 
@@ -342,30 +337,34 @@ def resampler(orig_freq: int, new_freq: int) -> tat.Resample:
     return tat.Resample(int(orig_freq), int(new_freq), dtype=torch.float32)
 
 
-def _decode(source: BinaryIO | int, name: str, sample_rate: int, offset: float,
-            duration: float | None, expected_rate: int | None,
-            short: tuple[int, int] | None) -> torch.Tensor:
-    """Decode ``source`` (a file object or a descriptor) whose WAV shortfall is ``short``."""
-    if short is not None:
-        raise AudioError(f"audio {name} is truncated: its WAV data chunk declares {short[0]} "
-                         f"bytes but the file holds {short[1]}", "unreadable")
-    with sf.SoundFile(source, closefd=False) as snd:
-        native = int(snd.samplerate)
-        if expected_rate is not None and native != expected_rate:
-            raise AudioError(f"audio {name} is {native} Hz but the manifest says "
-                             f"{expected_rate} Hz; regenerate the manifest (or set "
-                             f"data.audio.check_sample_rate=false)", "sample_rate")
-        total = int(snd.frames)
-        start = max(0, int(round(offset * native)))
-        if start:
-            snd.seek(min(start, total))
-        frames = -1 if duration is None else max(0, int(round(duration * native)))
-        # mono comes as (n,), several channels as (n, channels)
-        data = snd.read(frames=frames, dtype="float32", always_2d=False)
+def _decode(source: BinaryIO | int | None, name: str, sample_rate: int, offset: float,
+            duration: float | None, expected_rate: int | None, header: WavHeader | None,
+            read_at: ReadAt | None) -> torch.Tensor:
+    """Decode ``source`` (a file object or a descriptor; ``None`` for bytes that ``read_at``
+    reads) whose WAV header, if it is a WAV, is ``header``. PCM and float WAVs are decoded
+    here (:mod:`alp_data.wav`), everything else by libsndfile."""
+    if header is not None and header.truncated:
+        raise AudioError(f"audio {name} is truncated: its WAV data chunk declares "
+                         f"{header.declared} bytes but the file holds {header.present}",
+                         "unreadable")
+    if header is not None and header.sample is not None and read_at is not None:
+        native = header.rate
+        _check_rate(name, native, expected_rate)
+        first, announced = _span(native, header.frames, offset, duration)
+        data = decode_wav(header, read_at, first, announced)
+    else:
+        with sf.SoundFile(source, closefd=False) as snd:
+            native = int(snd.samplerate)
+            _check_rate(name, native, expected_rate)
+            first, announced = _span(native, int(snd.frames), offset, duration)
+            if first:
+                snd.seek(first)
+            # mono comes as (n,), several channels as (n, channels); to the end if no duration
+            data = snd.read(frames=-1 if duration is None else announced, dtype="float32",
+                            always_2d=False)
     if data.shape[0] == 0:
         raise AudioError(f"audio {name} holds no samples in the requested range "
                          f"(offset {offset} s); expected a non-empty clip", "empty")
-    announced = max(0, total - start) if frames < 0 else min(frames, max(0, total - start))
     if data.shape[0] < announced:
         raise AudioError(f"audio {name} is truncated: decoded {data.shape[0]} of the "
                          f"{announced} frames its header announces", "unreadable")
@@ -380,6 +379,22 @@ def _decode(source: BinaryIO | int, name: str, sample_rate: int, offset: float,
     if native != sample_rate:
         wave = _resample(wave, native, sample_rate)
     return wave.contiguous()
+
+
+def _check_rate(name: str, native: int, expected_rate: int | None) -> None:
+    if expected_rate is not None and native != expected_rate:
+        raise AudioError(f"audio {name} is {native} Hz but the manifest says "
+                         f"{expected_rate} Hz; regenerate the manifest (or set "
+                         f"data.audio.check_sample_rate=false)", "sample_rate")
+
+
+def _span(native: int, total: int, offset: float, duration: float | None) -> tuple[int, int]:
+    """``(first, count)``: the frames of ``offset`` s and ``duration`` s (to the end when
+    ``None``) in a file of ``total`` frames at ``native`` Hz."""
+    first = min(max(0, int(round(offset * native))), total)
+    count = total - first if duration is None else min(max(0, int(round(duration * native))),
+                                                        total - first)
+    return first, count
 
 
 def is_silent(wave: torch.Tensor) -> bool:
