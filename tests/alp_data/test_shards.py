@@ -436,6 +436,33 @@ def test_the_mapped_tar_reader_gives_what_tarfile_gives(tmp_path, fmt):
     assert _members(iter_members, path) == _members(_tarfile_members, path)
 
 
+@pytest.mark.parametrize("checksum", ["unsigned", "signed", "wrong"])
+def test_header_checksums_as_tarfile_reads_them(tmp_path, checksum):
+    """A header's checksum over unsigned bytes (POSIX) or signed ones (old tars) is accepted
+    by the mapped reader as by tarfile; a wrong one is an error for the first header."""
+    from alp_data.shards import tar
+
+    path = tmp_path / "s.tar"
+    path.write_bytes(_tar_bytes(tarfile.GNU_FORMAT, [("\u00e9t\u00e9.wav", b"abc"),
+                                                     ("\u00e9t\u00e9.json", b"{}")]))
+    data = bytearray(path.read_bytes())
+    body = bytes(data[:148]) + b" " * 8 + bytes(data[156:512])
+    value = {"unsigned": sum(body),
+             "signed": sum(b - 256 if b > 127 else b for b in body),
+             "wrong": sum(body) + 1}[checksum]
+    assert any(b > 127 for b in body)  # the UTF-8 name: the two sums differ
+    data[148:156] = b"%06o\x00 " % value
+    path.write_bytes(bytes(data))
+    got, expected = _members(tar.iter_members, path), _members(tar._tarfile_members, path)
+    if checksum == "wrong":
+        with pytest.raises(tarfile.ReadError), tarfile.open(path) as bad:
+            bad.getmembers()
+        assert got[0] == [] and "checksum" in got[1]
+    else:
+        assert got == expected and [name for name, _ in got[0]] == ["\u00e9t\u00e9.wav",
+                                                                   "\u00e9t\u00e9.json"]
+
+
 def test_a_member_type_the_mapped_reader_cannot_read_goes_to_tarfile(tmp_path, monkeypatch):
     """A GNU sparse member (whose data the mapped reader does not lay out) sends the shard
     through tarfile when it comes first, and is reported as damage after other members."""
@@ -445,7 +472,7 @@ def test_a_member_type_the_mapped_reader_cannot_read_goes_to_tarfile(tmp_path, m
     path.write_bytes(_tar_bytes(tarfile.GNU_FORMAT, [("a.wav", b"abc"), ("a.json", b"{}")]))
     data = bytearray(path.read_bytes())
     data[156:157] = b"S"  # the first member becomes "sparse", its checksum made right again
-    data[148:156] = b"%06o\x00 " % tar._checksums(bytes(data[:512]))[0]
+    data[148:156] = b"%06o\x00 " % (sum(data[:148]) + 8 * ord(" ") + sum(data[156:512]))
     path.write_bytes(bytes(data))
     handed = []
     monkeypatch.setattr(tar, "_tarfile_members",

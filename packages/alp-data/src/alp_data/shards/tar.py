@@ -98,7 +98,7 @@ def _walk(view: memoryview) -> Iterator[Member]:
         if not header.strip(b"\x00"):  # an end-of-archive block
             return
         try:
-            valid = _nti(header[148:156]) in _checksums(header)
+            valid = _checksum_matches(header, _nti(header[148:156]))
             size = _nti(header[124:136])
         except ValueError:
             valid = False
@@ -149,11 +149,18 @@ def _nti(field: bytes) -> int:
     return int(_nts(field, "ascii", "strict").strip() or "0", 8)
 
 
-def _checksums(header: bytes) -> tuple[int, int]:
-    """The header's checksum with its own field as spaces, over unsigned and signed bytes."""
+_HIGH_BYTES = bytes(range(128, 256))
+
+
+def _checksum_matches(header: bytes, stored: int) -> bool:
+    """Whether ``stored`` is the header's checksum (its own field counted as spaces), summed
+    over unsigned bytes or, as some old tars wrote it, over signed ones."""
     body = header[:148] + b" " * 8 + header[156:_BLOCK]
     unsigned = sum(body)
-    return unsigned, unsigned - 256 * sum(1 for byte in body if byte > 127)
+    if stored == unsigned:
+        return True
+    high = len(body) - len(body.translate(None, _HIGH_BYTES))  # bytes > 127
+    return stored == unsigned - 256 * high
 
 
 def _ustar_name(header: bytes) -> str:
