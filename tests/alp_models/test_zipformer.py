@@ -210,3 +210,64 @@ def test_registered_as_audio_encoder():
 
     record = {r.name: r for r in alp_audio_encoders()}["zipformer"]
     assert record.config_cls is ZipformerConfig
+
+
+def test_downsample_and_upsample_against_loops():
+    """SimpleDownsample: each group of ``factor`` frames (a clip's last valid frame repeated
+    past its length and to a whole group) summed with softmax weights; SimpleUpsample: frame
+    i is input frame i // factor, cut to the length asked."""
+    from alp_models.audio.zipformer.encoder import SimpleDownsample, SimpleUpsample
+
+    torch.manual_seed(3)
+    x, lengths = torch.randn(2, 11, 5), torch.tensor([11, 6])
+    down = SimpleDownsample(4)
+    with torch.no_grad():
+        down.bias.copy_(torch.tensor([0.3, -1.0, 0.5, 2.0]))
+    weights = torch.softmax(down.bias.detach(), 0)
+    expected = torch.zeros(2, 3, 5)
+    for b in range(2):
+        for g in range(3):
+            for k in range(4):
+                frame = min(g * 4 + k, int(lengths[b]) - 1)
+                expected[b, g] += weights[k] * x[b, frame]
+    torch.testing.assert_close(down(x, lengths), expected, rtol=1e-6, atol=1e-6)
+    up = SimpleUpsample(3)
+    y = torch.randn(2, 4, 5)
+    for length in (12, 10, 7):
+        got = up(y, length)
+        assert got.shape == (2, length, 5)
+        for i in range(length):
+            assert torch.equal(got[:, i], y[:, i // 3])
+    assert torch.equal(up(y), y.repeat_interleave(3, dim=1))
+
+
+def test_compiles_as_one_graph_for_every_length():
+    """torch.compile traces the whole encoder as one graph (fullgraph: a graph break fails)
+    with dynamic lengths and batch size: one compilation serves every shape (no guard on a
+    length, on its remainder or on a cached position table), and the outputs and gradients
+    are the eager ones. The ``eager`` backend runs the captured graph with eager kernels:
+    what is checked is Dynamo's capture, quickly and with no C++ compiler."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    enc = _build("tiny")  # eval: no dropout, so eager and compiled draw nothing
+    compiled = torch.compile(enc, backend="eager", fullgraph=True, dynamic=True)
+    for batch, frames in ((2, 300), (3, 281), (2, 150)):
+        torch.manual_seed(frames)
+        x = torch.randn(batch, frames, 80)
+        lengths = torch.tensor([frames - 37 * i for i in range(batch)])
+        results = []
+        for model in (compiled, enc):
+            out, out_lengths = model(x, lengths)
+            out.pow(2).sum().backward()
+            results.append((out.detach(), out_lengths,
+                            [p.grad.clone() for p in enc.parameters()]))
+            enc.zero_grad()
+        (got, got_lengths, got_grads), (want, want_lengths, want_grads) = results
+        assert torch.equal(got_lengths, want_lengths)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        for g, w in zip(got_grads, want_grads, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 1
+    torch._dynamo.reset()

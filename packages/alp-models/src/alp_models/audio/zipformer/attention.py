@@ -56,9 +56,16 @@ class CompactRelPositionalEncoding(nn.Module):
         self._cache: tuple[int, Tensor] | None = None
 
     def forward(self, seq_len: int, like: Tensor) -> Tensor:
-        if self._cache is None or self._cache[0] != seq_len:
-            self._cache = (seq_len, compact_rel_positions(seq_len, self.dim, self.length_factor))
-        return self.dropout(self._cache[1].to(device=like.device, dtype=like.dtype))
+        if torch.compiler.is_compiling():
+            # computed in the graph: a cache keyed by the length would make torch.compile
+            # guard on it and recompile for every new sequence length
+            table = compact_rel_positions(seq_len, self.dim, self.length_factor)
+        else:
+            if self._cache is None or self._cache[0] != seq_len:
+                self._cache = (seq_len,
+                               compact_rel_positions(seq_len, self.dim, self.length_factor))
+            table = self._cache[1]
+        return self.dropout(table.to(device=like.device, dtype=like.dtype))
 
 
 class RelPositionMultiheadAttentionWeights(nn.Module):
@@ -98,12 +105,13 @@ class RelPositionMultiheadAttentionWeights(nn.Module):
         p = p.view(b, t, h, dp).transpose(1, 2)  # (B, H, T, dp)
         scores = torch.matmul(q, k)
         pos = self.linear_pos(pos_emb).view(2 * t - 1, h, dp).permute(1, 2, 0)  # (H, dp, 2T-1)
-        pos_scores = torch.matmul(p, pos).contiguous()  # (B, H, T, 2T-1), column n: offset n-T+1
-        # Row i needs columns (T - 1 - i) + j for j = 0..T-1, i.e. offset j - i: a strided view.
-        s0, s1, s2, s3 = pos_scores.stride()
+        # (B, H, T, 2T-1), column n: offset n-T+1; a new contiguous tensor (storage offset 0)
+        pos_scores = torch.matmul(p, pos).contiguous()
+        # Row i needs columns (T - 1 - i) + j for j = 0..T-1, i.e. offset j - i: a strided view
+        # (its storage offset written out rather than read, which torch.compile traces).
+        n = 2 * t - 1
         scores = scores + pos_scores.as_strided(
-            (b, h, t, t), (s0, s1, s2 - s3, s3),
-            storage_offset=pos_scores.storage_offset() + s3 * (t - 1),
+            (b, h, t, t), (h * t * n, t * n, n - 1, 1), storage_offset=t - 1,
         )
         if key_padding_mask is not None:
             scores = scores.masked_fill(

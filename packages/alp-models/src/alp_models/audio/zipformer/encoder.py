@@ -49,21 +49,29 @@ class SimpleDownsample(nn.Module):
         ds = self.factor
         x = repeat_last_valid(x, lengths)
         t_out = (t + ds - 1) // ds
-        if t_out * ds > t:
-            x = torch.cat([x, x[:, -1:].expand(b, t_out * ds - t, c)], dim=1)
+        # frames 0 .. t_out * ds - 1, the last one repeated past t: one gather with no branch
+        # on t (torch.compile would guard on t's remainder and recompile when it changes)
+        frames = torch.arange(t_out * ds, device=x.device).clamp_(max=t - 1)
+        x = x.index_select(1, frames)
         weights = self.bias.softmax(dim=0).to(x.dtype)
         return torch.einsum("btkc,k->btc", x.view(b, t_out, ds, c), weights)
 
 
 class SimpleUpsample(nn.Module):
-    """Each frame repeated ``factor`` times (no parameters)."""
+    """Each frame repeated ``factor`` times (no parameters), cut to ``length`` frames."""
 
     def __init__(self, factor: int) -> None:
         super().__init__()
         self.factor = factor
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x.repeat_interleave(self.factor, dim=1)
+    def forward(self, x: Tensor, length: int | None = None) -> Tensor:
+        """(B, T, C) → (B, length or T * factor, C); frame i is x[:, i // factor]."""
+        length = x.shape[1] * self.factor if length is None else length
+        # one gather of exactly ``length`` frames (repeat, then cut, would leave
+        # torch.compile unable to prove the cut length equal to ``length``)
+        frames = torch.div(torch.arange(length, device=x.device), self.factor,
+                           rounding_mode="floor")
+        return x.index_select(1, frames)
 
 
 class ZipformerStack(nn.Module):
@@ -97,7 +105,7 @@ class DownsampledStack(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         y = self.encoder(self.downsample(x, lengths), ceil_div(lengths, self.factor))
-        return self.out_combiner(x, self.upsample(y)[:, : x.shape[1]])
+        return self.out_combiner(x, self.upsample(y, x.shape[1]))
 
 
 class Zipformer2(nn.Module):
