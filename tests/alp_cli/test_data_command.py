@@ -50,3 +50,21 @@ def test_prepare_errors_name_the_cause(tmp_path, capsys):
     assert main(["data", "prepare", "clotho", "--root", str(tmp_path), "--out",
                  str(tmp_path / "o"), "colour=red"]) == 2
     assert "colour" in capsys.readouterr().err
+
+
+def test_prepare_wavcaps_with_its_blacklist(tmp_path, capsys):
+    import json
+
+    (tmp_path / "json_files/FreeSound").mkdir(parents=True)
+    (tmp_path / "json_files/FreeSound/fsd_final.json").write_text(json.dumps({"data": [
+        {"id": "5", "caption": "a door"}, {"id": "6", "caption": "a bird"}]}))
+    (tmp_path / "bl.json").write_text(json.dumps({"FreeSound": ["6"]}))
+    (tmp_path / "audio/FreeSound").mkdir(parents=True)
+    for ident in ("5", "6"):
+        sf.write(str(tmp_path / f"audio/FreeSound/{ident}.flac"), np.full(800, 0.1, "float32"),
+                 8000)
+    out = tmp_path / "out"
+    assert main(["data", "prepare", "wavcaps", "--root", str(tmp_path), "--out", str(out),
+                 "subset=FreeSound", "blacklist=[bl.json]"]) == 0
+    assert "left out 1 clips on purpose" in capsys.readouterr().out
+    assert [e.id for e in read_manifest(out / "train.jsonl")] == ["5"]

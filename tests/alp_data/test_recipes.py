@@ -317,3 +317,60 @@ def test_new_recipes_are_registered_data_sources():
 
     names = {r.name for r in alp_data_sources()}
     assert {"wavcaps", "audiosetcaps", "jamendomaxcaps", "paraspeechcaps", "lhotse"} <= names
+
+
+def test_wavcaps_blacklists_apply_to_their_own_subset_and_are_reported(tmp_path):
+    """WavCaps's blacklist files (``{"AudioSet": ["Y<ytid>.wav"], "FreeSound": ["<id>"]}``):
+    AudioSet ids leave the AudioSet_SL subset, FreeSound numbers leave FreeSound only (the same
+    number in SoundBible stays), and every clip left out is in the report with its file, not
+    counted against the missing-audio budget."""
+    _json(tmp_path / "json_files/AudioSet_SL/as_final.json", {"data": [
+        {"id": "Yb0RFKhbpFJA.wav", "caption": "Wind blows."},
+        {"id": "Y-0wJ2D2bvVM.wav", "caption": "Rain falls."}]})
+    _json(tmp_path / "json_files/FreeSound/fsd_final.json", {"data": [
+        {"id": "1605", "caption": "A door creaks."}, {"id": "77", "caption": "Birds sing."}]})
+    _json(tmp_path / "json_files/SoundBible/sb_final.json", {"data": [
+        {"id": "1605", "caption": "A bell rings."}]})
+    for path in ("AudioSet_SL/Yb0RFKhbpFJA", "AudioSet_SL/Y-0wJ2D2bvVM", "FreeSound/1605",
+                 "FreeSound/77", "SoundBible/1605"):
+        _audio(tmp_path / f"audio/{path}.flac", 0.25)
+    _json(tmp_path / "json_files/blacklist/blacklist_exclude_test_ac.json",
+          {"AudioSet": ["Yb0RFKhbpFJA.wav"], "FreeSound": ["1605"]})
+    _json(tmp_path / "extra.json", {"FreeSound": [77]})  # ids may be numbers
+    listed = "json_files/blacklist/blacklist_exclude_test_ac.json"
+
+    def prepare(subset, blacklist):
+        src = WavCaps(WavCapsConfig(root=str(tmp_path), subset=subset, blacklist=blacklist,
+                                    max_missing=0))
+        train = _by_id(src.prepare(tmp_path / f"out-{subset}-{len(blacklist)}")["train"])
+        report = json.loads((tmp_path / f"out-{subset}-{len(blacklist)}" /
+                             "prepare_report.json").read_text())
+        return sorted(train), report
+
+    ids, report = prepare("AudioSet_SL", [listed])
+    assert ids == ["Y-0wJ2D2bvVM"] and report["excluded_count"] == 1
+    assert report["excluded"] == [{"id": "Yb0RFKhbpFJA",
+                                   "reason": f"blacklisted in {tmp_path / listed}"}]
+    assert report["skipped_count"] == 0 and report["listed"] == 1
+    ids, report = prepare("FreeSound", [listed, str(tmp_path / "extra.json")])
+    assert ids == [] and [e["id"] for e in report["excluded"]] == ["1605", "77"]
+    assert report["excluded"][1]["reason"].endswith("extra.json")
+    ids, report = prepare("SoundBible", [listed])
+    assert ids == ["1605"] and report["excluded"] == []
+    _, report = prepare("AudioSet_SL", [])
+    assert "excluded" not in report  # no blacklist given: nothing to report
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    (None, "blacklist not found"), ("{not json", "not a UTF-8 JSON"),
+    ('["Yb0RFKhbpFJA.wav"]', "expected a WavCaps blacklist"),
+    ('{"AudioSet": "Yb0RFKhbpFJA.wav"}', "expected a WavCaps blacklist")])
+def test_wavcaps_bad_blacklist_names_the_file(tmp_path, content, match):
+    _json(tmp_path / "json_files/AudioSet_SL/as_final.json", {"data": [
+        {"id": "Yb0RFKhbpFJA.wav", "caption": "Wind blows."}]})
+    if content is not None:
+        (tmp_path / "bl.json").write_text(content, encoding="utf-8")
+    src = WavCaps(WavCapsConfig(root=str(tmp_path), subset="AudioSet_SL", blacklist=["bl.json"]))
+    with pytest.raises(DataError, match=match) as err:
+        src.prepare(tmp_path / "o")
+    assert "bl.json" in str(err.value)

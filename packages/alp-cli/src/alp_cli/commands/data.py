@@ -82,6 +82,9 @@ def prepare(args: argparse.Namespace) -> int:
     if report:
         print(f"skipped {report['skipped_count']} of {report['listed']} listed clips "
               f"(budget {report['budget']}); details in the prepare report")
+        if "excluded_count" in report:
+            print(f"left out {report['excluded_count']} clips on purpose (e.g. the corpus's "
+                  "blacklist); listed in the prepare report")
     for split, path in manifests.items():
         print(f"{split}: {path}")
     return 0

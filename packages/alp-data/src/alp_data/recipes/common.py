@@ -207,9 +207,12 @@ def _stats(entries: list[ManifestEntry]) -> dict[str, float]:
 
 def build_manifests(
     source: str, corpus: str, domain: str, candidates: list[Candidate],
-    config: RecipeConfig, out_dir: str | Path,
+    config: RecipeConfig, out_dir: str | Path, excluded: list[dict] | None = None,
 ) -> tuple[dict[str, str], dict]:
-    """Probe, apply the budget, write ``out_dir/{train,test}.jsonl[.gz]`` and the report."""
+    """Probe, apply the budget, write ``out_dir/{train,test}.jsonl[.gz]`` and the report.
+
+    ``excluded``: clips the recipe left out on purpose (``{"id", "reason"}``, e.g. listed in
+    a corpus's own blacklist), reported in full and not counted against the budget."""
     out_dir = str(out_dir)
     probed = [_entry(c, probe) for c, probe in zip(candidates, probe_headers(candidates, config),
                                                     strict=True)]
@@ -225,6 +228,8 @@ def build_manifests(
               "listed": len(candidates), "skipped_count": len(skipped), "budget": budget,
               "splits": {s: _stats(v) for s, v in split_entries.items()},
               "manifests": paths, "skipped": skipped}
+    if excluded is not None:
+        report["excluded_count"], report["excluded"] = len(excluded), excluded
     if not is_url(out_dir):
         os.makedirs(out_dir, exist_ok=True)
     report_path = join(out_dir, REPORT)
@@ -273,6 +278,8 @@ class Recipe:
     def __init__(self, config: RecipeConfig, **_: object) -> None:
         self.config = config
         self.report: dict = {}
+        #: clips :meth:`candidates` left out on purpose (``{"id", "reason"}``), if it does
+        self.excluded: list[dict] | None = None
 
     def candidates(self) -> list[Candidate]:  # pragma: no cover - each recipe defines it
         raise NotImplementedError
@@ -280,7 +287,8 @@ class Recipe:
     def prepare(self, out_dir: str | Path) -> dict[str, str]:
         report = cached(out_dir, self.source, self.config)
         if report is None:
-            _, report = build_manifests(self.source, self.corpus, self.domain,
-                                        self.candidates(), self.config, out_dir)
+            candidates = self.candidates()
+            _, report = build_manifests(self.source, self.corpus, self.domain, candidates,
+                                        self.config, out_dir, excluded=self.excluded)
         self.report = report
         return dict(report["manifests"])

@@ -6,6 +6,13 @@ Every entry becomes one training clip with its one ChatGPT-written caption. Audi
 carry a ``.wav`` suffix (``Y...wav``) while the released audio is FLAC, so a known audio suffix
 is dropped from the id before the file is looked up. The folder the zips extract to is
 configurable (``audio_pattern``) because the archives nest a long internal path.
+
+``blacklist`` applies WavCaps's own blacklists (``json_files/blacklist/blacklist_exclude_*.json``
+in the release: the AudioSet and FreeSound clips that overlap AudioCaps, Clotho and other
+evaluation sets), shaped ``{"AudioSet": ["Y<ytid>.wav", ...], "FreeSound": ["<id>", ...]}``.
+A list applies only to its own subset (FreeSound numbers are not matched against SoundBible's
+or BBC's), and every clip left out is listed in ``prepare_report.json`` with the file that
+listed it.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import fsspec
 from pydantic import Field
 
 from alp_core.errors import DataError
-from alp_data.manifest import Caption
+from alp_data.manifest import Caption, is_url
 from alp_data.recipes.audiocaps import locations
 from alp_data.recipes.common import Candidate, Recipe, RecipeConfig, join
 
@@ -39,6 +46,16 @@ class WavCapsConfig(RecipeConfig):
     extensions: list[str] = Field([".flac", ".wav", ".mp3", ".ogg"],
                                   description="other suffixes tried for the pattern's")
     split: Literal["train", "test"] = Field("train", description="where the clips go")
+    blacklist: list[str] = Field([], description="WavCaps blacklist JSONs (under root unless "
+                                 "absolute or a URL), e.g. json_files/blacklist/"
+                                 "blacklist_exclude_all_ac.json; their ids of this subset "
+                                 "are left out")
+
+
+#: The key of each subset in WavCaps's blacklist files (the published ones hold the first two).
+BLACKLIST_KEYS = {"AudioSet_SL": ("AudioSet", "AudioSet_SL"), "FreeSound": ("FreeSound",),
+                  "BBC_Sound_Effects": ("BBC_Sound_Effects", "BBC"),
+                  "SoundBible": ("SoundBible",)}
 
 
 def strip_suffix(ident: str) -> str:
@@ -63,6 +80,25 @@ def read_json_data(path: str) -> list[dict]:
     return data
 
 
+def read_blacklist(path: str, subset: str) -> set[str]:
+    """The ids (without audio suffix) that the WavCaps blacklist ``path`` lists for
+    ``subset``; a missing or malformed file is a :class:`DataError` naming it."""
+    try:
+        with fsspec.open(path, "rt", encoding="utf-8") as handle:
+            doc = json.load(handle)
+    except FileNotFoundError as err:
+        raise DataError(f"WavCaps blacklist not found: {path}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a UTF-8 JSON document ({err})") from err
+    if not isinstance(doc, dict) or not all(
+            isinstance(ids, list) and all(isinstance(i, (str, int)) for i in ids)
+            for ids in doc.values()):
+        raise DataError(f'{path}: expected a WavCaps blacklist {{"AudioSet": ["Y<ytid>.wav", '
+                        f'...], "FreeSound": ["<id>", ...]}} (lists of ids by subset)')
+    return {strip_suffix(str(i).strip()) for key in BLACKLIST_KEYS[subset]
+            for i in doc.get(key, [])}
+
+
 class WavCaps(Recipe):
     """One clip per JSON entry, captioned by its one caption."""
 
@@ -72,17 +108,27 @@ class WavCaps(Recipe):
         cfg = self.config
         path = join(cfg.root, cfg.json_file or f"json_files/{cfg.subset}/"
                     f"{SUBSET_JSON[cfg.subset]}")
+        listed: dict[str, str] = {}
+        for file in cfg.blacklist:
+            where = file if is_url(file) or os.path.isabs(file) else join(cfg.root, file)
+            for ident in read_blacklist(where, cfg.subset):
+                listed.setdefault(ident, where)
         out: list[Candidate] = []
+        excluded: list[dict] = []
         for index, item in enumerate(read_json_data(path)):
             if not isinstance(item, dict) or not str(item.get("id", "")).strip() or not str(
                     item.get("caption", "")).strip():
                 raise DataError(f"{path}: data[{index}] lacks a non-empty id or caption; "
                                 f'accepted: {{"id": str, "caption": str, ...}}')
             ident = strip_suffix(str(item["id"]).strip())
+            if ident in listed:
+                excluded.append({"id": ident, "reason": f"blacklisted in {listed[ident]}"})
+                continue
             out.append(Candidate(
                 id=ident, split=cfg.split,
                 audio=locations(cfg.root, cfg.audio_pattern, cfg.extensions,
                                 subset=cfg.subset, id=ident),
                 captions=(Caption(str(item["caption"]).strip(), "sentence", "chatgpt"),),
                 labels={"subset": cfg.subset}))
+        self.excluded = excluded if cfg.blacklist else None
         return out
