@@ -64,15 +64,21 @@ def strip_suffix(ident: str) -> str:
     return stem if ext.lower() in AUDIO_SUFFIXES else ident
 
 
-def read_json_data(path: str) -> list[dict]:
-    """The ``data`` list of a WavCaps JSON; a missing file or key is a :class:`DataError`."""
+def _load_json(path: str, what: str) -> object:
+    """The JSON document at ``path``; missing (``what`` names the file's kind) or not UTF-8
+    JSON is a :class:`DataError`."""
     try:
         with fsspec.open(path, "rt", encoding="utf-8") as handle:
-            doc = json.load(handle)
+            return json.load(handle)
     except FileNotFoundError as err:
-        raise DataError(f"corpus metadata file not found: {path}") from err
+        raise DataError(f"{what} not found: {path}") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a UTF-8 JSON document ({err})") from err
+
+
+def read_json_data(path: str) -> list[dict]:
+    """The ``data`` list of a WavCaps JSON; a missing file or key is a :class:`DataError`."""
+    doc = _load_json(path, "corpus metadata file")
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
         raise DataError(f'{path}: expected {{"data": [{{"id", "caption", ...}}]}}, found '
@@ -83,13 +89,7 @@ def read_json_data(path: str) -> list[dict]:
 def read_blacklist(path: str, subset: str) -> set[str]:
     """The ids (without audio suffix) that the WavCaps blacklist ``path`` lists for
     ``subset``; a missing or malformed file is a :class:`DataError` naming it."""
-    try:
-        with fsspec.open(path, "rt", encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except FileNotFoundError as err:
-        raise DataError(f"WavCaps blacklist not found: {path}") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a UTF-8 JSON document ({err})") from err
+    doc = _load_json(path, "WavCaps blacklist")
     if not isinstance(doc, dict) or not all(
             isinstance(ids, list) and all(isinstance(i, (str, int)) for i in ids)
             for ids in doc.values()):
