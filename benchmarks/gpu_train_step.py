@@ -84,10 +84,17 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
         step()
     torch.cuda.synchronize()
     flops = count_step_flops(step)  # counted eagerly: compiling does not change the work
+    dynamo = None
     if compile:
+        from torch._dynamo.utils import counters
+
+        counters.clear()
         task.compile_parts()  # what train.compile=true does in the engines
         for _ in range(4):
             step()
+        # one graph per compiled part and no break is what the encoders are built for
+        dynamo = {"graphs": int(counters["stats"]["unique_graphs"]),
+                  "graph_breaks": int(sum(counters["graph_break"].values()))}
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -105,7 +112,7 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
             "achieved_tflops": round(flops / seconds / 1e12, 1),
             "mfu": round(flops / seconds / (peak * 1e12), 4) if peak else None,
             "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-            "device": torch.cuda.get_device_name()}
+            "dynamo": dynamo, "device": torch.cuda.get_device_name()}
 
 
 def main() -> None:
