@@ -299,3 +299,25 @@ def test_small_tensors_travel_by_value_and_large_ones_shared():
     assert back["features"].is_shared() and not back["input_ids"].is_shared()
     assert not back["feature_mask"].is_shared()
     assert back["odd"].is_shared()  # a strided view goes the usual way
+
+
+def _mappings_seen_by_child(queue) -> None:
+    queue.put((len(buffers._MAIN_SEGMENTS), len(buffers._MAIN_FLAGS)))
+
+
+def test_a_forked_child_drops_the_parents_mappings(clips):
+    """Workers forked later (a new epoch's, another loader's) must not keep the parent's
+    mappings, which would keep exited workers' segments alive for their whole life."""
+    import multiprocessing as mp
+
+    _, loader = _loader(clips, 1)
+    set_loader_epoch(loader, 0)
+    batches = list(loader)
+    assert buffers._MAIN_SEGMENTS and buffers._MAIN_FLAGS
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_mappings_seen_by_child, args=(queue,))
+    child.start()
+    assert queue.get(timeout=60) == (0, 0)
+    child.join(timeout=60)
+    assert buffers._MAIN_SEGMENTS and len(batches) == 8  # the parent keeps its own

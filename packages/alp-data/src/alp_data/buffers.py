@@ -213,6 +213,20 @@ _MAIN_SEGMENTS: dict[tuple[str, int], tuple[int, np.ndarray]] = {}
 _WATCHED: list[tuple[torch.Tensor, int, StorageWeakRef]] = []
 
 
+def _forget_in_child() -> None:
+    """A forked child (e.g. the next epoch's loader workers) is nobody's main process: without
+    this it would keep the parent's mappings, and so the segments of exited workers, alive."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    _MAIN_FLAGS.clear()
+    _MAIN_SEGMENTS.clear()
+    _WATCHED.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def _rebuild_batch(batch: dict[str, Any], lease: Lease | None,
                    small: dict[str, Any] | None = None,
                    pooled: tuple[tuple[int, ...], torch.UntypedStorage | None] | None = None
