@@ -5,9 +5,9 @@ float) are decoded by :mod:`alp_data.wav` with numpy, to the floats libsndfile g
 several times faster; every other format goes through soundfile: libsndfile reads a local
 file itself (from a descriptor opened once, no Python callbacks per read), URLs go through
 fsspec and shard members are decoded from bytes in memory (a WAV member straight from the
-mapped shard). Resampling applies a sinc
-kernel cached per ``(orig, new)`` rate pair (:func:`resampler`): the same numbers as
-``torchaudio.functional.resample``, which builds the kernel again for every clip.
+mapped shard). Resampling applies a sinc kernel cached per ``(orig, new)`` rate pair
+(:func:`resampler`): the same numbers as ``torchaudio.functional.resample``, which builds the
+kernel again for every clip.
 
 Every failure becomes an :class:`AudioError` (a :class:`DataError`) naming the path, with a
 short ``reason`` code from :data:`BAD_CLIP_REASONS`, which the dataset turns into a skipped

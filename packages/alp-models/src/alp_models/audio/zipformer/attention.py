@@ -24,7 +24,8 @@ __all__ = [
 ]
 
 
-def compact_rel_positions(seq_len: int, dim: int, length_factor: float = 1.0) -> Tensor:
+def compact_rel_positions(seq_len: int, dim: int, length_factor: float = 1.0,
+                          device: torch.device | str | None = None) -> Tensor:
     """Embeddings of the offsets -(T-1) .. T-1, shape (2T - 1, dim).
 
     Offsets are log-compressed beyond about sqrt(dim), mapped into (-pi/2, pi/2) by atan,
@@ -32,12 +33,13 @@ def compact_rel_positions(seq_len: int, dim: int, length_factor: float = 1.0) ->
     told apart sharply and far ones (1000 vs 1001) barely. The last channel is a constant
     1 so that the position projection can learn a bias.
     """
-    offsets = torch.arange(-(seq_len - 1), seq_len, dtype=torch.float32).unsqueeze(1)
-    freqs = 1.0 + torch.arange(dim // 2, dtype=torch.float32)
+    offsets = torch.arange(-(seq_len - 1), seq_len, dtype=torch.float32,
+                           device=device).unsqueeze(1)
+    freqs = 1.0 + torch.arange(dim // 2, dtype=torch.float32, device=device)
     comp = dim**0.5
     compressed = comp * offsets.sign() * ((offsets.abs() + comp).log() - math.log(comp))
     angle = (compressed / (length_factor * dim / (2.0 * math.pi))).atan()
-    table = torch.empty(offsets.shape[0], dim)
+    table = torch.empty(offsets.shape[0], dim, device=device)
     table[:, 0::2] = (angle * freqs).cos()
     table[:, 1::2] = (angle * freqs).sin()
     table[:, -1] = 1.0
@@ -57,15 +59,16 @@ class CompactRelPositionalEncoding(nn.Module):
 
     def forward(self, seq_len: int, like: Tensor) -> Tensor:
         if torch.compiler.is_compiling():
-            # computed in the graph: a cache keyed by the length would make torch.compile
-            # guard on it and recompile for every new sequence length
-            table = compact_rel_positions(seq_len, self.dim, self.length_factor)
-        else:
-            if self._cache is None or self._cache[0] != seq_len:
-                self._cache = (seq_len,
-                               compact_rel_positions(seq_len, self.dim, self.length_factor))
+            # computed in the graph, on the input's device: a cache keyed by the length would
+            # make torch.compile guard on it and recompile for every new sequence length
+            table = compact_rel_positions(seq_len, self.dim, self.length_factor, like.device)
+        else:  # kept on the input's device: no host-to-device copy per forward
+            if (self._cache is None or self._cache[0] != seq_len
+                    or self._cache[1].device != like.device):
+                self._cache = (seq_len, compact_rel_positions(seq_len, self.dim,
+                                                              self.length_factor, like.device))
             table = self._cache[1]
-        return self.dropout(table.to(device=like.device, dtype=like.dtype))
+        return self.dropout(table.to(dtype=like.dtype))
 
 
 class RelPositionMultiheadAttentionWeights(nn.Module):
