@@ -266,7 +266,7 @@ def test_the_pool_protocol_in_one_process(monkeypatch):
     assert seen[-1] is None and torch.equal(back["features"], view)
     assert back["features"].is_shared() and pool.flags[lease.slot] == 1
     watched = [ref for flags, slot, ref in buffers._WATCHED if slot == lease.slot
-               and flags.data_ptr() == buffers._MAIN_FLAGS[pool.name].data_ptr()]
+               and flags is buffers._MAIN_FLAGS[pool.name]]
     assert len(watched) == 1 and not watched[0].expired()
     buffers._WATCHED.clear()
     pool.flags[lease.slot] = 0
@@ -321,3 +321,24 @@ def test_a_forked_child_drops_the_parents_mappings(clips):
     assert queue.get(timeout=60) == (0, 0)
     child.join(timeout=60)
     assert buffers._MAIN_SEGMENTS and len(batches) == 8  # the parent keeps its own
+
+
+def test_a_table_first_received_in_inference_mode_is_still_updated(monkeypatch):
+    """Evaluation unpickles batches under torch.inference_mode(), so a pool's table can first
+    arrive as an inference tensor; handing a slot back after that mode is left (when the
+    batch is freed later) must still work."""
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing  # noqa: F401 - registers torch's shared-memory reductions
+
+    pool = buffers._WorkerPool()
+    monkeypatch.setattr(buffers, "_WORKER_POOL", pool)
+    segment, lease = pool.take(2 * 5 * 4)
+    segment.fill_(1.0)
+    with torch.inference_mode():
+        back = pickle.loads(ForkingPickler.dumps(LoaderBatch(
+            {"features": segment.view(2, 5, 4)}, lease=lease)))
+    assert torch.equal(back["features"], torch.ones(2, 5, 4))
+    assert pool.flags[lease.slot] == 1
+    del back  # outside inference mode
+    assert pool.flags[lease.slot] == 0

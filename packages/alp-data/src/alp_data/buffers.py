@@ -206,11 +206,13 @@ _NUMPY_DTYPES = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, 
 
 
 # main process: the flag tables of worker pools, its mappings of their segments, and the lent
-# slots watched by storage (batches whose features were not in the lent segment)
+# slots watched by storage (batches whose features were not in the lent segment). Tables are
+# written through numpy views: a table first unpickled under torch.inference_mode() is an
+# inference tensor, which torch refuses to update in place outside that mode.
 _LOCK = threading.Lock()  # batches may be unpickled in the pin-memory thread
-_MAIN_FLAGS: dict[str, torch.Tensor] = {}
+_MAIN_FLAGS: dict[str, np.ndarray] = {}
 _MAIN_SEGMENTS: dict[tuple[str, int], tuple[int, np.ndarray]] = {}
-_WATCHED: list[tuple[torch.Tensor, int, StorageWeakRef]] = []
+_WATCHED: list[tuple[np.ndarray, int, StorageWeakRef]] = []
 
 
 def _forget_in_child() -> None:
@@ -242,15 +244,15 @@ def _rebuild_batch(batch: dict[str, Any], lease: Lease | None,
     return LoaderBatch(batch)
 
 
-def _pool_flags(lease: Lease) -> torch.Tensor | None:
-    """The flag table of ``lease``'s pool, kept from the lease that brought it (``_LOCK``
-    held); a new pool is the moment to drop the pools of workers that have exited."""
-    flags = lease.flags
-    if flags is None:
+def _pool_flags(lease: Lease) -> np.ndarray | None:
+    """The flag table of ``lease``'s pool (a numpy view of the shared tensor), kept from the
+    lease that brought it (``_LOCK`` held); a new pool is the moment to drop the pools of
+    workers that have exited."""
+    if lease.flags is None:
         return _MAIN_FLAGS.get(lease.pool)
     if lease.pool not in _MAIN_FLAGS:
         _drop_exited_pools()
-    _MAIN_FLAGS[lease.pool] = flags
+    flags = _MAIN_FLAGS[lease.pool] = lease.flags.numpy()  # the view keeps the tensor alive
     flags[_KNOWN] = 1  # the worker may now send leases without the table
     return flags
 
@@ -280,7 +282,7 @@ def _lent_features(lease: Lease, shape: tuple[int, ...],
     return torch.from_numpy(array)  # keeps ``array`` alive as long as any view of it
 
 
-def _hand_back(flags: torch.Tensor, slot: int) -> None:
+def _hand_back(flags: np.ndarray, slot: int) -> None:
     flags[slot] = 0
 
 
