@@ -38,7 +38,6 @@ import math
 import os
 import stat
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -54,7 +53,7 @@ from fsspec.registry import registry as fsspec_registry
 from alp_core.errors import DataError
 from alp_data.manifest import is_url
 from alp_data.scrub import safe_cause, scrub_url
-from alp_data.wav import WavHeader, read_header
+from alp_data.wav import ReadAt, WavHeader, read_header
 from alp_data.wav import decode as decode_wav
 
 __all__ = ["BAD_CLIP_REASONS", "RESAMPLER_CACHE_MAX_VALUES", "RESAMPLER_CACHE_SIZE",
@@ -236,12 +235,11 @@ def load_audio_bytes(
     """:func:`load_audio` for encoded bytes already in memory (e.g. a tar shard member);
     ``name`` (e.g. ``shard-000001.tar#clip.flac``) is what errors show."""
     try:
-        view = memoryview(data).cast("B")
-        header = _bytes_wav_header(view)
+        header, read_at = _bytes_wav_header(memoryview(data).cast("B"))
         # soundfile reads a copy through callbacks; PCM WAV is read from the view itself
         handle = io.BytesIO(data) if header is None or header.sample is None else None
         return _decode(handle, name, sample_rate, offset, duration, expected_rate, header,
-                       lambda pos, count: view[pos:pos + count])
+                       read_at)
     except DataError:
         raise
     except _DECODE_ERRORS as err:
@@ -265,9 +263,6 @@ def _open_local(path: str) -> int:
         os.close(fd)
         raise AudioError(f"audio file not found: {path}", "missing")
     return fd
-
-
-ReadAt = Callable[[int, int], "bytes | memoryview"]
 
 
 def _wav_header(handle: BinaryIO) -> tuple[WavHeader | None, ReadAt | None]:
@@ -305,11 +300,16 @@ def _fd_wav_header(fd: int) -> tuple[WavHeader | None, ReadAt | None]:
         return None, None
 
 
-def _bytes_wav_header(view: memoryview) -> WavHeader | None:
+def _bytes_wav_header(view: memoryview) -> tuple[WavHeader | None, ReadAt]:
+    """:func:`_wav_header` of encoded bytes in memory, read by slicing ``view``."""
+
+    def read_at(pos: int, count: int) -> memoryview:
+        return view[pos:pos + count]
+
     try:
-        return read_header(lambda pos, count: view[pos:pos + count], 0, lambda: len(view))
+        return read_header(read_at, 0, lambda: len(view)), read_at
     except (ValueError, struct.error):
-        return None
+        return None, read_at
 
 
 def _kernel_values(orig_freq: int, new_freq: int, lowpass_filter_width: int = 6,
