@@ -32,9 +32,14 @@ INTERLEAVED_ROUNDS more epochs each right after a ceiling pass (so both see the 
 load): ``vs_ceiling`` = throughput / (one process's ceiling x workers) and
 ``vs_parallel_ceiling`` = throughput / the ceiling's work run by as many processes as
 workers side by side (measured, not assumed to scale), best round of each;
+``*_paired_median`` and ``*_paired_range`` give the same two ratios round by round (each
+loader epoch against the ceiling passes just before it: a slow spell of the machine that spans
+a pair cancels), their median and extremes over the rounds;
 ``vs_ceiling_test`` divides the best timed round by the ceiling test's figure instead; from
 best rounds, ``vs_lhotse`` / ``vs_naive`` (same worker count, when those tests ran earlier in
-the session) and whether this run met the goals (1.5x lhotse, 90% of the ceiling).
+the session), ``vs_kaldi_ceiling`` (against the per-core product of the ceiling with
+``kaldi.fbank``, the fbank a loader would use without ALP's) and whether this run met the
+goals (1.5x lhotse, 90% of the ceiling).
 ``test_decode_fbank_ceiling_in_parallel`` reports the side-by-side ceiling on its own.
 ``main_cpu_ms_per_batch``: the main process's CPU time per batch over those epochs (receiving
 batches from the workers; on 2 cores with 2 workers it is taken from the workers).
@@ -43,9 +48,11 @@ batches from the workers; on 2 cores with 2 workers it is taken from the workers
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,7 +78,7 @@ NUM_CLIPS = 1024  # 32 batches of 32 (see the module docstring)
 BATCH_SIZE = 32
 LHOTSE_MAX_DURATION = 200.0  # seconds per batch: about 32 clips of 3-10 s
 ROUNDS = 5
-INTERLEAVED_ROUNDS = 10  # ceiling pass + loader epoch pairs behind vs_ceiling
+INTERLEAVED_ROUNDS = 16  # ceiling pass + loader epoch pairs behind vs_ceiling
 _RESULTS: dict[str, float] = {}  # clips/s by case, for the ratios of later tests
 
 
@@ -125,7 +132,7 @@ def _timed_epochs(benchmark, loader, clips) -> tuple[int, float]:
     return done, seconds
 
 
-def _interleaved(loader, clips, num_workers: int) -> dict[str, float]:
+def _interleaved(loader, clips, num_workers: int) -> dict[str, Any]:
     """Ceiling and loader clips/s measured in alternation, a ceiling pass then a loader epoch,
     INTERLEAVED_ROUNDS times, best round of each, so a change in the machine's load between
     tests cannot decide the ratio: ``ceiling`` is one process's pass x ``num_workers`` (the
@@ -148,12 +155,17 @@ def _interleaved(loader, clips, num_workers: int) -> dict[str, float]:
     finally:
         side_by_side.close()
     batches = INTERLEAVED_ROUNDS * math.ceil(len(clips) / BATCH_SIZE)
+    # each round's loader epoch against the ceiling passes run just before it
+    paired = [(p / e / num_workers, len(clips) / e / q)
+              for p, q, e in zip(passes, parallel, epochs, strict=True)]
     return {"ceiling": len(clips) / min(passes) * num_workers,
             "parallel_ceiling": max(parallel), "loader": len(clips) / min(epochs),
-            "main_cpu_ms_per_batch": 1000 * main_cpu / batches}
+            "main_cpu_ms_per_batch": 1000 * main_cpu / batches,
+            "paired_vs_ceiling": sorted(r for r, _ in paired),
+            "paired_vs_parallel_ceiling": sorted(r for _, r in paired)}
 
 
-def _ratios(extra: dict, measured: dict[str, float]) -> None:
+def _ratios(extra: dict, measured: dict[str, Any]) -> None:
     loader = measured["loader"]
     extra.update(ceiling_clips_per_s=round(measured["ceiling"], 1),
                  parallel_ceiling_clips_per_s=round(measured["parallel_ceiling"], 1),
@@ -163,6 +175,10 @@ def _ratios(extra: dict, measured: dict[str, float]) -> None:
                  main_cpu_ms_per_batch=round(measured["main_cpu_ms_per_batch"], 3),
                  meets_90pct_ceiling=loader >= 0.9 * measured["ceiling"],
                  meets_90pct_parallel_ceiling=loader >= 0.9 * measured["parallel_ceiling"])
+    for key in ("vs_ceiling", "vs_parallel_ceiling"):
+        rounds = measured[f"paired_{key}"]
+        extra[f"{key}_paired_median"] = round(statistics.median(rounds), 3)
+        extra[f"{key}_paired_range"] = [round(rounds[0], 3), round(rounds[-1], 3)]
 
 
 @pytest.mark.parametrize("fbank", ["alp", "kaldi"])
@@ -291,6 +307,9 @@ def test_alp_shard_stream(benchmark, clips, tmp_path_factory, num_workers):
     rate = _throughput(benchmark, f"shards-{num_workers}", done, seconds,
                        num_workers=num_workers, spec_augment=False)
     _ratios(benchmark.extra_info, _interleaved(loader, clips, num_workers))
+    if "ceiling-kaldi" in _RESULTS:
+        benchmark.extra_info["vs_kaldi_ceiling"] = round(
+            rate / (_RESULTS["ceiling-kaldi"] * num_workers), 3)
     if f"alp-{num_workers}" in _RESULTS:
         benchmark.extra_info["vs_files"] = round(rate / _RESULTS[f"alp-{num_workers}"], 2)
     if f"lhotse-{num_workers}" in _RESULTS:
