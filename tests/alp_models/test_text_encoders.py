@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from alp_core.errors import ConfigError
 from alp_models.configs import BertTextEncoderConfig, MiniLMTextEncoderConfig
 from alp_models.text.bert import build_bert_text_encoder, build_minilm_text_encoder
-from alp_models.text.tokenizer import CaptionTokenizer
+from alp_models.text.tokenizer import CaptionTokenizer, minilm_model_dir
 
 LONG = "a very long caption " * 20
 
@@ -47,6 +48,52 @@ def test_tokenizer_pickles_and_works_after_unpickling():
     assert len(pickle.dumps(tok)) < 1000  # the path and settings, not the vocabulary
     for key, value in clone(["a dog barks", "rain on a tin roof"]).items():
         assert torch.equal(value, expected[key])
+
+
+CAPTIONS = [
+    "a dog barks", "Rain falls on a TIN roof, then thunder rolls in the distance!",
+    "Café crème: naïve piano études in C♯ minor 🎹", "speech, female, 3 speakers",
+    "   leading and trailing spaces   ", "x", "ünïcödé wörds and 中文 characters",
+    " ".join(["a very long caption that goes on"] * 12),
+]
+
+
+def _hf_reference(tok: CaptionTokenizer, captions: list[str]) -> dict[str, torch.Tensor]:
+    """Hugging Face's own call with the settings CaptionTokenizer promises."""
+    out = tok.hf_tokenizer(captions, padding="longest", truncation=True,
+                           max_length=tok.max_tokens, return_tensors="pt")
+    return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+
+
+@pytest.mark.parametrize("source", ["minilm", "bert-uncased"])
+@pytest.mark.parametrize("max_tokens", [4, 8, 32])
+def test_tokenizer_equals_hugging_face_call(source, max_tokens):
+    tok = CaptionTokenizer(source, max_tokens=max_tokens)
+    assert tok._fast_backend()  # the direct tokenizers path is the one under test
+    for captions in (CAPTIONS, CAPTIONS[:1], CAPTIONS[::-1], CAPTIONS[1:3]):
+        got, ref = tok(captions), _hf_reference(tok, captions)
+        for key in ("input_ids", "attention_mask"):
+            assert got[key].dtype == torch.int64
+            assert torch.equal(got[key], ref[key]), (key, captions)
+    assert tok(CAPTIONS)["input_ids"].shape[1] == max_tokens  # the long caption is cut
+
+
+def test_tokenizer_follows_padding_and_truncation_side(tmp_path):
+    """A local tokenizer folder that pads and truncates on the left gets the same ids as
+    Hugging Face's call gives for it (the direct path reads both sides from it)."""
+    source = minilm_model_dir()
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        (tmp_path / name).write_bytes((source / name).read_bytes())
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    config.update(padding_side="left", truncation_side="left")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    tok = CaptionTokenizer(str(tmp_path), max_tokens=8)
+    got, ref = tok(CAPTIONS), _hf_reference(tok, CAPTIONS)
+    assert torch.equal(got["input_ids"], ref["input_ids"])
+    assert torch.equal(got["attention_mask"], ref["attention_mask"])
+    assert got["attention_mask"][0].tolist() == [0, 0, 1, 1, 1, 1, 1, 1]  # padded on the left
+    right = CaptionTokenizer("minilm", max_tokens=8)(CAPTIONS)
+    assert not torch.equal(got["input_ids"], right["input_ids"])
 
 
 def test_tokenizer_rejects_bad_inputs(tmp_path):

@@ -1,13 +1,20 @@
 """A small picklable caption tokenizer for DataLoader workers.
 
 It pickles as its folder path and settings only; each process loads the Hugging Face
-tokenizer from local files on first use (never from the hub).
+tokenizer from local files on first use (never from the hub). A fast (Rust) tokenizer is
+called through its own ``tokenizers.Tokenizer``, set up once with the truncation and padding
+that ``tokenizer(captions, padding="longest", truncation=True, max_length=...)`` would set on
+it for every call: the same ids without transformers' per-call Python (about a third of a
+loader worker's collate time).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from alp_core.errors import ConfigError
 
@@ -58,6 +65,7 @@ class CaptionTokenizer:
         self.path = str(resolve_tokenizer_dir(str(source)))
         self.max_tokens = int(max_tokens)
         self._tokenizer: Any = None
+        self._backend: Any = None  # the configured tokenizers.Tokenizer; False: none (slow)
 
     @property
     def hf_tokenizer(self) -> Any:
@@ -76,9 +84,37 @@ class CaptionTokenizer:
     def pad_token_id(self) -> int:
         return int(self.hf_tokenizer.pad_token_id)
 
+    def _fast_backend(self) -> Any:
+        """A copy of the fast tokenizer's ``tokenizers.Tokenizer`` with this tokenizer's
+        truncation (``max_tokens``, special tokens included, on the Hugging Face tokenizer's
+        truncation side) and padding to the longest (its pad token and padding side), or
+        ``False`` for a slow tokenizer."""
+        if self._backend is None:
+            hf = self.hf_tokenizer
+            source = getattr(hf, "backend_tokenizer", None) if hf.is_fast else None
+            if source is None or hf.pad_token is None:  # Hugging Face's path (and errors)
+                self._backend = False
+            else:
+                from tokenizers import Tokenizer
+
+                backend = Tokenizer.from_str(source.to_str())
+                backend.enable_truncation(self.max_tokens, direction=hf.truncation_side)
+                backend.enable_padding(direction=hf.padding_side, pad_id=hf.pad_token_id,
+                                       pad_type_id=hf.pad_token_type_id,
+                                       pad_token=hf.pad_token)
+                self._backend = backend
+        return self._backend
+
     def __call__(self, captions: list[str]) -> dict[str, Any]:
         if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
             raise TypeError("CaptionTokenizer expects a list of caption strings")
+        backend = self._fast_backend() if captions else False
+        if backend:
+            encoded = backend.encode_batch(list(captions))
+            return {"input_ids": torch.from_numpy(np.array([e.ids for e in encoded],
+                                                           dtype=np.int64)),
+                    "attention_mask": torch.from_numpy(np.array(
+                        [e.attention_mask for e in encoded], dtype=np.int64))}
         encoded = self.hf_tokenizer(
             list(captions), padding="longest", truncation=True, max_length=self.max_tokens,
             return_tensors="pt", return_token_type_ids=False,
@@ -93,7 +129,7 @@ class CaptionTokenizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path, self.max_tokens = state["path"], state["max_tokens"]
-        self._tokenizer = None
+        self._tokenizer = self._backend = None
 
     def __repr__(self) -> str:
         return f"CaptionTokenizer(path={self.path!r}, max_tokens={self.max_tokens})"
