@@ -4,8 +4,8 @@ It pickles as its folder path and settings only; each process loads the Hugging 
 tokenizer from local files on first use (never from the hub). A fast (Rust) tokenizer is
 called through its own ``tokenizers.Tokenizer``, set up once with the truncation and padding
 that ``tokenizer(captions, padding="longest", truncation=True, max_length=...)`` would set on
-it for every call: the same ids without transformers' per-call Python (about a third of a
-loader worker's collate time).
+it for every call: the same ids without transformers' per-call Python, which took about a
+third of a loader worker's collate time.
 """
 
 from __future__ import annotations
