@@ -3,7 +3,8 @@
 - :func:`write_clips`: the shared file set (16 kHz WAVs, and some at 44.1 kHz so every
   pipeline also pays for resampling).
 - :func:`decode_fbank_pass`: the ceiling's work, decode + resample + fbank of every clip in a
-  plain loop in this process (no loader, no collation, no inter-process transfer).
+  plain loop in this process (no loader, no collation, no inter-process transfer);
+  :func:`decode_pass` the same without the fbank.
 - :class:`NaiveFbankDataset` + :func:`pad_collate`: the per-file Dataset one writes first:
   soundfile decode, torchaudio resample, ``torchaudio.compliance.kaldi.fbank`` per item, a
   padding collate.
@@ -61,6 +62,12 @@ def decode_fbank_pass(entries: Iterable[ManifestEntry],
     for entry in entries:
         frames += int(fbank(load_audio(entry.audio, SAMPLE_RATE)).shape[0])
     return frames
+
+
+def decode_pass(entries: Iterable[ManifestEntry]) -> int:
+    """Decode (soundfile) and resample to 16 kHz every clip here, no features (what a loader
+    worker does with ``data.features_on=device``); returns samples."""
+    return sum(int(load_audio(entry.audio, SAMPLE_RATE).shape[0]) for entry in entries)
 
 
 def kaldi_fbank(wave: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,10 @@ is not the loader's rate over a real corpus.
   shuffle=True)`` over a lazily read CutSet of the same files.
 - ALP: AudioCaptionDataset + build_loader (batches of 32, shuffled, captions tokenized by the
   default MiniLM tokenizer in the collator) with SpecAugment off, as in the references.
+- ALP with ``data.features_on=device`` (``test_alp_loader_features_on_device``): the same
+  loader with its workers only decoding; it times the batches of waves the workers deliver
+  (what a GPU computing the features is fed) and measures the features' cost on this CPU
+  apart (see the test).
 
 Each test's extra_info holds ``clips_per_s`` and ``audio_seconds_per_s`` (mean round) and
 ``best_clips_per_s`` (fastest round). The ALP tests add, after their timed rounds,
@@ -66,6 +70,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from loader_cases import (  # noqa: E402
     decode_fbank_pass,
+    decode_pass,
     epoch,
     kaldi_fbank,
     lhotse_loader,
@@ -132,14 +137,17 @@ def _timed_epochs(benchmark, loader, clips) -> tuple[int, float]:
     return done, seconds
 
 
-def _interleaved(loader, clips, num_workers: int) -> dict[str, Any]:
+def _interleaved(loader, clips, num_workers: int, *, decode_only: bool = False
+                 ) -> dict[str, Any]:
     """Ceiling and loader clips/s measured in alternation, a ceiling pass then a loader epoch,
     INTERLEAVED_ROUNDS times, best round of each, so a change in the machine's load between
     tests cannot decide the ratio: ``ceiling`` is one process's pass x ``num_workers`` (the
     per-core product), ``parallel_ceiling`` the pass run by ``num_workers`` processes side by
-    side (:class:`ParallelCeiling`), ``loader`` the loader's epochs."""
+    side (:class:`ParallelCeiling`), ``loader`` the loader's epochs. With ``decode_only`` each
+    round also times :func:`decode_pass` (``decode_ceiling``: one process's rate x
+    ``num_workers``)."""
     durations = {e.id: e.duration for e in clips}
-    fbank, passes, parallel, epochs = Fbank(), [], [], []
+    fbank, passes, parallel, epochs, decodes = Fbank(), [], [], [], []
     side_by_side = ParallelCeiling(clips, num_workers)
     main_cpu = 0.0
     try:
@@ -147,6 +155,10 @@ def _interleaved(loader, clips, num_workers: int) -> dict[str, Any]:
             start = time.perf_counter()
             decode_fbank_pass(clips, fbank)
             passes.append(time.perf_counter() - start)
+            if decode_only:
+                start = time.perf_counter()
+                decode_pass(clips)
+                decodes.append(time.perf_counter() - start)
             parallel.append(side_by_side.run())
             start, cpu = time.perf_counter(), time.process_time()
             epoch(loader, 1000 + round_, durations)
@@ -159,6 +171,7 @@ def _interleaved(loader, clips, num_workers: int) -> dict[str, Any]:
     paired = [(p / e / num_workers, len(clips) / e / q)
               for p, q, e in zip(passes, parallel, epochs, strict=True)]
     return {"ceiling": len(clips) / min(passes) * num_workers,
+            "decode_ceiling": len(clips) / min(decodes) * num_workers if decodes else None,
             "parallel_ceiling": max(parallel), "loader": len(clips) / min(epochs),
             "main_cpu_ms_per_batch": 1000 * main_cpu / batches,
             "paired_vs_ceiling": sorted(r for r, _ in paired),
@@ -314,3 +327,42 @@ def test_alp_shard_stream(benchmark, clips, tmp_path_factory, num_workers):
         benchmark.extra_info["vs_files"] = round(rate / _RESULTS[f"alp-{num_workers}"], 2)
     if f"lhotse-{num_workers}" in _RESULTS:
         benchmark.extra_info["vs_lhotse"] = round(rate / _RESULTS[f"lhotse-{num_workers}"], 2)
+
+
+@pytest.mark.parametrize("num_workers", WORKERS)
+def test_alp_loader_features_on_device(benchmark, clips, num_workers):
+    """``data.features_on=device``: the workers decode only and leave fbank + SpecAugment to
+    the training device (SpecAugment off, as in the other tests). What is timed is what the
+    workers deliver (batches of waves), the rate a GPU doing the features would be fed at;
+    there is no GPU here, so the features' own cost is measured apart:
+    ``main_features_ms_per_batch``, ``batch_features`` of one batch on this CPU in the main
+    process (what the CPU pays when it is the device). ``vs_ceiling`` compares with the
+    decode + fbank ceiling of the same cores (the issue's goal, when an accelerator computes
+    the features); ``vs_decode_ceiling`` with the decode pass alone (the loader's own
+    overhead in this mode). ``benchmarks/gpu_loader.py`` measures the whole path on a GPU."""
+    from alp_data.deferred import batch_features
+
+    dataset = AudioCaptionDataset(clips, audio=AudioConfig(), fbank=Fbank(), train=True,
+                                  defer_features=True)
+    loader = build_loader(dataset, batch_size=BATCH_SIZE, shuffle=True,
+                          num_workers=num_workers,
+                          collator=Collator(CaptionTokenizer(str(minilm_model_dir()))))
+    done, seconds = _timed_epochs(benchmark, loader, clips)
+    rate = _throughput(benchmark, f"deferred-{num_workers}", done, seconds,
+                       num_workers=num_workers, spec_augment=False, features_on="device")
+    extra = benchmark.extra_info
+    measured = _interleaved(loader, clips, num_workers, decode_only=True)
+    _ratios(extra, measured)
+    decode = measured["decode_ceiling"]
+    extra.update(decode_ceiling_clips_per_s=round(decode, 1),
+                 vs_decode_ceiling=round(measured["loader"] / decode, 3))
+    set_loader_epoch(loader, 0)
+    fbank, spent, batches = Fbank(), 0.0, 0
+    for batch in loader:
+        start = time.process_time()
+        batch_features(batch, fbank, "cpu")
+        spent += time.process_time() - start
+        batches += 1
+    extra["main_features_ms_per_batch"] = round(1000 * spent / batches, 2)
+    if f"alp-{num_workers}" in _RESULTS:
+        extra["vs_features_in_workers"] = round(rate / _RESULTS[f"alp-{num_workers}"], 2)

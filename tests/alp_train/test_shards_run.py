@@ -1,6 +1,6 @@
 """`alp run` streaming tar shards (``data.source.name=shards``): the same report as from
-manifests, a SIGKILL mid-epoch then --resume bit-exact with two loader workers, an audio-hours
-budget, and two processes."""
+manifests, a SIGKILL mid-epoch then --resume bit-exact with two loader workers (also with the
+features computed in the main process), an audio-hours budget, and two processes."""
 
 from __future__ import annotations
 
@@ -74,6 +74,25 @@ def test_sigkill_mid_epoch_then_resume_from_shards_is_bit_exact(reference, tmp_p
     a = load_file(str(reference / "checkpoint" / "model.safetensors"))
     b = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
     assert all(a[k].equal(b[k]) for k in a)
+
+
+def test_features_on_the_device_train_bit_exact_like_workers_and_resume(reference, tmp_path,
+                                                                       shards, alp):
+    """``data.features_on=device``: the workers only decode and the main process computes
+    fbank + SpecAugment per batch. On the CPU those are the workers' floats, so the losses
+    equal the reference run's bit for bit, also across a SIGKILL and --resume."""
+    run_dir = tmp_path / "run"
+    proc = alp.start(tmp_path / "log.txt", alp.SMOKE, f"output_dir={run_dir}", *shards,
+                     *alp.FAST, *ARGS, "data.features_on=device")
+    alp.wait_for_step(run_dir, 13, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert max(alp.losses(run_dir)) < STEPS, "the run ended before the kill: proves nothing"
+    resumed = alp.run("--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert alp.losses(run_dir) == alp.losses(reference)
+    said = "computed on cpu in the main process (the loader workers only decode)"
+    assert said in (tmp_path / "log.txt").read_text() and said in resumed.stderr
 
 
 def test_an_audio_hours_budget_stops_the_run(tmp_path, shards, alp):

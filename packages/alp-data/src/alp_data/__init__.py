@@ -23,6 +23,7 @@ _EXPORTS = {
     "scrub_url": "scrub",
     "Fbank": "features", "FbankConfig": "features", "SpecAugment": "features",
     "SpecAugmentConfig": "features",
+    "FeaturesOnDevice": "deferred", "batch_features": "deferred",
     "AudioCaptionDataset": "dataset", "AudioConfig": "transform", "BadClip": "transform",
     "ClipTransform": "transform",
     "Collator": "collate",

@@ -160,34 +160,38 @@ def leased_batch_tensor(*shape: int) -> tuple[torch.Tensor, Lease | None]:
 class LoaderBatch(dict):
     """A batch as a loader worker sends it (a plain dict to its consumer).
 
-    When its ``features`` lie in a worker's pooled segment it carries the :class:`Lease`, and
-    the main process hands the segment back once ``features`` and every view of it are
-    freed. Its small CPU tensors (lengths, masks, token ids: under :data:`SMALL_TENSOR_BYTES`)
-    travel by value inside the pickle instead of each through a shared-memory segment of its
-    own, which costs both processes a segment and a descriptor handshake per tensor.
+    When its ``features`` (or the tensor under ``lease_key``: ``waves`` when features are
+    deferred) lie in a worker's pooled segment it carries the :class:`Lease`, and the main
+    process hands the segment back once that tensor and every view of it are freed. Its
+    small CPU tensors (lengths, masks, token ids: under :data:`SMALL_TENSOR_BYTES`) travel
+    by value inside the pickle instead of each through a shared-memory segment of its own,
+    which costs both processes a segment and a descriptor handshake per tensor.
     """
 
-    def __init__(self, *args: Any, lease: Lease | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, lease: Lease | None = None, lease_key: str = "features",
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lease = lease
+        self.lease_key = lease_key
 
     def __reduce__(self) -> tuple[Any, ...]:
         shared: dict[str, Any] = {}
         small: dict[str, Any] = {}
         pooled = None
-        features = self.get("features")
-        if (self.lease is not None and isinstance(features, torch.Tensor)
+        key_lent = self.lease_key
+        lent = self.get(key_lent)
+        if (self.lease is not None and isinstance(lent, torch.Tensor)
                 and _WORKER_POOL is not None and _WORKER_POOL.pid == os.getpid()):
-            pooled = _WORKER_POOL.sendable(self.lease, features)
+            pooled = _WORKER_POOL.sendable(self.lease, lent)
         for key, value in self.items():
-            if key == "features" and pooled is not None:
+            if key == key_lent and pooled is not None:
                 shared[key] = None  # rebuilt over the main process's mapping
             elif _small(value):
                 small[key] = value.numpy()
                 shared[key] = None  # keeps the key's place; filled in on arrival
             else:
                 shared[key] = value
-        return _rebuild_batch, (shared, self.lease, small, pooled)
+        return _rebuild_batch, (shared, self.lease, small, pooled, key_lent)
 
 
 #: Tensors up to this size travel inside a :class:`LoaderBatch`'s pickle.
@@ -231,17 +235,16 @@ if hasattr(os, "register_at_fork"):
 
 def _rebuild_batch(batch: dict[str, Any], lease: Lease | None,
                    small: dict[str, Any] | None = None,
-                   pooled: tuple[tuple[int, ...], torch.UntypedStorage | None] | None = None
-                   ) -> LoaderBatch:
+                   pooled: tuple[tuple[int, ...], torch.UntypedStorage | None] | None = None,
+                   key_lent: str = "features") -> LoaderBatch:
     for key, array in (small or {}).items():
         batch[key] = torch.from_numpy(array)
     if lease is not None and pooled is not None:
-        batch["features"] = _lent_features(lease, *pooled)
-    elif lease is not None:  # the features did not travel as the lent segment
-        features = batch.get("features")
-        _watch(lease, features if isinstance(features, torch.Tensor) and features.is_shared()
-               else None)
-    return LoaderBatch(batch)
+        batch[key_lent] = _lent_features(lease, *pooled)
+    elif lease is not None:  # the lent tensor did not travel as the lent segment
+        lent = batch.get(key_lent)
+        _watch(lease, lent if isinstance(lent, torch.Tensor) and lent.is_shared() else None)
+    return LoaderBatch(batch, lease_key=key_lent)
 
 
 def _pool_flags(lease: Lease) -> np.ndarray | None:

@@ -37,6 +37,11 @@ class Collator:
     a common length (e.g. a Hugging Face tokenizer with ``padding=True, return_tensors="pt"``).
     With a ``caption_tokenizer`` (a caption decoder's, which may differ from the text tower's)
     the same captions also come as ``caption_ids`` and ``caption_mask``.
+
+    A batch whose features were deferred (``ClipTransform(defer_features=True)``) holds
+    ``waves``, ``wave_lengths`` and, in training with SpecAugment, ``time_mask`` and
+    ``freq_mask`` instead of ``features`` (every other key as above);
+    :func:`alp_data.deferred.batch_features` turns it into the batch above.
     """
 
     def __init__(
@@ -83,17 +88,29 @@ class Collator:
     def __call__(self, items: Sequence[dict[str, Any] | BadClip]) -> dict[str, Any]:
         good = [it for it in items if not isinstance(it, BadClip)]
         skipped = [it for it in items if isinstance(it, BadClip)]
-        if isinstance(items, ClipBatch):  # features already stacked by ClipTransform.batch
-            features, lengths = items.features, items.lengths
+        deferred = isinstance(items, ClipBatch) and items.waves is not None
+        lease_key = "features"
+        extra: dict[str, Any] = {}
+        if deferred:  # waves, not features (see alp_data.deferred)
+            lengths = items.lengths
+            t_max = int(lengths.max()) if lengths.numel() else 0
+            extra = {"waves": items.waves, "wave_lengths": items.wave_lengths}
+            if items.time_mask is not None:
+                extra.update(time_mask=items.time_mask, freq_mask=items.freq_mask)
+            lease_key = "waves"
         else:
-            features, lengths = self._stack(good)
-        t_max = int(features.shape[1])
+            if isinstance(items, ClipBatch):  # features already stacked by ClipTransform.batch
+                features, lengths = items.features, items.lengths
+            else:
+                features, lengths = self._stack(good)
+            t_max = int(features.shape[1])
+            extra = {"features": features}
         mask = torch.arange(t_max).unsqueeze(0) < lengths.unsqueeze(1)
         captions = [it["caption"] for it in good]
         batch: dict[str, Any] = {
             "ids": [it["id"] for it in good],
             "indices": [int(it.get("index", -1)) for it in good],
-            "features": features,
+            **extra,
             "feature_lengths": lengths,
             "feature_mask": mask,
             "captions": captions,
@@ -105,4 +122,5 @@ class Collator:
         batch.update(self._tokens(self.caption_tokenizer, captions, "caption_ids", "caption_mask"))
         if torch.utils.data.get_worker_info() is None:
             return batch
-        return LoaderBatch(batch, lease=items.lease if isinstance(items, ClipBatch) else None)
+        return LoaderBatch(batch, lease=items.lease if isinstance(items, ClipBatch) else None,
+                           lease_key=lease_key)

@@ -45,10 +45,11 @@ class AudioCaptionDataset(Dataset):
         train: bool,
         seed: int = 0,
         spec_augment: SpecAugment | None = None,
+        defer_features: bool = False,
     ) -> None:
         self.entries = list(entries)
         self.transform = ClipTransform(audio=audio, fbank=fbank, train=train, seed=seed,
-                                       spec_augment=spec_augment)
+                                       spec_augment=spec_augment, defer_features=defer_features)
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
 
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from pydantic import Field
@@ -24,7 +25,7 @@ from torchaudio.compliance import kaldi
 
 from alp_core.config import ComponentConfig
 
-__all__ = ["Fbank", "FbankConfig", "SpecAugment", "SpecAugmentConfig"]
+__all__ = ["Fbank", "FbankConfig", "Mask", "SpecAugment", "SpecAugmentConfig"]
 
 # Kaldi's fixed options that the config does not expose (kaldi.fbank's defaults)
 _PREEMPHASIS = 0.97
@@ -271,6 +272,53 @@ class Fbank:
                           [rows[i] for i in keep])
         return out, torch.tensor(counts, dtype=torch.int64)
 
+    def stacked(self, waves: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+        """Features ``(B, T, F)`` of the zero-padded waves ``waves`` ``(B, S)`` (row ``b``
+        holding ``sizes[b]`` samples) in one pass over all rows: every row is framed to the
+        longest row's frame count, the frames past a row's own count are computed on its
+        padding and then zeroed. A handful of kernels per batch whatever its size, which is
+        what a GPU wants; row ``b``'s first ``num_frames(sizes[b])`` frames equal
+        ``self(waves[b, :sizes[b]])`` to float32 rounding (a batched FFT and matrix product
+        may round differently), the rest are zero. On the CPU :meth:`padded` is the faster
+        and bit-exact path."""
+        if waves.dim() != 2 or waves.shape[0] != len(sizes):
+            raise ValueError(f"stacked expects waves (B, S) with B = len(sizes) = {len(sizes)}, "
+                             f"got {tuple(waves.shape)}")
+        if any(size > waves.shape[1] or size < 0 for size in sizes):
+            raise ValueError(f"sizes {list(sizes)} must lie within the {waves.shape[1]} "
+                             "samples of each row")
+        counts = [self.num_frames(int(size)) for size in sizes]
+        frames = max(counts, default=0)
+        bins = self.config.num_mel_bins
+        device = waves.device
+        out = torch.zeros(len(sizes), frames, bins, dtype=torch.float32, device=device)
+        if frames == 0:
+            return out
+        plan = self._plan(device)
+        x = waves.to(torch.float32).contiguous()
+        rows, win, shift = x.shape[0], self.window_samples, self.shift_samples
+        if x.shape[1] < win + (frames - 1) * shift:  # cannot happen for a row's own count
+            raise ValueError("waves hold fewer samples than their frame counts need")
+        framed = x.as_strided((rows, frames, win), (x.stride(0), shift, 1))
+        if self.config.dither != 0.0:
+            noise = torch.randn(framed.shape, device=device) * self.config.dither
+            framed = framed + noise / _INT16_SCALE
+        framed = framed - framed.mean(dim=2, keepdim=True)
+        padded = torch.zeros(rows, frames, self.fft_size, dtype=torch.float32, device=device)
+        body = padded[:, :, :win]
+        torch.sub(framed[:, :, 1:], framed[:, :, :-1] * _PREEMPHASIS, out=body[:, :, 1:])
+        torch.sub(framed[:, :, :1], framed[:, :, :1] * _PREEMPHASIS, out=body[:, :, :1])
+        body.mul_(plan.window)
+        flat = out.view(rows * frames, bins)
+        spectrum = torch.fft.rfft(padded.view(rows * frames, self.fft_size))
+        power = spectrum.real.square().add_(spectrum.imag.square())
+        torch.mm(power, plan.mel, out=flat)
+        flat.clamp_min_(_EPSILON).log_()
+        lengths = torch.tensor(counts, dtype=torch.int64).to(device, non_blocking=True)
+        past = torch.arange(frames, device=device)[None, :] >= lengths[:, None]
+        out.masked_fill_(past[:, :, None], 0.0)
+        return out
+
 
 class SpecAugmentConfig(ComponentConfig):
     """SpecAugment masks (lhotse/icefall defaults, without time warping)."""
@@ -281,6 +329,15 @@ class SpecAugmentConfig(ComponentConfig):
     frames_mask_size: int = Field(100, ge=1)
     max_frames_mask_fraction: float = Field(0.15, ge=0, le=1)
     p: float = Field(0.9, ge=0, le=1)
+
+
+class Mask(NamedTuple):
+    """One SpecAugment mask: ``width`` cells from ``start`` along ``axis`` (0: time, 1:
+    frequency) of a clip's ``(T, F)`` features."""
+
+    axis: int
+    start: int
+    width: int
 
 
 class SpecAugment:
@@ -294,32 +351,56 @@ class SpecAugment:
     def __init__(self, config: SpecAugmentConfig | None = None) -> None:
         self.config = config or SpecAugmentConfig()
 
-    def _mask(self, feats: torch.Tensor, axis: int, count: int, max_width: int,
-              value: float, generator: torch.Generator | None) -> None:
-        size = feats.shape[axis]
+    @staticmethod
+    def _draw(size: int, count: int, max_width: int, axis: int,
+              generator: torch.Generator | None, masks: list[Mask]) -> None:
         for _ in range(count):
             width = int(torch.randint(0, max_width + 1, (1,), generator=generator))
             width = min(width, size)
             if width == 0:
                 continue
             start = int(torch.randint(0, size - width + 1, (1,), generator=generator))
-            feats.narrow(axis, start, width).fill_(value)
+            masks.append(Mask(axis, start, width))
+
+    def draw(self, num_frames: int, num_bins: int, generator: torch.Generator | None = None
+             ) -> tuple[Mask, ...] | None:
+        """The masks for features of shape ``(num_frames, num_bins)``: ``None`` when the clip
+        is not augmented (probability ``1 - p``, or no frames), else frequency masks first,
+        then time masks. The draws depend on the shape only, not on the values, so a loader
+        worker can draw them before the features exist (see :mod:`alp_data.deferred`)."""
+        cfg = self.config
+        if num_frames == 0:
+            return None
+        if float(torch.rand((), generator=generator)) >= cfg.p:
+            return None
+        masks: list[Mask] = []
+        self._draw(num_bins, cfg.num_feature_masks, cfg.features_mask_size, 1, generator,
+                   masks)
+        max_total = cfg.max_frames_mask_fraction * num_frames
+        count = min(cfg.num_frame_masks, math.ceil(max_total / cfg.frames_mask_size))
+        if count > 0:
+            width = min(cfg.frames_mask_size, int(max_total // count))
+            self._draw(num_frames, count, width, 0, generator, masks)
+        return tuple(masks)
+
+    @staticmethod
+    def apply(feats: torch.Tensor, masks: Sequence[Mask]) -> None:
+        """Fill ``masks`` of ``feats`` ``(T, F)`` in place with the mean of ``feats``."""
+        if not masks:
+            return
+        value = float(feats.mean())
+        for mask in masks:
+            feats.narrow(mask.axis, mask.start, mask.width).fill_(value)
 
     def __call__(self, feats: torch.Tensor, generator: torch.Generator | None = None, *,
                  inplace: bool = False) -> torch.Tensor:
         """The masked features: a new tensor, or ``feats`` itself masked when ``inplace``
         (the same draws and masks either way)."""
-        cfg = self.config
-        if feats.dim() != 2 or feats.shape[0] == 0:
+        if feats.dim() != 2:
             return feats
-        if float(torch.rand((), generator=generator)) >= cfg.p:
+        masks = self.draw(feats.shape[0], feats.shape[1], generator)
+        if masks is None:
             return feats
         out = feats if inplace else feats.clone()
-        value = float(feats.mean())
-        self._mask(out, 1, cfg.num_feature_masks, cfg.features_mask_size, value, generator)
-        max_total = cfg.max_frames_mask_fraction * out.shape[0]
-        count = min(cfg.num_frame_masks, math.ceil(max_total / cfg.frames_mask_size))
-        if count > 0:
-            width = min(cfg.frames_mask_size, int(max_total // count))
-            self._mask(out, 0, count, width, value, generator)
+        self.apply(out, masks)
         return out

@@ -92,14 +92,28 @@ class ClipBatch(list):
     taking a list of items works on it; :class:`~alp_data.collate.Collator` uses the stacked
     tensor as it is. In a loader worker ``features`` may lie in a reused shared-memory
     segment, lent under ``lease`` (see :mod:`alp_data.buffers`).
+
+    With features deferred (``ClipTransform(defer_features=True)``) ``features`` is None and
+    the batch holds what computes them later instead (see :mod:`alp_data.deferred`):
+    ``waves`` ``(G, S_max)`` the decoded waves zero-padded (in the lent segment),
+    ``wave_lengths`` ``(G,)`` their sample counts, and, when SpecAugment applies,
+    ``time_mask`` ``(G, T_max)`` and ``freq_mask`` ``(G, F)`` (True on masked cells).
+    ``lengths`` are still the frame counts, and items carry ``num_frames`` but no features.
     """
 
-    def __init__(self, items: list[dict[str, Any] | BadClip], features: torch.Tensor,
-                 lengths: torch.Tensor, lease: Lease | None = None) -> None:
+    def __init__(self, items: list[dict[str, Any] | BadClip], features: torch.Tensor | None,
+                 lengths: torch.Tensor, lease: Lease | None = None, *,
+                 waves: torch.Tensor | None = None, wave_lengths: torch.Tensor | None = None,
+                 time_mask: torch.Tensor | None = None, freq_mask: torch.Tensor | None = None
+                 ) -> None:
         super().__init__(items)
         self.features = features
         self.lengths = lengths
         self.lease = lease
+        self.waves = waves
+        self.wave_lengths = wave_lengths
+        self.time_mask = time_mask
+        self.freq_mask = freq_mask
 
 
 def clip_generator(seed: int, epoch: int, clip_id: str) -> torch.Generator:
@@ -141,10 +155,15 @@ class ClipTransform:
     Audio that cannot be used gives a :class:`BadClip` whose ``reason`` says why (missing,
     unreadable, empty, nonfinite, backend; sample_rate and silent per :class:`AudioConfig`);
     the silence test looks at the segment read, so a long file is judged by its window.
+
+    With ``defer_features`` :meth:`batch` stops after decoding: the batch carries the waves
+    and the drawn SpecAugment masks, and :func:`alp_data.deferred.batch_features` computes
+    the same features later, where the model runs (e.g. on its GPU).
     """
 
     def __init__(self, *, audio: AudioConfig | None = None, fbank: Fbank | None = None,
-                 train: bool, seed: int = 0, spec_augment: SpecAugment | None = None) -> None:
+                 train: bool, seed: int = 0, spec_augment: SpecAugment | None = None,
+                 defer_features: bool = False) -> None:
         self.audio = audio or AudioConfig()
         self.fbank = fbank or Fbank()
         if self.fbank.config.sample_rate != self.audio.sample_rate:
@@ -155,6 +174,7 @@ class ClipTransform:
         self.train = train
         self.seed = seed
         self.spec_augment = spec_augment
+        self.defer_features = defer_features
 
     def seconds(self, entry: ManifestEntry) -> float:
         """Seconds of audio the item will carry (the manifest duration within the limits)."""
@@ -247,10 +267,12 @@ class ClipTransform:
                 items.append(got[0])
                 good.append(got)
         waves = [wave for _, wave, _ in good]
+        augment = self.spec_augment if self.train else None
+        if self.defer_features:
+            return self._deferred(items, good, waves, augment)
         frames = max((self.fbank.num_frames(int(w.shape[0])) for w in waves), default=0)
         out, lease = leased_batch_tensor(len(waves), frames, self.fbank.num_mel_bins)
         features, lengths = self.fbank.padded(waves, out=out)
-        augment = self.spec_augment if self.train else None
         for row, (item, _, rand) in enumerate(good):
             feats = features[row, :int(lengths[row])]
             if augment is not None:
@@ -258,3 +280,30 @@ class ClipTransform:
             item["features"] = feats
             item["num_frames"] = int(feats.shape[0])
         return ClipBatch(items, features, lengths, lease)
+
+    def _deferred(self, items: list[dict[str, Any] | BadClip],
+                  good: list[tuple[dict[str, Any], torch.Tensor, _ClipRandom]],
+                  waves: list[torch.Tensor], augment: SpecAugment | None) -> ClipBatch:
+        """The batch without features: the waves zero-padded (in the lent segment in a
+        worker), frame counts, and the SpecAugment masks drawn as :meth:`SpecAugment.__call__`
+        would draw them (the same generator, the same order)."""
+        sizes = [int(w.shape[0]) for w in waves]
+        out, lease = leased_batch_tensor(len(waves), max(sizes, default=0))
+        for row, (wave, size) in enumerate(zip(waves, sizes, strict=True)):
+            out[row, :size] = wave
+            out[row, size:] = 0.0
+        counts = [self.fbank.num_frames(size) for size in sizes]
+        bins = self.fbank.num_mel_bins
+        time_mask = freq_mask = None
+        if augment is not None:
+            time_mask = torch.zeros(len(waves), max(counts, default=0), dtype=torch.bool)
+            freq_mask = torch.zeros(len(waves), bins, dtype=torch.bool)
+            for row, ((_, _, rand), count) in enumerate(zip(good, counts, strict=True)):
+                for mask in augment.draw(count, bins, rand()) or ():
+                    target = time_mask if mask.axis == 0 else freq_mask
+                    target[row, mask.start:mask.start + mask.width] = True
+        for (item, _, _), count in zip(good, counts, strict=True):
+            item["num_frames"] = count
+        return ClipBatch(items, None, torch.tensor(counts, dtype=torch.int64), lease,
+                         waves=out, wave_lengths=torch.tensor(sizes, dtype=torch.int64),
+                         time_mask=time_mask, freq_mask=freq_mask)

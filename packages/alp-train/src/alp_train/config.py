@@ -48,6 +48,11 @@ class DataConfig(StrictModel):
         None, gt=0, description="duration-bucketed batches of about this many seconds"
     )
     num_workers: int = Field(1, ge=0)
+    features_on: Literal["worker", "device"] = Field(
+        "worker", description="where fbank + SpecAugment run: 'worker' (the loader workers, "
+        "per clip) or 'device' (workers only decode; the main process computes the whole "
+        "batch on train.device, e.g. the GPU, with the same masks and, on the CPU, the same "
+        "features)")
     max_bad_clips: int = Field(20, ge=0, description="skip this many unreadable clips, then fail")
     max_bad_rows: int | float = Field(
         0, ge=0, description="manifest rows that fail to parse skipped before failing: a count, "

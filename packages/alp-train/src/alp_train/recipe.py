@@ -24,6 +24,7 @@ from alp_core import ConfigError
 from alp_core.errors import DataError
 from alp_data.collate import Collator
 from alp_data.dataset import AudioCaptionDataset, BadClip
+from alp_data.deferred import FeaturesOnDevice
 from alp_data.features import Fbank, SpecAugment, SpecAugmentConfig
 from alp_data.loader import (
     SKIPPED_CLIPS_FILE,
@@ -124,28 +125,34 @@ class RunData:
         augment = spec_augment(cfg.data.spec_augment) if train else None
         rank, world = (info.rank, info.world_size) if sharded else (0, 1)
         max_seconds = cfg.data.max_batch_seconds if train else None
+        defer = cfg.data.features_on == "device"
+        loader: Any
         if self.shards is not None:
             from alp_data.shards.plan import PlanConfig
             from alp_data.shards.stream import build_stream_loader
 
             transform = ClipTransform(audio=audio, fbank=self.fbank, train=train,
-                                      seed=cfg.seed, spec_augment=augment)
+                                      seed=cfg.seed, spec_augment=augment, defer_features=defer)
             plan = PlanConfig(batch_size=batch_size, max_batch_seconds=max_seconds,
                               shuffle=train, drop_last=train, seed=cfg.seed,
                               shuffle_buffer=int(cfg.data.source.get("shuffle_buffer", 1000)),
                               min_seconds=audio.min_seconds, max_seconds=audio.max_seconds)
-            return build_stream_loader(self.shards[split], transform, self.collator, plan=plan,
-                                       rank=rank, world_size=world,
-                                       num_workers=cfg.data.num_workers,
-                                       pin_memory=info.device.type == "cuda")
-        entries = self.train_entries if split == "train" else self.test_entries
-        dataset = AudioCaptionDataset(entries, audio=audio, fbank=self.fbank, train=train,
-                                      seed=cfg.seed, spec_augment=augment)
-        return build_loader(
-            dataset, batch_size=batch_size, shuffle=train, num_workers=cfg.data.num_workers,
-            collator=self.collator, seed=cfg.seed, drop_last=train,
-            max_batch_seconds=max_seconds, rank=rank, world_size=world,
-            pin_memory=info.device.type == "cuda")
+            loader = build_stream_loader(self.shards[split], transform, self.collator,
+                                         plan=plan, rank=rank, world_size=world,
+                                         num_workers=cfg.data.num_workers,
+                                         pin_memory=info.device.type == "cuda")
+        else:
+            entries = self.train_entries if split == "train" else self.test_entries
+            dataset = AudioCaptionDataset(entries, audio=audio, fbank=self.fbank, train=train,
+                                          seed=cfg.seed, spec_augment=augment,
+                                          defer_features=defer)
+            loader = build_loader(
+                dataset, batch_size=batch_size, shuffle=train,
+                num_workers=cfg.data.num_workers, collator=self.collator, seed=cfg.seed,
+                drop_last=train, max_batch_seconds=max_seconds, rank=rank, world_size=world,
+                pin_memory=info.device.type == "cuda")
+        # workers only decode: the batch's features are computed on the run's device
+        return FeaturesOnDevice(loader, self.fbank, info.device) if defer else loader
 
 
 def spec_augment(option: Any) -> SpecAugment | None:
