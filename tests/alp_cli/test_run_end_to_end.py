@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from safetensors.torch import load_file
 
 from alp_cli.main import main
 
@@ -45,6 +46,30 @@ def test_run_writes_config_metrics_checkpoint_and_report(smoke_run):
         assert report["summary"][model]["probe_average"] is not None
     md = (run / "report.md").read_text()
     assert "pretrained" in md and "random-init" in md and "a2t_R@1" in md
+
+
+def test_features_on_the_device_give_the_same_run_and_report(smoke_run, tmp_path):
+    """``data.features_on=device`` on the CPU: training and evaluation see the workers' very
+    features, so the logged loss, the trained weights and every metric are equal."""
+    run = tmp_path / "run"
+    code = run_alp(SMOKE, f"output_dir={run}", f"data.cache_dir={smoke_run / 'cache'}",
+                   "data.features_on=device")
+    assert code == 0
+
+    def losses(folder):
+        records = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"]) for r in records if r["event"] == "train"]
+
+    assert losses(run) == losses(smoke_run / "run") and losses(run)
+    ours_w = load_file(str(run / "checkpoint" / "model.safetensors"))
+    theirs_w = load_file(str(smoke_run / "run" / "checkpoint" / "model.safetensors"))
+    assert ours_w.keys() == theirs_w.keys() and all(ours_w[k].equal(theirs_w[k]) for k in ours_w)
+    ours = json.loads((run / "report.json").read_text())
+    theirs = json.loads((smoke_run / "run" / "report.json").read_text())
+    for model in theirs["models"]:
+        for task, result in theirs["results"][model].items():
+            assert ours["results"][model][task]["metrics"] == result["metrics"], (model, task)
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["features_on"] == "device"
 
 
 def test_checkpoint_loads_back_into_a_fresh_model(smoke_run):
