@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The GPU checks of a session that is lent a GPU machine, as one prepared call.
+#
+# The GPU machine has torch, torchaudio, transformers and most of what ALP needs, but not
+# ALP itself, pydantic or soundfile, and it cannot download anything. So:
+#
+#   here (2 minutes):  bash benchmarks/gpu_session.sh prepare
+#       builds ALP's wheels and downloads the missing ones for the GPU machine's Python 3.12
+#       into .gpu/whl, and copies the bundled MiniLM tokenizer files (not its weights) into
+#       .gpu/tokenizer; .gpu/ is git-ignored and about 10 MiB.
+#   on the GPU (one call, about 6 minutes):
+#       run(command="bash benchmarks/gpu_session.sh run", carry=[".gpu"], timeout_s=540)
+#       installs the wheels under /tmp/site and writes into $OUT: nvidia-smi.txt,
+#       gpu_loader.json/.log (the loader with features on the GPU against the CPU ceiling)
+#       and gpu_train_step.json/.log (training step and MFU, compiled cases).
+#
+# GPU_LOADER_ARGS and GPU_STEP_ARGS replace each script's default arguments; PYTHON and
+# GPU_PYTHON_VERSION the interpreter and the version the wheels are for (a dry run here:
+# GPU_PYTHON_VERSION=3.11 ... prepare, then PYTHON=.venv/bin/python OUT=/tmp/o
+# GPU_LOADER_ARGS="--device cpu --workers 1 --clips 40" ... run; the step script needs CUDA).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+prepare)
+  py=${PYTHON:-.venv/bin/python}
+  rm -rf .gpu && mkdir -p .gpu/whl .gpu/tokenizer
+  "$py" -m pip wheel -q --no-deps -w .gpu/whl packages/alp-core packages/alp-data \
+    packages/alp-models packages/alp-objectives packages/alp-eval packages/alp-train
+  pins=$("$py" -m pip freeze | grep -i -E '^(pydantic|pydantic[-_]core|annotated-types|typing-inspection|soundfile|cffi|pycparser)==')
+  # shellcheck disable=SC2086
+  "$py" -m pip download -q --no-deps --only-binary=:all: --python-version "${GPU_PYTHON_VERSION:-3.12}" \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+    -d .gpu/whl $pins
+  dir=$("$py" -c 'from alp_models.text.tokenizer import minilm_model_dir; print(minilm_model_dir())')
+  for f in config.json special_tokens_map.json tokenizer.json tokenizer_config.json vocab.txt; do
+    cp "$dir/$f" .gpu/tokenizer/
+  done
+  ls .gpu/whl && du -sh .gpu
+  ;;
+run)
+  out=${OUT:-gpu-out}
+  mkdir -p "$out"
+  py=${PYTHON:-python3}
+  rm -rf /tmp/site
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .gpu/whl/*.whl
+  export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+  nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
+  status=0
+  # shellcheck disable=SC2086
+  timeout 240 "$py" benchmarks/gpu_loader.py ${GPU_LOADER_ARGS:---workers 2,4,8,14 --clips 2048} \
+    --tokenizer .gpu/tokenizer --out "$out/gpu_loader.json" 2>&1 | tee "$out/gpu_loader.log" \
+    || status=1
+  # shellcheck disable=SC2086
+  timeout 270 "$py" benchmarks/gpu_train_step.py ${GPU_STEP_ARGS:---cases compile} \
+    --tokenizer .gpu/tokenizer --out "$out/gpu_train_step.json" 2>&1 \
+    | tee "$out/gpu_train_step.log" || status=1
+  exit $status
+  ;;
+*)
+  echo "usage: bash benchmarks/gpu_session.sh prepare|run (see the comment at its top)" >&2
+  exit 2
+  ;;
+esac
