@@ -7,10 +7,9 @@ from __future__ import annotations
 import gc
 import pickle
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from tests.shared import write_flac_clips
 
 from alp_data import buffers
 from alp_data.buffers import POOL_SLOTS, LoaderBatch, leased_batch_tensor
@@ -25,17 +24,9 @@ from alp_data.transform import BadClip, ClipBatch, ClipRequest, ClipTransform
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     """24 noisy FLACs of 0.3-1.5 s (every fifth at 22.05 kHz), three captions each."""
-    folder = tmp_path_factory.mktemp("batch-path")
-    rng = np.random.default_rng(3)
-    entries = []
-    for i in range(24):
-        rate = 22050 if i % 5 == 4 else 16000
-        seconds = float(rng.uniform(0.3, 1.5))
-        path = folder / f"b{i:02d}.flac"
-        sf.write(path, (0.2 * rng.standard_normal(int(seconds * rate))).astype(np.float32), rate)
-        entries.append(ManifestEntry(f"b{i:02d}", str(path), int(seconds * rate) / rate, rate,
-                                     tuple(f"caption {k} of b{i:02d}" for k in range(3))))
-    return entries
+    return write_flac_clips(tmp_path_factory.mktemp("batch-path"), 24, seed=3, prefix="b",
+                            seconds=(0.3, 1.5), resampled_every=5,
+                            captions=lambda _, c: tuple(f"caption {k} of {c}" for k in range(3)))
 
 
 def _transform(train: bool = True) -> ClipTransform:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from tests.shared import write_flac_clips
 
 from alp_data.audio import load_audio
 from alp_data.buffers import POOL_SLOTS
@@ -29,17 +29,9 @@ def clips(tmp_path_factory):
     """30 noisy FLACs of 0.2-2.5 s (every fourth at 22.05 kHz, so resampled), two captions
     each, and one missing file."""
     folder = tmp_path_factory.mktemp("deferred")
-    rng = np.random.default_rng(11)
-    entries = []
-    for i in range(30):
-        rate = 22050 if i % 4 == 3 else 16000
-        seconds = float(rng.uniform(0.2, 2.5))
-        path = folder / f"d{i:02d}.flac"
-        tone = np.sin(2 * np.pi * rng.uniform(100, 3000) * np.arange(int(seconds * rate)) / rate)
-        wave = 0.3 * tone + 0.05 * rng.standard_normal(tone.shape[0])
-        sf.write(path, wave.astype(np.float32), rate)
-        entries.append(ManifestEntry(f"d{i:02d}", str(path), int(seconds * rate) / rate, rate,
-                                     (f"a tone {i}", f"caption two of d{i:02d}")))
+    entries = write_flac_clips(folder, 30, seed=11, prefix="d", seconds=(0.2, 2.5),
+                               resampled_every=4, tone=True,
+                               captions=lambda i, c: (f"a tone {i}", f"caption two of {c}"))
     entries.insert(7, ManifestEntry("gone", str(folder / "gone.flac"), 1.0, 16000, ("x",)))
     return entries
 
