@@ -93,6 +93,7 @@ def test_features_on_the_device_train_bit_exact_like_workers_and_resume(referenc
     assert alp.losses(run_dir) == alp.losses(reference)
     said = "computed on cpu in the main process (the loader workers only decode)"
     assert said in (tmp_path / "log.txt").read_text() and said in resumed.stderr
+    assert "data.features_on=device on the CPU" in resumed.stderr  # and why it is slower here
 
 
 def test_an_audio_hours_budget_stops_the_run(tmp_path, shards, alp):

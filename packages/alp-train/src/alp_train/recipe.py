@@ -261,6 +261,10 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
         f"({data.audio_seconds('train') / 3600:.2f} h of training audio"
         f"{', streamed from shards' if data.shards is not None else ''}; {data.seconds:.1f} s)")
     _describe(model, resolved, objective, say)
+    if cfg.data.features_on == "device" and info.device.type == "cpu" and info.is_main:
+        log.warning("data.features_on=device on the CPU: the main process computes every "
+                    "batch's fbank alone while the loader workers only decode; this is meant "
+                    "for accelerators (data.features_on=worker is faster here)")
 
     task = TrainTask(model, objective)
     train_loader = data.loader(cfg, "train", info, train=True, batch_size=cfg.data.batch_size,
