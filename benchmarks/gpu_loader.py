@@ -38,9 +38,9 @@ from alp_data.collate import Collator  # noqa: E402
 from alp_data.dataset import AudioCaptionDataset, AudioConfig  # noqa: E402
 from alp_data.deferred import FeaturesOnDevice, batch_features  # noqa: E402
 from alp_data.features import Fbank, SpecAugment  # noqa: E402
-from alp_data.loader import build_loader, set_loader_epoch  # noqa: E402
+from alp_data.loader import build_loader  # noqa: E402
 from alp_models.text.tokenizer import CaptionTokenizer, minilm_model_dir  # noqa: E402
-from loader_cases import decode_fbank_pass, decode_pass, write_clips  # noqa: E402
+from loader_cases import decode_fbank_pass, decode_pass, epoch, write_clips  # noqa: E402
 
 BATCH = 32
 
@@ -50,20 +50,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_epoch(loader, clips: int, device: torch.device, epochs: int) -> float:
+def _best_epoch(loader, clips: list, device: torch.device, epochs: int) -> float:
     """Best clips/s over ``epochs`` timed epochs after one warm-up epoch."""
+    durations = {e.id: e.duration for e in clips}
     best = 0.0
-    for epoch in range(epochs + 1):
-        set_loader_epoch(loader, epoch)
+    for index in range(epochs + 1):
         start = time.perf_counter()
-        seen = 0
-        for batch in loader:
-            seen += len(batch["ids"])
+        seen, _ = epoch(loader, index, durations)
         _sync(device)
         took = time.perf_counter() - start
-        assert seen == clips, (seen, clips)
-        if epoch:
-            best = max(best, clips / took)
+        assert seen == len(clips), (seen, len(clips))
+        if index:
+            best = max(best, len(clips) / took)
     return best
 
 
@@ -128,10 +126,10 @@ def main() -> None:
 
     rows = []
     for n in workers:
-        usual = _best_epoch(_loader(clips, n, tokenizer, defer=False), len(clips), device,
+        usual = _best_epoch(_loader(clips, n, tokenizer, defer=False), clips, device,
                             args.epochs)
         deferred = FeaturesOnDevice(_loader(clips, n, tokenizer, defer=True), fbank, device)
-        on_device = _best_epoch(deferred, len(clips), device, args.epochs)
+        on_device = _best_epoch(deferred, clips, device, args.epochs)
         rows.append({"workers": n,
                      "features_in_workers_clips_per_s": round(usual, 1),
                      "features_on_device_clips_per_s": round(on_device, 1),
