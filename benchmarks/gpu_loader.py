@@ -138,8 +138,8 @@ def main() -> None:
                      "in_workers_vs_ceiling": round(usual / (one_core * n), 3),
                      "on_device_vs_ceiling": round(on_device / (one_core * n), 3)})
         print(json.dumps(rows[-1]), flush=True)
-    result["rows"] = rows
-    Path(args.out).write_text(json.dumps(result, indent=2))
+        result["rows"] = rows  # written after every row: a run stopped early keeps what it has
+        Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
 

@@ -9,12 +9,15 @@
 #       into .gpu/whl, and copies the bundled MiniLM tokenizer files (not its weights) into
 #       .gpu/tokenizer; .gpu/ is git-ignored and about 10 MiB.
 #   on the GPU (one call, about 6 minutes):
-#       run(command="bash benchmarks/gpu_session.sh run", carry=[".gpu"], timeout_s=540)
+#       run(command="bash benchmarks/gpu_session.sh run", carry=[".gpu"], timeout_s=560)
 #       installs the wheels under /tmp/site and writes into $OUT: nvidia-smi.txt,
-#       gpu_loader.json/.log (the loader with features on the GPU against the CPU ceiling)
-#       and gpu_train_step.json/.log (training step and MFU, compiled cases).
+#       gpu_loader.json/.log (the loader with features on the GPU against the CPU ceiling),
+#       gpu_train_step.json/.log (training step and MFU, compiled cases) and
+#       gpu_train_step_profile.txt (each case's heaviest kernels). Both scripts write their
+#       JSON after every row, so one stopped at its timeout keeps what it measured.
 #
-# GPU_LOADER_ARGS and GPU_STEP_ARGS replace each script's default arguments; PYTHON and
+# GPU_LOADER_ARGS and GPU_STEP_ARGS replace each script's default arguments,
+# GPU_LOADER_TIMEOUT and GPU_STEP_TIMEOUT their time limits in seconds; PYTHON and
 # GPU_PYTHON_VERSION the interpreter and the version the wheels are for (a dry run here:
 # GPU_PYTHON_VERSION=3.11 ... prepare, then PYTHON=.venv/bin/python OUT=/tmp/o
 # GPU_LOADER_ARGS="--device cpu --workers 1 --clips 40" ... run; the step script needs CUDA).
@@ -50,12 +53,14 @@ run)
   nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
   status=0
   # shellcheck disable=SC2086
-  timeout 240 "$py" benchmarks/gpu_loader.py ${GPU_LOADER_ARGS:---workers 2,4,8,14 --clips 2048} \
+  timeout "${GPU_LOADER_TIMEOUT:-170}" "$py" benchmarks/gpu_loader.py \
+    ${GPU_LOADER_ARGS:---workers 2,4,8,14 --clips 2048} \
     --tokenizer .gpu/tokenizer --out "$out/gpu_loader.json" 2>&1 | tee "$out/gpu_loader.log" \
     || status=1
   # shellcheck disable=SC2086
-  timeout 270 "$py" benchmarks/gpu_train_step.py ${GPU_STEP_ARGS:---cases compile} \
-    --tokenizer .gpu/tokenizer --out "$out/gpu_train_step.json" 2>&1 \
+  timeout "${GPU_STEP_TIMEOUT:-360}" "$py" benchmarks/gpu_train_step.py \
+    ${GPU_STEP_ARGS:---cases compile} --tokenizer .gpu/tokenizer \
+    --profile "$out/gpu_train_step_profile.txt" --out "$out/gpu_train_step.json" 2>&1 \
     | tee "$out/gpu_train_step.log" || status=1
   exit $status
   ;;

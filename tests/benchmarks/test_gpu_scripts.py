@@ -32,3 +32,38 @@ def test_gpu_loader_script_runs_on_the_cpu(tmp_path):
                 "ceiling_clips_per_s", "decode_ceiling_clips_per_s"):
         assert row[key] > 0, key
     assert row["decode_ceiling_clips_per_s"] > row["ceiling_clips_per_s"]
+
+
+@pytest.mark.slow
+def test_gpu_train_step_script_runs_on_the_cpu(tmp_path):
+    out, profile = tmp_path / "steps.json", tmp_path / "profile.txt"
+    from alp_models.text.tokenizer import minilm_model_dir
+
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_train_step.py"), "--device", "cpu",
+         "--tokenizer", str(minilm_model_dir()), "--cases", "default:4:fp32",
+         "--frames", "120", "--steps", "2", "--profile", str(profile), "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    (good,) = json.loads(out.read_text())
+    assert (good["case"], good["batch"], good["frames"], good["device"]) == (
+        "default", 4, 120, "cpu")
+    assert good["step_ms"] > 0 and good["tflops_per_step"] > 0 and good["mfu"] is None
+    assert good["samples_per_s"] == pytest.approx(4 / (good["step_ms"] / 1000), rel=0.01)
+    text = profile.read_text()
+    assert '"case": "default"' in text and "aten::" in text
+
+
+def test_gpu_train_step_rejects_a_malformed_case():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from gpu_train_step import parse_cases
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert parse_cases("zipformer-base:240:bf16:compile,default:8:fp32") == [
+        ("zipformer-base", 240, "bf16", True), ("default", 8, "fp32", False)]
+    assert len(parse_cases("compile")) == 4
+    for bad in ("default:eight:fp32", "default:8:fp64", "default:8", "default:8:bf16:fast",
+                "nosuch:8:fp32"):
+        with pytest.raises(SystemExit, match="MODEL:BATCH:PRECISION"):
+            parse_cases(bad)
