@@ -106,14 +106,22 @@ def main() -> None:
 
     # correctness: the device's features of masked batches against the CPU's
     check = _loader(clips[:256], 0, tokenizer, defer=True, augment=True)
-    diffs = []
+    diffs, values = [], []
     held = None
     for batch in check:
         cpu = batch_features(batch, fbank, "cpu")["features"]
         dev = batch_features(batch, fbank, device, stacked=True)["features"]
-        diffs.append(float((dev.cpu() - cpu).abs().max()))
+        diffs.append((dev.cpu() - cpu).abs().flatten())
+        values.append(cpu.flatten())
         held = batch
-    result["max_abs_diff"] = max(diffs)
+    diff, value = torch.cat(diffs), torch.cat(values)
+    worst = int(diff.argmax())
+    result["max_abs_diff"] = float(diff[worst])
+    # where the differences lie: log-mel values near the energy floor amplify rounding
+    result["abs_diff_p999"] = float(diff.double().quantile(0.999))
+    result["frac_abs_diff_over_1e-3"] = float((diff > 1e-3).double().mean())
+    result["log_mel_at_max_diff"] = float(value[worst])
+    result["log_mel_range"] = [float(value.min()), float(value.max())]
     assert held is not None
     for _ in range(3):
         batch_features(held, fbank, device)

@@ -81,8 +81,11 @@ def _sync(device: torch.device) -> None:
 
 def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
             compile: bool = False, steps: int = 10, device: str = "cuda",
-            profile: Path | None = None) -> dict:
+            profile: Path | None = None, phase: list[str] | None = None) -> dict:
+    """One case's figures; ``phase[0]`` names the stage reached (for the error report)."""
+    phase = phase if phase is not None else [""]
     torch.manual_seed(0)
+    phase[0] = "build"
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     model = build(case, tokenizer)
@@ -98,8 +101,13 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
             "features": torch.randn(batch, frames, 80),
             "feature_lengths": torch.full((batch,), frames), **model.tokenizer(captions)}
 
+    phase[0] = "eager steps"
+
+    losses: list[torch.Tensor] = []
+
     def step() -> None:
         out = engine.forward(task.prepare(data, dev))
+        losses[:] = [out.loss.detach()]
         engine.backward(out.loss)
         engine.step(True)
 
@@ -112,6 +120,7 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
         from torch._dynamo.utils import counters
 
         counters.clear()
+        phase[0] = "compiled steps"
         task.compile_parts()  # what train.compile=true does in the engines
         for _ in range(4):
             step()
@@ -136,7 +145,8 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
               "achieved_tflops": round(flops / seconds / 1e12, 1),
               "mfu": round(flops / seconds / (peak * 1e12), 4) if peak else None,
               "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-              "dynamo": dynamo,
+              "last_loss": round(float(losses[0]), 4),  # InfoNCE starts near ln(batch)
+        "dynamo": dynamo,
               "device": torch.cuda.get_device_name(dev) if cuda else "cpu"}
     if profile is not None:
         _profile(step, dev, profile, result)
@@ -206,13 +216,15 @@ def main() -> None:
     cases = parse_cases(args.cases)
     results = []
     for model, batch, precision, compiled in cases:
+        phase = [""]
         try:
             results.append(measure(model, batch, args.frames, precision, args.tokenizer,
                                    compile=compiled, steps=args.steps, device=args.device,
-                                   profile=args.profile))
+                                   profile=args.profile, phase=phase))
         except Exception as err:  # report and go on: one case must not cost the others
             results.append({"case": model, "precision": precision, "batch": batch,
-                            "compile": compiled, "error": f"{type(err).__name__}: {err}"})
+                            "compile": compiled, "failed_in": phase[0],
+                            "error": f"{type(err).__name__}: {err}"})
         print(json.dumps(results[-1]), flush=True)
         # written after every case: a run stopped at its time limit keeps what it measured
         Path(args.out).write_text(json.dumps(results, indent=2))

@@ -16,6 +16,7 @@ from alp_models.audio.zipformer import build_zipformer_encoder
 from alp_models.audio.zipformer.attention import (
     RelPositionMultiheadAttentionWeights,
     compact_rel_positions,
+    rel_shift,
 )
 from alp_models.audio.zipformer.scaling import BiasNorm, SwooshL, SwooshR
 from alp_models.configs import ZipformerConfig
@@ -127,6 +128,25 @@ def test_rel_position_attention_weights_against_loop():
         got = attn(x, pos_emb, pad)
         ref = _slow_attention_weights(attn, x, pos_emb, pad)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_rel_shift_reads_cells_by_position_in_any_layout():
+    """out[i, j] = scores[i, T - 1 - i + j], also when the scores sit in a buffer with padded
+    strides (as Inductor lays out intermediates on a GPU) or are not contiguous at all."""
+    torch.manual_seed(0)
+    for t in (1, 2, 5):
+        scores = torch.randn(2, 3, t, 2 * t)
+        ref = torch.empty(2, 3, t, t)
+        for i in range(t):
+            for j in range(t):
+                ref[:, :, i, j] = scores[:, :, i, t - 1 - i + j]
+        padded = torch.zeros(2, 3, t + 1, 2 * t + 3)[:, :, :t, : 2 * t]  # aligned-row layout
+        padded.copy_(scores)
+        transposed = scores.transpose(-1, -2).contiguous().transpose(-1, -2)
+        for layout in (scores, padded, transposed):
+            torch.testing.assert_close(rel_shift(layout), ref, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"\(\.\.\., T, 2T\)"):
+        rel_shift(torch.zeros(1, 4, 7))
 
 
 def _slow_attention_weights(attn, x, pos_emb, pad):

@@ -21,6 +21,7 @@ __all__ = [
     "RelPositionMultiheadAttentionWeights",
     "SelfAttention",
     "compact_rel_positions",
+    "rel_shift",
 ]
 
 
@@ -71,6 +72,24 @@ class CompactRelPositionalEncoding(nn.Module):
         return self.dropout(table.to(dtype=like.dtype))
 
 
+def rel_shift(pos_scores: Tensor) -> Tensor:
+    """(..., T, 2T) scores by offset, column n for offset n - T + 1 (the last column unused)
+    → (..., T, T) scores by key: out[..., i, j] = pos_scores[..., i, T - 1 - i + j].
+
+    Written with views of the logical tensor only (flatten each (T, 2T) block, cut it at
+    T - 1, rows of 2T - 1), never ``as_strided`` over its storage: on a GPU, Inductor may
+    give an intermediate buffer padded strides (tensor-core padding of the matrix product,
+    aligned row strides), and fixed strides over such a buffer read the wrong cells (NaN in
+    a compiled bf16 step on an H200, 2026-11-27).
+    """
+    *lead, t, width = pos_scores.shape
+    if width != 2 * t:
+        raise ValueError(f"rel_shift: expected (..., T, 2T) scores, got {tuple(pos_scores.shape)}")
+    # flat index of (i, T - 1 - i + j) is i * 2T + T - 1 - i + j = (T - 1) + i * (2T - 1) + j
+    flat = pos_scores.reshape(*lead, 2 * t * t)[..., t - 1 : t - 1 + t * (2 * t - 1)]
+    return flat.reshape(*lead, t, 2 * t - 1)[..., :t]
+
+
 class RelPositionMultiheadAttentionWeights(nn.Module):
     """Attention weights (B, H, T, T) from content and relative-position scores.
 
@@ -108,14 +127,9 @@ class RelPositionMultiheadAttentionWeights(nn.Module):
         p = p.view(b, t, h, dp).transpose(1, 2)  # (B, H, T, dp)
         scores = torch.matmul(q, k)
         pos = self.linear_pos(pos_emb).view(2 * t - 1, h, dp).permute(1, 2, 0)  # (H, dp, 2T-1)
-        # (B, H, T, 2T-1), column n: offset n-T+1; a new contiguous tensor (storage offset 0)
-        pos_scores = torch.matmul(p, pos).contiguous()
-        # Row i needs columns (T - 1 - i) + j for j = 0..T-1, i.e. offset j - i: a strided view
-        # (its storage offset written out rather than read, which torch.compile traces).
-        n = 2 * t - 1
-        scores = scores + pos_scores.as_strided(
-            (b, h, t, t), (h * t * n, t * n, n - 1, 1), storage_offset=t - 1,
-        )
+        # one zero column more (never read): (B, H, T, 2T), column n holds offset n - T + 1
+        pos_scores = torch.matmul(p, nn.functional.pad(pos, (0, 1)))
+        scores = scores + rel_shift(pos_scores)
         if key_padding_mask is not None:
             scores = scores.masked_fill(
                 key_padding_mask[:, None, None, :], torch.finfo(scores.dtype).min
