@@ -6,7 +6,8 @@ Run on a GPU machine (it is not part of the CPU test or benchmark runs)::
     python benchmarks/gpu_train_step.py --cases zipformer-base:240:bf16:compile --profile P.txt
 
 ``--cases`` takes ``all`` (eager), ``compile`` (compiled) or a comma-separated list of
-``MODEL:BATCH:PRECISION[:compile]`` with MODEL one of ``default``, ``zipformer-base`` and
+``MODEL:BATCH:PRECISION[:compile[=MODE]]`` (MODE a ``torch.compile`` mode, e.g.
+``reduce-overhead`` for CUDA graphs) with MODEL one of ``default``, ``zipformer-base`` and
 ``transformer-large`` (a d1024 x 24 pre-norm Transformer encoder, 0.3 B parameters: a
 matrix-product-bound model that shows what the step path itself reaches). ``--profile FILE``
 appends each case's heaviest kernels over three profiled steps; ``--device cpu`` runs the
@@ -48,6 +49,7 @@ from alp_train.optim.schedules import build_adamw, build_constant
 from alp_train.task import TrainTask
 
 MODELS = ("default", "zipformer-base", "transformer-large")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CAPTIONS = ["a dog barks loudly in the distance while rain falls on a tin roof",
             "speech, female, slow, rising intonation", "piano, chords, c major, fast tempo"]
 
@@ -80,7 +82,7 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
-            compile: bool = False, steps: int = 10, device: str = "cuda",
+            compile: str | None = None, steps: int = 10, device: str = "cuda",
             profile: Path | None = None, phase: list[str] | None = None) -> dict:
     """One case's figures; ``phase[0]`` names the stage reached (for the error report)."""
     phase = phase if phase is not None else [""]
@@ -116,12 +118,13 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
     _sync(dev)
     flops = count_step_flops(step)  # counted eagerly: compiling does not change the work
     dynamo = None
-    if compile:
+    if compile is not None:
         from torch._dynamo.utils import counters
 
         counters.clear()
         phase[0] = "compiled steps"
-        task.compile_parts()  # what train.compile=true does in the engines
+        # what train.compile=true does in the engines (there with the default mode)
+        task.compile_parts(**({} if compile == "default" else {"mode": compile}))
         for _ in range(4):
             step()
         # one graph per compiled part and no break is what the encoders are built for
@@ -185,19 +188,23 @@ PRESETS = {
 }
 
 
-def parse_cases(text: str) -> list[tuple[str, int, str, bool]]:
-    """``all``, ``compile`` or ``MODEL:BATCH:PRECISION[:compile],...`` → case tuples."""
+def parse_cases(text: str) -> list[tuple[str, int, str, str | None]]:
+    """``all``, ``compile`` or ``MODEL:BATCH:PRECISION[:compile[=MODE]],...`` → case tuples
+    (model, batch, precision, compile mode or None for eager)."""
     specs = PRESETS.get(text) or [t for t in text.split(",") if t]
     cases = []
     for spec in specs:
         parts = spec.split(":")
-        if len(parts) not in (3, 4) or parts[0] not in MODELS \
-                or parts[2] not in ("fp32", "bf16", "fp16") \
-                or not parts[1].isdigit() or parts[3:] not in ([], ["compile"]):
-            raise SystemExit(f"--cases: {spec!r} is not MODEL:BATCH:PRECISION[:compile] "
-                             f"(MODEL one of {', '.join(MODELS)}; precision fp32, bf16 or fp16), "
-                             "'all' or 'compile'")
-        cases.append((parts[0], int(parts[1]), parts[2], parts[3:] == ["compile"]))
+        compiled = {None: None, "compile": "default",
+                    **{f"compile={m}": m for m in COMPILE_MODES}}
+        last = parts[3] if len(parts) == 4 else None
+        if len(parts) not in (3, 4) or parts[0] not in MODELS or not parts[1].isdigit() \
+                or parts[2] not in ("fp32", "bf16", "fp16") or last not in compiled:
+            raise SystemExit(
+                f"--cases: {spec!r} is not MODEL:BATCH:PRECISION[:compile[=MODE]] (MODEL one "
+                f"of {', '.join(MODELS)}; precision fp32, bf16 or fp16; MODE one of "
+                f"{', '.join(COMPILE_MODES)}), 'all' or 'compile'")
+        cases.append((parts[0], int(parts[1]), parts[2], compiled[last]))
     return cases
 
 
@@ -206,7 +213,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--out", default="gpu_results.json")
     parser.add_argument("--cases", default="all",
-                        help="'all', 'compile' or MODEL:BATCH:PRECISION[:compile],...")
+                        help="'all', 'compile' or MODEL:BATCH:PRECISION[:compile[=MODE]],...")
     parser.add_argument("--frames", type=int, default=1000, help="frames per clip (10 ms hop)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case")
     parser.add_argument("--device", default="cuda")
