@@ -19,6 +19,8 @@ over 20 calls) and ``max_abs_diff`` between the device's one-pass features
 (``Fbank.stacked``, the default on a GPU) and the CPU's clip-by-clip ones for the same
 SpecAugment-masked batches (the fbank tests' tolerance is 1e-3). ``--device cpu`` runs the
 same steps on the CPU (a smoke run of the script itself; tests/benchmarks/test_gpu_scripts.py).
+``--profile FILE`` adds where the main process spends an epoch with the features on the
+device (cProfile and torch.profiler tables).
 """
 
 from __future__ import annotations
@@ -73,6 +75,41 @@ def _loader(clips, workers: int, tokenizer, *, defer: bool, augment: bool = Fals
                         collator=Collator(tokenizer), pin_memory=torch.cuda.is_available())
 
 
+def _profile_main_process(clips, workers: int, tokenizer, fbank: Fbank, device: torch.device,
+                          path: Path) -> None:
+    """Where the main process's time goes with the features on the device: one epoch of
+    ``workers`` workers under cProfile (the main thread's Python) and torch.profiler (its
+    operators and, on a GPU, the kernels), heaviest first, written to ``path``."""
+    import cProfile
+    import io
+    import pstats
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    loader = FeaturesOnDevice(_loader(clips, workers, tokenizer, defer=True), fbank, device)
+    durations = {e.id: e.duration for e in clips}
+    epoch(loader, 0, durations)  # workers started, buffers warm
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
+                                           else [])
+    python = cProfile.Profile()
+    start = time.perf_counter()
+    with torch_profile(activities=activities) as prof:
+        python.enable()
+        seen, _ = epoch(loader, 1, durations)
+        _sync(device)
+        python.disable()
+    took = time.perf_counter() - start
+    text = io.StringIO()
+    pstats.Stats(python, stream=text).sort_stats("tottime").print_stats(25)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path.write_text(
+        f"features on {device}, {workers} workers: {seen} clips in {took:.2f} s under both "
+        f"profilers ({seen / took:.0f} clips/s)\n\n## cProfile, main thread, by own time\n"
+        f"{text.getvalue()}\n## torch.profiler, by {sort}\n"
+        f"{prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=60)}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", default="2,4,8")
@@ -81,6 +118,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tokenizer", default=None, help="default: the bundled MiniLM")
     parser.add_argument("--out", default="gpu_loader.json")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="profile the main process over one epoch with the features on the "
+                        "device and the last worker count; write the tables to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
     tokenizer = CaptionTokenizer(args.tokenizer or str(minilm_model_dir()))
@@ -149,6 +189,8 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
         result["rows"] = rows  # written after every row: a run stopped early keeps what it has
         Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.profile is not None:
+        _profile_main_process(clips, workers[-1], tokenizer, fbank, device, args.profile)
     print(json.dumps(result, indent=2))
 
 

@@ -11,16 +11,24 @@
 #   on the GPU (one call, about 6 minutes):
 #       run(command="bash benchmarks/gpu_session.sh run", carry=[".gpu"], timeout_s=560)
 #       installs the wheels under /tmp/site and writes into $OUT: nvidia-smi.txt,
-#       gpu_loader.json/.log (the loader with features on the GPU against the CPU ceiling),
-#       gpu_train_step.json/.log (training step and MFU, compiled cases) and
-#       gpu_train_step_profile.txt (each case's heaviest kernels). Both scripts write their
-#       JSON after every row, so one stopped at its timeout keeps what it measured.
+#       gpu_loader.json/.log (the loader with features on the GPU against the CPU ceiling, and
+#       where the GPU's features differ from the CPU's), gpu_loader_profile.txt (the main
+#       process over one epoch with 14 workers), gpu_train_step.json/.log (the Zipformer base
+#       step compiled as built, with channels-last depthwise convolutions and with CUDA graphs:
+#       samples/s and MFU) and gpu_train_step_profile.txt (each case's heaviest kernels).
+#       Both scripts write their JSON after every row, so one stopped at its timeout keeps
+#       what it measured. A second call, if the session's device time allows (the compiled
+#       d1024 x 24 Transformer did not finish inside one call's limit beside other work):
+#       run(command='GPU_LOADER_ARGS="--workers 2 --clips 64 --epochs 1" GPU_STEP_TIMEOUT=420
+#       GPU_STEP_ARGS="--steps 6 --cases transformer-large:128:bf16:compile" bash
+#       benchmarks/gpu_session.sh run', carry=[".gpu"], timeout_s=500)
 #
 # GPU_LOADER_ARGS and GPU_STEP_ARGS replace each script's default arguments,
 # GPU_LOADER_TIMEOUT and GPU_STEP_TIMEOUT their time limits in seconds; PYTHON and
 # GPU_PYTHON_VERSION the interpreter and the version the wheels are for (a dry run here:
 # GPU_PYTHON_VERSION=3.11 ... prepare, then PYTHON=.venv/bin/python OUT=/tmp/o
-# GPU_LOADER_ARGS="--device cpu --workers 1 --clips 40" ... run; the step script needs CUDA).
+# GPU_LOADER_ARGS="--device cpu --workers 1 --clips 40" GPU_STEP_ARGS="--device cpu --cases
+# default:2:fp32 --frames 100 --steps 1" ... run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,15 +59,19 @@ run)
     --target /tmp/site .gpu/whl/*.whl
   export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
   nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
+  # the Zipformer's compiled step three ways: as built, with its depthwise convolutions over
+  # a channels-last view (cuDNN) and with CUDA graphs (the step is launch-bound)
+  STEP_CASES=zipformer-base:120:bf16:compile,zipformer-base-cl:120:bf16:compile
+  STEP_CASES=$STEP_CASES,zipformer-base:120:bf16:compile=reduce-overhead
   status=0
   # shellcheck disable=SC2086
-  timeout "${GPU_LOADER_TIMEOUT:-170}" "$py" benchmarks/gpu_loader.py \
-    ${GPU_LOADER_ARGS:---workers 2,4,8,14 --clips 2048} \
+  timeout "${GPU_LOADER_TIMEOUT:-150}" "$py" benchmarks/gpu_loader.py \
+    ${GPU_LOADER_ARGS:---workers 4,14 --clips 2048 --profile "$out/gpu_loader_profile.txt"} \
     --tokenizer .gpu/tokenizer --out "$out/gpu_loader.json" 2>&1 | tee "$out/gpu_loader.log" \
     || status=1
   # shellcheck disable=SC2086
   timeout "${GPU_STEP_TIMEOUT:-360}" "$py" benchmarks/gpu_train_step.py \
-    ${GPU_STEP_ARGS:---cases compile} --tokenizer .gpu/tokenizer \
+    ${GPU_STEP_ARGS:---steps 6 --cases "$STEP_CASES"} --tokenizer .gpu/tokenizer \
     --profile "$out/gpu_train_step_profile.txt" --out "$out/gpu_train_step.json" 2>&1 \
     | tee "$out/gpu_train_step.log" || status=1
   exit $status

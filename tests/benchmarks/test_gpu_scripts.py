@@ -20,7 +20,8 @@ def test_gpu_loader_script_runs_on_the_cpu(tmp_path):
     out = tmp_path / "gpu_loader.json"
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_loader.py"), "--device", "cpu", "--workers", "1",
-         "--clips", "40", "--epochs", "1", "--out", str(out)],
+         "--clips", "40", "--epochs", "1", "--out", str(out), "--profile",
+         str(tmp_path / "main.txt")],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -36,6 +37,9 @@ def test_gpu_loader_script_runs_on_the_cpu(tmp_path):
                 "ceiling_clips_per_s", "decode_ceiling_clips_per_s"):
         assert row[key] > 0, key
     assert row["decode_ceiling_clips_per_s"] > row["ceiling_clips_per_s"]
+    profile = (tmp_path / "main.txt").read_text()
+    assert profile.startswith("features on cpu, 1 workers: 40 clips")
+    assert "cProfile" in profile and "batch_features" in profile and "aten::" in profile
 
 
 @pytest.mark.slow
@@ -77,3 +81,41 @@ def test_gpu_train_step_rejects_a_malformed_case():
                 "nosuch:8:fp32", "default:8:bf16:default", "default:8:bf16:compile=fast"):
         with pytest.raises(SystemExit, match="MODEL:BATCH:PRECISION"):
             parse_cases(bad)
+
+
+def test_channels_last_depthwise_experiment_computes_the_same_convolution():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from gpu_train_step import channels_last_depthwise, use_channels_last_depthwise
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import torch
+
+    from alp_models.audio.zipformer import build_zipformer_encoder
+    from alp_models.audio.zipformer.layers import ConvolutionModule
+    from alp_models.configs import ZipformerConfig
+
+    torch.manual_seed(0)
+    module = ConvolutionModule(6, 5)
+    x = torch.randn(2, 9, 6)
+    w, bias = module.depthwise_conv.weight.detach(), module.depthwise_conv.bias.detach()
+    ref = torch.zeros(2, 9, 6)  # out[b, t, c] = bias[c] + sum_k w[c, k] x[b, t + k - 2, c]
+    for b in range(2):
+        for t in range(9):
+            for c in range(6):
+                ref[b, t, c] = bias[c] + sum(
+                    float(w[c, 0, k]) * float(x[b, t + k - 2, c])
+                    for k in range(5) if 0 <= t + k - 2 < 9)
+    with torch.no_grad():
+        torch.testing.assert_close(module.depthwise(x), ref, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(channels_last_depthwise(module, x), ref, atol=1e-5, rtol=1e-5)
+
+    encoder = build_zipformer_encoder(ZipformerConfig(preset="tiny")).eval()
+    features, lengths = torch.randn(2, 120, 80), torch.tensor([120, 90])
+    with torch.no_grad():
+        before, _ = encoder(features, lengths)
+        use_channels_last_depthwise(encoder)
+        after, _ = encoder(features, lengths)
+    patched = [m for m in encoder.modules() if isinstance(m, ConvolutionModule)]
+    assert patched and all("depthwise" in vars(m) for m in patched)
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)

@@ -56,8 +56,11 @@ class ConvolutionModule(nn.Module):
         x = x * gate.sigmoid()
         if key_padding_mask is not None:
             x = x.masked_fill(key_padding_mask.unsqueeze(-1), 0.0)
-        x = self.depthwise_conv(x.transpose(1, 2)).transpose(1, 2)
-        return self.out_proj(swoosh_r(x))
+        return self.out_proj(swoosh_r(self.depthwise(x)))
+
+    def depthwise(self, x: Tensor) -> Tensor:
+        """The depthwise convolution over time, (B, T, C) → (B, T, C)."""
+        return self.depthwise_conv(x.transpose(1, 2)).transpose(1, 2)
 
 
 class ZipformerLayer(nn.Module):
