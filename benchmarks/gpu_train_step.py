@@ -172,7 +172,7 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
               "mfu": round(flops / seconds / (peak * 1e12), 4) if peak else None,
               "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
               "last_loss": round(float(losses[0]), 4),  # InfoNCE starts near ln(batch)
-        "dynamo": dynamo,
+              "dynamo": dynamo,
               "device": torch.cuda.get_device_name(dev) if cuda else "cpu"}
     if profile is not None:
         _profile(step, dev, profile, result)
@@ -215,11 +215,10 @@ def parse_cases(text: str) -> list[tuple[str, int, str, str | None]]:
     """``all``, ``compile`` or ``MODEL:BATCH:PRECISION[:compile[=MODE]],...`` → case tuples
     (model, batch, precision, compile mode or None for eager)."""
     specs = PRESETS.get(text) or [t for t in text.split(",") if t]
+    compiled = {None: None, "compile": "default", **{f"compile={m}": m for m in COMPILE_MODES}}
     cases = []
     for spec in specs:
         parts = spec.split(":")
-        compiled = {None: None, "compile": "default",
-                    **{f"compile={m}": m for m in COMPILE_MODES}}
         last = parts[3] if len(parts) == 4 else None
         if len(parts) not in (3, 4) or parts[0] not in MODELS or not parts[1].isdigit() \
                 or parts[2] not in ("fp32", "bf16", "fp16") or last not in compiled:
