@@ -9,13 +9,16 @@
 #       into .gpu/whl, and copies the bundled MiniLM tokenizer files (not its weights) into
 #       .gpu/tokenizer; .gpu/ is git-ignored and about 10 MiB.
 #   on the GPU (one call, about 6 minutes):
-#       run(command="bash benchmarks/gpu_session.sh run", carry=[".gpu"], timeout_s=560)
+#       run(command="bash benchmarks/gpu_session.sh run", carry=[".gpu"], timeout_s=590)
 #       installs the wheels under /tmp/site and writes into $OUT: nvidia-smi.txt,
-#       gpu_loader.json/.log (the loader with features on the GPU against the CPU ceiling, and
-#       where the GPU's features differ from the CPU's), gpu_loader_profile.txt (the main
-#       process over one epoch with 14 workers), gpu_train_step.json/.log (the Zipformer base
-#       step compiled as built, with channels-last depthwise convolutions and with CUDA graphs:
-#       samples/s and MFU) and gpu_train_step_profile.txt (each case's heaviest kernels).
+#       fbank_precision.json/.log (the GPU's float32 and float64 features against Kaldi's
+#       exact ones, and their cost per batch), gpu_loader.json/.log (the loader with
+#       features on the GPU against the CPU ceiling, one core's x N and N cores' side by
+#       side, and where the GPU's features differ from the CPU's), gpu_loader_profile.txt
+#       (the main process over one epoch with 14 workers), gpu_train_step.json/.log (the
+#       Zipformer base step compiled as built, with channels-last depthwise convolutions
+#       and with CUDA graphs: samples/s and MFU) and gpu_train_step_profile.txt (each
+#       case's heaviest kernels).
 #       Both scripts write their JSON after every row, so one stopped at its timeout keeps
 #       what it measured. A second call, if the session's device time allows (the compiled
 #       d1024 x 24 Transformer did not finish inside one call's limit beside other work):
@@ -23,12 +26,13 @@
 #       GPU_STEP_ARGS="--steps 6 --cases transformer-large:128:bf16:compile" bash
 #       benchmarks/gpu_session.sh run', carry=[".gpu"], timeout_s=500)
 #
-# GPU_LOADER_ARGS and GPU_STEP_ARGS replace each script's default arguments,
-# GPU_LOADER_TIMEOUT and GPU_STEP_TIMEOUT their time limits in seconds; PYTHON and
-# GPU_PYTHON_VERSION the interpreter and the version the wheels are for (a dry run here:
-# GPU_PYTHON_VERSION=3.11 ... prepare, then PYTHON=.venv/bin/python OUT=/tmp/o
-# GPU_LOADER_ARGS="--device cpu --workers 1 --clips 40" GPU_STEP_ARGS="--device cpu --cases
-# default:2:fp32 --frames 100 --steps 1" ... run).
+# GPU_PRECISION_ARGS, GPU_LOADER_ARGS and GPU_STEP_ARGS replace each script's default
+# arguments, GPU_PRECISION_TIMEOUT, GPU_LOADER_TIMEOUT and GPU_STEP_TIMEOUT their time
+# limits in seconds; PYTHON and GPU_PYTHON_VERSION the interpreter and the version the
+# wheels are for. A dry run here: GPU_PYTHON_VERSION=3.11 ... prepare, then
+# PYTHON=.venv/bin/python OUT=/tmp/o GPU_PRECISION_ARGS="--clips 4"
+# GPU_LOADER_ARGS="--device cpu --workers 1 --clips 40" GPU_STEP_ARGS="--device cpu
+# --cases default:2:fp32 --frames 100 --steps 1" ... run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +68,11 @@ run)
   STEP_CASES=zipformer-base:120:bf16:compile,zipformer-base-cl:120:bf16:compile
   STEP_CASES=$STEP_CASES,zipformer-base:120:bf16:compile=reduce-overhead
   status=0
+  # where the GPU's float32 / float64 features lie against Kaldi's exact ones (~20 s)
+  # shellcheck disable=SC2086
+  timeout "${GPU_PRECISION_TIMEOUT:-45}" "$py" benchmarks/fbank_precision.py \
+    ${GPU_PRECISION_ARGS:---device cuda} --out "$out/fbank_precision.json" 2>&1 \
+    | tee "$out/fbank_precision.log" || status=1
   # shellcheck disable=SC2086
   timeout "${GPU_LOADER_TIMEOUT:-150}" "$py" benchmarks/gpu_loader.py \
     ${GPU_LOADER_ARGS:---workers 4,14 --clips 2048 --profile "$out/gpu_loader_profile.txt"} \

@@ -4,7 +4,8 @@
   pipeline also pays for resampling).
 - :func:`decode_fbank_pass`: the ceiling's work, decode + resample + fbank of every clip in a
   plain loop in this process (no loader, no collation, no inter-process transfer);
-  :func:`decode_pass` the same without the fbank.
+  :func:`decode_pass` the same without the fbank; :class:`ParallelCeiling` the first in
+  several processes side by side.
 - :class:`NaiveFbankDataset` + :func:`pad_collate`: the per-file Dataset one writes first:
   soundfile decode, torchaudio resample, ``torchaudio.compliance.kaldi.fbank`` per item, a
   padding collate.
@@ -16,6 +17,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchaudio.compliance import kaldi
 
 from alp_data.audio import load_audio
+from alp_data.features import Fbank
 from alp_data.manifest import ManifestEntry
 
 SAMPLE_RATE = 16000
@@ -62,6 +65,47 @@ def decode_fbank_pass(entries: Iterable[ManifestEntry],
     for entry in entries:
         frames += int(fbank(load_audio(entry.audio, SAMPLE_RATE)).shape[0])
     return frames
+
+
+def _ceiling_process(clips, barrier, results) -> None:
+    torch.set_num_threads(1)  # one thread, as a loader worker has
+    fbank = Fbank()
+    decode_fbank_pass(clips, fbank)  # warm-up
+    while True:
+        barrier.wait()
+        start = time.perf_counter()
+        decode_fbank_pass(clips, fbank)
+        results.put(time.perf_counter() - start)
+
+
+class ParallelCeiling:
+    """The ceiling's work in ``n`` processes side by side, each over every clip; :meth:`run`
+    times one pass of all of them and returns clips/s (n x clips / wall time). This is the
+    ceiling "on the same cores" as n loader workers, measured rather than assumed to be n
+    times one process's (shared caches, memory bandwidth and a VM's vCPUs make it less)."""
+
+    def __init__(self, clips, n: int) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork")
+        self.clips, self.n = clips, n
+        self.barrier, self.results = ctx.Barrier(n + 1), ctx.Queue()
+        self.procs = [ctx.Process(target=_ceiling_process, daemon=True,
+                                  args=(clips, self.barrier, self.results)) for _ in range(n)]
+        for proc in self.procs:
+            proc.start()
+
+    def run(self) -> float:
+        self.barrier.wait()
+        start = time.perf_counter()
+        for _ in range(self.n):
+            self.results.get()
+        return self.n * len(self.clips) / (time.perf_counter() - start)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            proc.join(timeout=30)
 
 
 def decode_pass(entries: Iterable[ManifestEntry]) -> int:

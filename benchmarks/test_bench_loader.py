@@ -17,7 +17,8 @@ is not the loader's rate over a real corpus.
 - ceiling: decode (soundfile) + resample + ALP's Fbank of every clip in a plain loop in this
   process, no loader. Its clips/s is the rate of one core; the ceiling for N workers is that
   rate times N (``ceiling_clips_per_s_<N>_workers`` in its extra_info). The ``kaldi``
-  variant does the same with ``torchaudio.compliance.kaldi.fbank`` (the old Fbank).
+  variant does the same with ``torchaudio.compliance.kaldi.fbank`` (the old Fbank), the
+  ``alp-float64`` one with ``FbankConfig(precision="float64")``.
 - naive: a per-file Dataset, soundfile + torchaudio resample + kaldi.fbank per item, padding
   collate, batches of 32.
 - lhotse (skipped without lhotse): ``OnTheFlyFeatures(Fbank(FbankConfig(num_mel_bins=80)))``
@@ -62,13 +63,14 @@ import pytest
 
 from alp_data.collate import Collator
 from alp_data.dataset import AudioCaptionDataset, AudioConfig
-from alp_data.features import Fbank, SpecAugment
+from alp_data.features import Fbank, FbankConfig, SpecAugment
 from alp_data.loader import build_loader, set_loader_epoch
 from alp_models.text.tokenizer import CaptionTokenizer, minilm_model_dir
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from loader_cases import (  # noqa: E402
+    ParallelCeiling,
     decode_fbank_pass,
     decode_pass,
     epoch,
@@ -194,56 +196,18 @@ def _ratios(extra: dict, measured: dict[str, Any]) -> None:
         extra[f"{key}_paired_range"] = [round(rounds[0], 3), round(rounds[-1], 3)]
 
 
-@pytest.mark.parametrize("fbank", ["alp", "kaldi"])
+@pytest.mark.parametrize("fbank", ["alp", "alp-float64", "kaldi"])
 def test_decode_fbank_ceiling(benchmark, clips, fbank):
-    """Per-core ceiling: decode + resample + fbank of every clip in a loop, one process."""
-    extract = Fbank() if fbank == "alp" else kaldi_fbank
+    """Per-core ceiling: decode + resample + fbank of every clip in a loop, one process
+    (``alp-float64``: with ``data.fbank.precision=float64``)."""
+    extract = {"alp": Fbank(), "alp-float64": Fbank(FbankConfig(precision="float64")),
+               "kaldi": kaldi_fbank}[fbank]
     benchmark.pedantic(lambda: decode_fbank_pass(clips, extract), rounds=ROUNDS,
                        warmup_rounds=1)
     seconds = sum(e.duration for e in clips)
     rate = _throughput(benchmark, f"ceiling-{fbank}", len(clips), seconds, processes=1)
     benchmark.extra_info.update({f"ceiling_clips_per_s_{n}_workers": round(rate * n, 1)
                                  for n in WORKERS})
-
-
-def _ceiling_process(clips, barrier, results) -> None:
-    fbank = Fbank()
-    decode_fbank_pass(clips, fbank)  # warm-up
-    while True:
-        barrier.wait()
-        start = time.perf_counter()
-        decode_fbank_pass(clips, fbank)
-        results.put(time.perf_counter() - start)
-
-
-class ParallelCeiling:
-    """The ceiling's work in ``n`` processes side by side, each over every clip; :meth:`run`
-    times one pass of all of them and returns clips/s (n x clips / wall time). This is the
-    ceiling "on the same cores" as n loader workers, measured rather than assumed to be n
-    times one process's (shared caches, memory bandwidth and a VM's vCPUs make it less)."""
-
-    def __init__(self, clips, n: int) -> None:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("fork")
-        self.clips, self.n = clips, n
-        self.barrier, self.results = ctx.Barrier(n + 1), ctx.Queue()
-        self.procs = [ctx.Process(target=_ceiling_process, daemon=True,
-                                  args=(clips, self.barrier, self.results)) for _ in range(n)]
-        for proc in self.procs:
-            proc.start()
-
-    def run(self) -> float:
-        self.barrier.wait()
-        start = time.perf_counter()
-        for _ in range(self.n):
-            self.results.get()
-        return self.n * len(self.clips) / (time.perf_counter() - start)
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-            proc.join(timeout=30)
 
 
 @pytest.mark.parametrize("processes", WORKERS)

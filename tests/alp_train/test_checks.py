@@ -180,3 +180,11 @@ def test_a_benchmark_task_in_alp_run_points_to_alp_eval(tmp_path):
                                  {"name": "esc50", "root": str(tmp_path)}]})
     with pytest.raises(ConfigError, match=r"eval.tasks.1: 'esc50' is a benchmark task .*alp eval"):
         check(raw)
+
+
+def test_fbank_precision_is_a_run_option_checked_by_name():
+    resolved = resolve_run(config(data={"fbank": {"precision": "float64"}}))
+    assert resolved.config.data.fbank.precision == "float64"
+    check_run(resolved)
+    with pytest.raises(ConfigError, match=r"data\.fbank\.precision.*'float32'.*'float64'"):
+        resolve_run(config(data={"fbank": {"precision": "float16"}}))

@@ -20,13 +20,13 @@ def test_gpu_loader_script_runs_on_the_cpu(tmp_path):
     out = tmp_path / "gpu_loader.json"
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_loader.py"), "--device", "cpu", "--workers", "1",
-         "--clips", "40", "--epochs", "1", "--out", str(out), "--profile",
+         "--clips", "40", "--epochs", "1", "--ceiling-clips", "20", "--out", str(out), "--profile",
          str(tmp_path / "main.txt")],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["clips"] == 40
-    assert 0 < result["max_abs_diff"] < 1e-3  # the one-pass path: rounding only
+    assert 0 <= result["max_abs_diff"] < 1e-3  # the one-pass path: rounding only (none on the CPU)
     assert 0 <= result["abs_diff_p999"] <= result["max_abs_diff"]
     low, high = result["log_mel_range"]
     assert low <= result["log_mel_at_max_diff"] <= high and low < high
@@ -37,6 +37,10 @@ def test_gpu_loader_script_runs_on_the_cpu(tmp_path):
                 "ceiling_clips_per_s", "decode_ceiling_clips_per_s"):
         assert row[key] > 0, key
     assert row["decode_ceiling_clips_per_s"] > row["ceiling_clips_per_s"]
+    assert row["parallel_ceiling_clips_per_s"] > 0
+    assert row["in_workers_vs_parallel_ceiling"] == pytest.approx(
+        row["features_in_workers_clips_per_s"] / row["parallel_ceiling_clips_per_s"], abs=2e-3)
+    assert 0 <= result["mel_bin_at_max_diff"] < 80
     profile = (tmp_path / "main.txt").read_text()
     assert profile.startswith("features on cpu, 1 workers: 40 clips")
     assert "cProfile" in profile and "batch_features" in profile and "aten::" in profile
@@ -119,3 +123,27 @@ def test_channels_last_depthwise_experiment_computes_the_same_convolution():
     patched = [m for m in encoder.modules() if isinstance(m, ConvolutionModule)]
     assert patched and all("depthwise" in vars(m) for m in patched)
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+
+
+def test_fbank_precision_script_runs_on_the_cpu(tmp_path):
+    """The table behind FbankConfig.precision, device rows included (on the CPU here)."""
+    out = tmp_path / "precision.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "fbank_precision.py"), "--clips", "4",
+         "--device-rows", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert set(rows) == {"cpu float32", "cpu float32, scipy FFT", "kaldi.fbank float32",
+                         "cpu float64", "device cpu float32", "device cpu float32, per clip",
+                         "device cpu float64"}
+    for name in ("cpu float64", "device cpu float64"):
+        assert rows[name]["tones"]["max"] <= 2e-6 and rows[name]["loader"]["max"] <= 2e-6
+        assert rows[name]["tones"]["bins_over_1e-3"] == []
+    # float32: large in the tones' quiet bins, and another FFT rounds them otherwise
+    assert rows["cpu float32"]["tones"]["max"] > 1e-2
+    assert rows["cpu float32"]["tones"]["bins_over_1e-3"]
+    assert rows["kaldi.fbank float32"]["tones"]["max_vs_cpu32"] < 1e-5
+    assert rows["cpu float32, scipy FFT"]["tones"]["max_vs_cpu32"] > 1e-3
+    assert rows["cpu float64"]["ms"] > 0 and rows["device cpu float64"]["ms"] > 0
+    assert "| cpu float64 |" in done.stdout and "| device cpu float64 |" in done.stdout

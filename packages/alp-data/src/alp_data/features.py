@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from pydantic import Field
@@ -47,6 +47,17 @@ class FbankConfig(ComponentConfig):
     frame_shift_ms: float = Field(10.0, gt=0)
     dither: float = Field(0.0, ge=0)
     sample_rate: int = Field(16000, gt=0)
+    # The arithmetic of framing, FFT and mel projection; the features are float32 either way.
+    # float32 is Kaldi's (and kaldi.fbank's on float32 waves). An FFT rounds relative to the
+    # frame's loudest component, so bins far below it carry rounding: up to 5e-3 (log-mel) on
+    # the loader benchmark's clips (a tone over noise 16 dB down), 2e-2 with noise 60 dB down
+    # (benchmarks/fbank_precision.py). FFT libraries round differently there: ALP's CPU
+    # features equal kaldi.fbank's within 2e-6 because both use torch's CPU FFT; scipy's FFT
+    # moves them by up to 1.7e-2, an H200's cuFFT by up to 7.2e-3 on the loader's clips
+    # (README, Benchmarks). float64 gives Kaldi's exact result to float32 storage (1e-6)
+    # with any FFT on any device, for about twice the CPU time: use it where features
+    # computed on different devices must agree.
+    precision: Literal["float32", "float64"] = "float32"
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class _Plan:
 
     window: torch.Tensor  # (window_samples,): Kaldi's povey window times _INT16_SCALE
     mel: torch.Tensor  # (fft_size // 2 + 1, num_mel_bins); Kaldi's banks, Nyquist bin zero
+    # (both in the config's precision; the banks are kaldi.get_mel_banks' float32 values)
     blocks: tuple[_MelBlock, ...]
 
 
@@ -75,10 +87,13 @@ class Fbank:
     The wave is scaled by 32768 like Kaldi's int16 input; frames are snipped at the edges, so
     a wave shorter than one window yields zero frames. The features are computed on the
     wave's device (a CUDA wave gives CUDA features) and equal ``kaldi.fbank`` with
-    ``energy_floor=0`` to float32 rounding. :meth:`batch` computes several waves in one pass,
-    :meth:`padded` writes them into one zero-padded batch tensor. On the CPU a wave's
-    features never depend on the other waves of a batch (its frames go through the FFT
-    alone), so they are the same floats as :meth:`__call__` gives.
+    ``energy_floor=0`` to float32 rounding. With ``precision="float64"`` they are computed
+    in float64 and equal ``kaldi.fbank`` of the float64 wave to float64 rounding (the log's
+    floor stays float32 epsilon, Kaldi's own), then stored as float32. :meth:`batch`
+    computes several waves in one pass, :meth:`padded` writes them into one zero-padded
+    batch tensor. On the CPU a wave's features never depend on the other waves of a batch
+    (its frames go through the FFT alone), so they are the same floats as :meth:`__call__`
+    gives.
     """
 
     def __init__(self, config: FbankConfig | None = None) -> None:
@@ -95,6 +110,7 @@ class Fbank:
                 "need a window of at least 2 samples and a shift of at least 1"
             )
         self.fft_size = 1 << (self.window_samples - 1).bit_length()
+        self.dtype = torch.float64 if self.config.precision == "float64" else torch.float32
         self._plans: dict[torch.device, _Plan] = {}
 
     @property
@@ -124,8 +140,9 @@ class Fbank:
                                        _LOW_FREQ, _HIGH_FREQ, _VTLN_LOW, _VTLN_HIGH, _VTLN_WARP)
         # kaldi.fbank pads the banks with a zero column for the Nyquist bin
         mel = torch.nn.functional.pad(banks.to(torch.float32), (0, 1)).T.contiguous()
+        mel = mel.to(self.dtype)
         window = torch.hann_window(self.window_samples, periodic=False,
-                                   dtype=torch.float32).pow(0.85)  # Kaldi's povey window
+                                   dtype=self.dtype).pow(0.85)  # Kaldi's povey window
         window = window * _INT16_SCALE  # exact: a power of two
         blocks = []
         for first in range(0, cfg.num_mel_bins, _MEL_GROUP):
@@ -148,7 +165,7 @@ class Fbank:
         win, shift = self.window_samples, self.shift_samples
         frames = x.as_strided((out.shape[0], win), (shift, 1), x.storage_offset() + first * shift)
         if self.config.dither != 0.0:
-            noise = torch.randn(frames.shape, device=x.device) * self.config.dither
+            noise = torch.randn(frames.shape, device=x.device, dtype=x.dtype) * self.config.dither
             frames = frames + noise / _INT16_SCALE
         frames = frames - frames.mean(dim=1, keepdim=True)
         body = out[:, :win]
@@ -159,9 +176,19 @@ class Fbank:
 
     def _log_mel(self, padded: torch.Tensor, plan: _Plan, out: torch.Tensor) -> None:
         """Power spectrum of the zero-padded frames -> mel energies -> log with Kaldi's floor,
-        written into ``out`` (rows of the result)."""
+        written into ``out`` (float32 rows of the result); computed in ``padded``'s dtype."""
         spectrum = torch.fft.rfft(padded)
         power = spectrum.real.square().add_(spectrum.imag.square())
+        if out.dtype != power.dtype:  # float64 precision: the log in float64, stored float32
+            energies = torch.empty(out.shape, dtype=power.dtype, device=out.device)
+            self._log_mel_of_power(power, plan, energies)
+            out.copy_(energies)
+            return
+        self._log_mel_of_power(power, plan, out)
+
+    @staticmethod
+    def _log_mel_of_power(power: torch.Tensor, plan: _Plan, out: torch.Tensor) -> None:
+        """``log(max(power @ mel, eps))`` into ``out`` (same dtype as ``power``)."""
         if power.device.type == "cpu":
             # each filter covers a few FFT bins: multiply only those, one block at a time
             for block in plan.blocks:
@@ -188,21 +215,21 @@ class Fbank:
         bins = self.config.num_mel_bins
         if device.type == "cpu":
             limit = min(max(counts), _CPU_BLOCK_FRAMES)
-            buf = torch.empty(limit, self.fft_size, dtype=torch.float32)
+            buf = torch.empty(limit, self.fft_size, dtype=self.dtype)
             buf[:, self.window_samples:].zero_()  # the FFT's zero padding; rows are overwritten
             for wave, count, out in zip(waves, counts, outs, strict=True):
-                x = wave.to(torch.float32).contiguous()
+                x = wave.to(self.dtype).contiguous()
                 for first in range(0, count, limit):
                     take = min(count - first, limit)
                     self._frames(x, first, buf[:take], plan.window)
                     self._log_mel(buf[:take], plan, out[first:first + take])
             return
         total = sum(counts)
-        buf = torch.zeros(total, self.fft_size, dtype=torch.float32, device=device)
+        buf = torch.zeros(total, self.fft_size, dtype=self.dtype, device=device)
         row = 0
         for wave, count in zip(waves, counts, strict=True):
             if count:
-                self._frames(wave.to(torch.float32).contiguous(), 0, buf[row:row + count],
+                self._frames(wave.to(self.dtype).contiguous(), 0, buf[row:row + count],
                              plan.window)
                 row += count
         target = stacked if stacked is not None else torch.empty(
@@ -295,25 +322,22 @@ class Fbank:
         if frames == 0:
             return out
         plan = self._plan(device)
-        x = waves.to(torch.float32).contiguous()
+        x = waves.to(self.dtype).contiguous()
         rows, win, shift = x.shape[0], self.window_samples, self.shift_samples
         if x.shape[1] < win + (frames - 1) * shift:  # cannot happen for a row's own count
             raise ValueError("waves hold fewer samples than their frame counts need")
         framed = x.as_strided((rows, frames, win), (x.stride(0), shift, 1))
         if self.config.dither != 0.0:
-            noise = torch.randn(framed.shape, device=device) * self.config.dither
+            noise = torch.randn(framed.shape, device=device, dtype=x.dtype) * self.config.dither
             framed = framed + noise / _INT16_SCALE
         framed = framed - framed.mean(dim=2, keepdim=True)
-        padded = torch.zeros(rows, frames, self.fft_size, dtype=torch.float32, device=device)
+        padded = torch.zeros(rows, frames, self.fft_size, dtype=self.dtype, device=device)
         body = padded[:, :, :win]
         torch.sub(framed[:, :, 1:], framed[:, :, :-1] * _PREEMPHASIS, out=body[:, :, 1:])
         torch.sub(framed[:, :, :1], framed[:, :, :1] * _PREEMPHASIS, out=body[:, :, :1])
         body.mul_(plan.window)
-        flat = out.view(rows * frames, bins)
-        spectrum = torch.fft.rfft(padded.view(rows * frames, self.fft_size))
-        power = spectrum.real.square().add_(spectrum.imag.square())
-        torch.mm(power, plan.mel, out=flat)
-        flat.clamp_min_(_EPSILON).log_()
+        self._log_mel(padded.view(rows * frames, self.fft_size), plan,
+                      out.view(rows * frames, bins))
         lengths = torch.tensor(counts, dtype=torch.int64).to(device, non_blocking=True)
         past = torch.arange(frames, device=device)[None, :] >= lengths[:, None]
         out.masked_fill_(past[:, :, None], 0.0)
