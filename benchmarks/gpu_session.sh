@@ -21,10 +21,12 @@
 #       case's heaviest kernels).
 #       Both scripts write their JSON after every row, so one stopped at its timeout keeps
 #       what it measured. A second call, if the session's device time allows (the compiled
-#       d1024 x 24 Transformer did not finish inside one call's limit beside other work):
-#       run(command='GPU_LOADER_ARGS="--workers 2 --clips 64 --epochs 1" GPU_STEP_TIMEOUT=420
-#       GPU_STEP_ARGS="--steps 6 --cases transformer-large:128:bf16:compile" bash
-#       benchmarks/gpu_session.sh run', carry=[".gpu"], timeout_s=500)
+#       d1024 x 24 Transformer did not finish inside one call's limit beside other work;
+#       compiled by layers it compiles about 4x faster):
+#       run(command='GPU_PRECISION_ARGS="--device cuda --clips 4" GPU_LOADER_ARGS="--workers
+#       2 --clips 64 --epochs 1" GPU_STEP_TIMEOUT=420 GPU_STEP_ARGS="--steps 6 --cases
+#       transformer-large:128:bf16:compile-regional,transformer-large:128:bf16:compile"
+#       bash benchmarks/gpu_session.sh run', carry=[".gpu"], timeout_s=500)
 #
 # GPU_PRECISION_ARGS, GPU_LOADER_ARGS and GPU_STEP_ARGS replace each script's default
 # arguments, GPU_PRECISION_TIMEOUT, GPU_LOADER_TIMEOUT and GPU_STEP_TIMEOUT their time

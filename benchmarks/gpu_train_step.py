@@ -7,12 +7,14 @@ Run on a GPU machine (it is not part of the CPU test or benchmark runs)::
 
 ``--cases`` takes ``all`` (eager), ``compile`` (compiled) or a comma-separated list of
 ``MODEL:BATCH:PRECISION[:compile[=MODE]]`` (MODE a ``torch.compile`` mode, e.g.
-``reduce-overhead`` for CUDA graphs) with MODEL one of ``default``, ``zipformer-base``,
-``zipformer-base-cl`` (its depthwise convolutions over a channels-last view: an experiment)
-and ``transformer-large`` (a d1024 x 24 pre-norm Transformer encoder, 0.3 B parameters: a
-matrix-product-bound model that shows what the step path itself reaches). ``--profile FILE``
-appends each case's heaviest kernels over three profiled steps; ``--device cpu`` runs the
-same steps on the CPU (a smoke run of the script: tests/benchmarks/test_gpu_scripts.py).
+``reduce-overhead`` for CUDA graphs; ``compile-regional[=MODE]`` compiles each layer alone
+as ``train.compile=regional`` does, far faster for deep models) with MODEL one of
+``default``, ``zipformer-base``, ``zipformer-base-cl`` (its depthwise convolutions over a
+channels-last view: an experiment) and ``transformer-large`` (a d1024 x 24 pre-norm
+Transformer encoder, 0.3 B parameters: a matrix-product-bound model that shows what the step
+path itself reaches). ``--profile FILE`` appends each case's heaviest kernels over three
+profiled steps; ``--device cpu`` runs the same steps on the CPU (a smoke run of the script:
+tests/benchmarks/test_gpu_scripts.py). Compiled cases report ``first_compiled_step_s``.
 
 Each case trains the audio encoder against a text tower with InfoNCE through ALP's own step
 path (``TrainTask`` + ``SingleEngine``: AdamW, clipping, bf16 autocast), on random 80-bin
@@ -140,15 +142,21 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
         step()
     _sync(dev)
     flops = count_step_flops(step)  # counted eagerly: compiling does not change the work
-    dynamo = None
+    dynamo = compile_s = None
     if compile is not None:
         from torch._dynamo.utils import counters
 
         counters.clear()
         phase[0] = "compiled steps"
-        # what train.compile=true does in the engines (there with the default mode)
-        task.compile_parts(**({} if compile == "default" else {"mode": compile}))
-        for _ in range(4):
+        # what train.compile=true (or regional) does in the engines, there with the default mode
+        regional = compile.startswith("regional")
+        mode = (compile.partition("+")[2] or "default") if regional else compile
+        task.compile_parts(regional=regional, **({} if mode == "default" else {"mode": mode}))
+        start = time.perf_counter()
+        step()
+        _sync(dev)
+        compile_s = time.perf_counter() - start  # the first compiled step: mostly compiling
+        for _ in range(3):
             step()
         # one graph per compiled part and no break is what the encoders are built for
         dynamo = {"graphs": int(counters["stats"]["unique_graphs"]),
@@ -173,6 +181,7 @@ def measure(case: str, batch: int, frames: int, precision: str, tokenizer: str,
               "peak_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
               "last_loss": round(float(losses[0]), 4),  # InfoNCE starts near ln(batch)
               "dynamo": dynamo,
+              "first_compiled_step_s": None if compile_s is None else round(compile_s, 1),
               "device": torch.cuda.get_device_name(dev) if cuda else "cpu"}
     if profile is not None:
         _profile(step, dev, profile, result)
@@ -213,9 +222,12 @@ PRESETS = {
 
 def parse_cases(text: str) -> list[tuple[str, int, str, str | None]]:
     """``all``, ``compile`` or ``MODEL:BATCH:PRECISION[:compile[=MODE]],...`` → case tuples
-    (model, batch, precision, compile mode or None for eager)."""
+    (model, batch, precision, compile mode or None for eager; ``regional`` or
+    ``regional+MODE`` for a regional compile)."""
     specs = PRESETS.get(text) or [t for t in text.split(",") if t]
-    compiled = {None: None, "compile": "default", **{f"compile={m}": m for m in COMPILE_MODES}}
+    compiled = {None: None, "compile": "default", **{f"compile={m}": m for m in COMPILE_MODES},
+                "compile-regional": "regional",
+                **{f"compile-regional={m}": f"regional+{m}" for m in COMPILE_MODES}}
     cases = []
     for spec in specs:
         parts = spec.split(":")
@@ -223,7 +235,8 @@ def parse_cases(text: str) -> list[tuple[str, int, str, str | None]]:
         if len(parts) not in (3, 4) or parts[0] not in MODELS or not parts[1].isdigit() \
                 or parts[2] not in ("fp32", "bf16", "fp16") or last not in compiled:
             raise SystemExit(
-                f"--cases: {spec!r} is not MODEL:BATCH:PRECISION[:compile[=MODE]] (MODEL one "
+                f"--cases: {spec!r} is not MODEL:BATCH:PRECISION[:compile[-regional][=MODE]] "
+                "(MODEL one "
                 f"of {', '.join(MODELS)}; precision fp32, bf16 or fp16; MODE one of "
                 f"{', '.join(COMPILE_MODES)}), 'all' or 'compile'")
         cases.append((parts[0], int(parts[1]), parts[2], compiled[last]))
@@ -235,7 +248,8 @@ def main() -> None:
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--out", default="gpu_results.json")
     parser.add_argument("--cases", default="all",
-                        help="'all', 'compile' or MODEL:BATCH:PRECISION[:compile[=MODE]],...")
+                        help="'all', 'compile' or "
+                        "MODEL:BATCH:PRECISION[:compile[-regional][=MODE]],...")
     parser.add_argument("--frames", type=int, default=1000, help="frames per clip (10 ms hop)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case")
     parser.add_argument("--device", default="cuda")

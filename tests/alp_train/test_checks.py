@@ -188,3 +188,14 @@ def test_fbank_precision_is_a_run_option_checked_by_name():
     check_run(resolved)
     with pytest.raises(ConfigError, match=r"data\.fbank\.precision.*'float32'.*'float64'"):
         resolve_run(config(data={"fbank": {"precision": "float16"}}))
+
+
+@pytest.mark.parametrize(("given", "kept"), [(True, True), (False, False), ("true", True),
+                                             ("regional", "regional"), ("whole", "whole")])
+def test_train_compile_takes_a_bool_or_a_way(given, kept):
+    assert resolve_run(config(train={"compile": given})).config.train.compile == kept
+
+
+def test_train_compile_names_its_choices():
+    with pytest.raises(ConfigError, match=r"train\.compile.*'whole'.*'regional'"):
+        resolve_run(config(train={"compile": "fast"}))

@@ -53,11 +53,12 @@ def test_gpu_train_step_script_runs_on_the_cpu(tmp_path):
 
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_train_step.py"), "--device", "cpu",
-         "--tokenizer", str(minilm_model_dir()), "--cases", "default:4:fp32,default:2:bf16:compile",
+         "--tokenizer", str(minilm_model_dir()), "--cases",
+         "default:4:fp32,default:2:bf16:compile,default:2:bf16:compile-regional",
          "--frames", "120", "--steps", "2", "--profile", str(profile), "--out", str(out)],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    good, compiled = json.loads(out.read_text())
+    good, compiled, regional = json.loads(out.read_text())
     assert (good["case"], good["batch"], good["frames"], good["device"]) == (
         "default", 4, 120, "cpu")
     assert good["step_ms"] > 0 and good["tflops_per_step"] > 0 and good["mfu"] is None
@@ -66,6 +67,11 @@ def test_gpu_train_step_script_runs_on_the_cpu(tmp_path):
     assert compiled["compile"] == "default", compiled
     assert compiled["dynamo"] == {"graphs": 2, "graph_breaks": 0}
     assert 0 < compiled["last_loss"] < 10
+    # regional: one graph for the 3 audio layers, one for the 2 BERT layers, no break
+    assert regional["compile"] == "regional", regional
+    assert regional["dynamo"] == {"graphs": 2, "graph_breaks": 0}
+    assert 0 < regional["last_loss"] < 10
+    assert regional["first_compiled_step_s"] > 0
     text = profile.read_text()
     assert '"case": "default"' in text and "aten::" in text
 
@@ -80,9 +86,14 @@ def test_gpu_train_step_rejects_a_malformed_case():
                        "transformer-large:4:bf16:compile=reduce-overhead") == [
         ("zipformer-base", 240, "bf16", "default"), ("default", 8, "fp32", None),
         ("transformer-large", 4, "bf16", "reduce-overhead")]
+    assert parse_cases("transformer-large:8:bf16:compile-regional,"
+                       "default:2:fp32:compile-regional=reduce-overhead") == [
+        ("transformer-large", 8, "bf16", "regional"),
+        ("default", 2, "fp32", "regional+reduce-overhead")]
     assert [c[3] for c in parse_cases("compile")] == ["default"] * 4
     for bad in ("default:eight:fp32", "default:8:fp64", "default:8", "default:8:bf16:fast",
-                "nosuch:8:fp32", "default:8:bf16:default", "default:8:bf16:compile=fast"):
+                "nosuch:8:fp32", "default:8:bf16:default", "default:8:bf16:compile=fast",
+                "default:8:bf16:regional"):
         with pytest.raises(SystemExit, match="MODEL:BATCH:PRECISION"):
             parse_cases(bad)
 

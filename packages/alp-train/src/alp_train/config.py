@@ -116,9 +116,11 @@ class TrainConfig(StrictModel):
     optimizer: dict[str, Any] = _component("adamw")
     schedule: dict[str, Any] = _component("warmup-cosine")
     nproc: int = Field(1, ge=1, description="processes to start on this machine")
-    compile: bool = Field(
+    compile: bool | Literal["whole", "regional"] = Field(
         False, description="torch.compile the encoders and decoder in place (weights keep "
-        "their names); pays off on GPUs")
+        "their names); pays off on GPUs. true or whole: each part as one graph; regional: "
+        "each repeated block (layer) alone, one graph shared by a stack's layers, so deep "
+        "models compile far faster")
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     grad_cache: GradCacheConfig = Field(default_factory=GradCacheConfig)
     validate_every: int | None = Field(

@@ -7,6 +7,7 @@ temperature, SigLIP's bias) are synchronised and saved like the model's.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 from alp_objectives.base import Objective, as_objective
 from alp_objectives.outputs import LossOutput
 
-__all__ = ["TrainTask", "clip_ids", "to_device"]
+__all__ = ["TrainTask", "clip_ids", "compile_regions", "to_device"]
 
 
 def clip_ids(ids: list[str], device: torch.device) -> torch.Tensor:
@@ -26,6 +27,35 @@ def clip_ids(ids: list[str], device: torch.device) -> torch.Tensor:
     values = [int.from_bytes(hashlib.blake2b(i.encode(), digest_size=7).digest(), "little")
               for i in ids]
     return torch.tensor(values, dtype=torch.int64, device=device)
+
+
+def compile_regions(part: nn.Module) -> list[nn.Module]:
+    """The modules that ``train.compile=regional`` compiles one by one in ``part``.
+
+    ``part.compile_regions()`` where the part declares it; else its repeated blocks: the
+    members of every ``nn.ModuleList`` whose members are all of one class and built of
+    modules themselves (a Transformer's layers, BERT's ``encoder.layer``, each Zipformer
+    stack's layers; not a list of bare convolutions; lists of mixed classes are searched
+    inside); else ``[part]``. Blocks of one class share one compiled graph per
+    shape (their weights are the graph's inputs), so a deep stack compiles about as fast as
+    one layer; what lies between the blocks stays eager.
+    """
+    declared = getattr(part, "compile_regions", None)
+    if callable(declared):
+        return list(declared())
+    found: list[nn.Module] = []
+
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            if isinstance(child, nn.ModuleList) and len(child) \
+                    and len({type(block) for block in child}) == 1 \
+                    and next(iter(child[0].children()), None) is not None:
+                found.extend(child)
+            else:
+                visit(child)
+
+    visit(part)
+    return found or [part]
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -45,14 +75,27 @@ class TrainTask(nn.Module):
         self.model = model
         self.objective: Objective = as_objective(objective)
 
-    def compile_parts(self, **options: Any) -> None:
+    def compile_parts(self, regional: bool = False, **options: Any) -> dict[str, int]:
         """``torch.compile`` the model's encoders and decoder in place (``nn.Module.compile``:
-        parameter names, hence checkpoints, stay as they are). The objective stays eager: its
-        metrics read Python numbers."""
+        parameter names, hence checkpoints, stay as they are), each part whole or, with
+        ``regional``, each of its :func:`compile_regions` (compiles far faster for deep
+        stacks). ``options`` go to ``torch.compile``. The objective stays eager: its metrics
+        read Python numbers. Returns the number of compiled modules per part."""
+        if regional:
+            # a region's input needs grad but is no leaf, and Dynamo reads its .grad while
+            # tracing, which torch warns about once per region; nothing is wrong
+            warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor that "
+                                    "is not a leaf Tensor", category=UserWarning,
+                                    module=r"torch\.")
+        compiled = {}
         for name in ("audio_encoder", "text_encoder", "caption_decoder"):
             part = getattr(self.model, name, None)
             if isinstance(part, nn.Module):
-                part.compile(**options)
+                regions = compile_regions(part) if regional else [part]
+                for region in regions:
+                    region.compile(**options)
+                compiled[name] = len(regions)
+        return compiled
 
     @property
     def min_batch(self) -> int:

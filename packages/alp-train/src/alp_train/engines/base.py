@@ -17,6 +17,7 @@ and when to save.
 from __future__ import annotations
 
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ from torch import nn
 
 from alp_objectives.outputs import LossOutput
 from alp_train.distributed import DistInfo
+
+log = logging.getLogger("alp.train")
 
 __all__ = ["BuildOptimizer", "BuildSchedule", "Engine"]
 
@@ -80,8 +83,11 @@ class Engine(ABC):
         ``train.compile`` (what every engine does before wrapping it)."""
         self.task = task.to(self.device)
         self.task.train()
-        if getattr(self.train_config, "compile", False):
-            self.task.compile_parts()  # type: ignore[operator]  # a TrainTask
+        mode = getattr(self.train_config, "compile", False)
+        if mode:
+            compiled = self.task.compile_parts(  # type: ignore[operator]  # a TrainTask
+                regional=mode == "regional")
+            log.info("train.compile=%s: compiled modules per part %s", mode, compiled)
         return self.task
 
     @abstractmethod
