@@ -77,6 +77,21 @@ def test_features_on_device_equal_the_workers_features(clips, tokenizer, train, 
         assert flat > 0
 
 
+def test_float64_features_on_device_equal_the_workers_float64_features(clips, tokenizer):
+    """``data.fbank.precision=float64`` reaches both paths: the same floats again, and not
+    the float32 ones."""
+    f64 = Fbank(FbankConfig(precision="float64"))
+    kwargs = {"batch_size": 4, "shuffle": True, "num_workers": 0,
+              "collator": Collator(tokenizer), "seed": 5}
+    usual = build_loader(_dataset(clips, train=True, defer=False, fbank=f64), **kwargs)
+    deferred = build_loader(_dataset(clips, train=True, defer=True, fbank=f64), **kwargs)
+    ours = _batches(FeaturesOnDevice(deferred, f64, "cpu"), 1)
+    _same_batches(ours, _batches(usual, 1))
+    float32 = _batches(build_loader(_dataset(clips, train=True, defer=False), **kwargs), 1)
+    assert any(not torch.equal(a["features"], b["features"])
+               for a, b in zip(ours, float32, strict=True))
+
+
 def test_a_deferred_batch_carries_the_decoded_waves_and_the_drawn_masks(clips):
     transform = ClipTransform(audio=AudioConfig(max_seconds=2.0), train=True, seed=5,
                               spec_augment=SpecAugment(), defer_features=True)
