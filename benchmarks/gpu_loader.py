@@ -50,16 +50,13 @@ from loader_cases import (  # noqa: E402
     ParallelCeiling,
     decode_fbank_pass,
     decode_pass,
+    device_ms,
     epoch,
+    sync,
     write_clips,
 )
 
 BATCH = 32
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _best_epoch(loader, clips: list, device: torch.device, epochs: int) -> float:
@@ -69,7 +66,7 @@ def _best_epoch(loader, clips: list, device: torch.device, epochs: int) -> float
     for index in range(epochs + 1):
         start = time.perf_counter()
         seen, _ = epoch(loader, index, durations)
-        _sync(device)
+        sync(device)
         took = time.perf_counter() - start
         assert seen == len(clips), (seen, len(clips))
         if index:
@@ -107,7 +104,7 @@ def _profile_main_process(clips, workers: int, tokenizer, fbank: Fbank, device: 
     with torch_profile(activities=activities) as prof:
         python.enable()
         seen, _ = epoch(loader, 1, durations)
-        _sync(device)
+        sync(device)
         python.disable()
     took = time.perf_counter() - start
     text = io.StringIO()
@@ -178,14 +175,8 @@ def main() -> None:
     result["mel_bin_at_max_diff"] = worst % fbank.num_mel_bins
     result["log_mel_range"] = [float(value.min()), float(value.max())]
     assert held is not None
-    for _ in range(3):
-        batch_features(held, fbank, device)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(20):
-        batch_features(held, fbank, device)
-    _sync(device)
-    result["device_ms_per_batch"] = round(1000 * (time.perf_counter() - start) / 20, 3)
+    result["device_ms_per_batch"] = round(
+        device_ms(lambda: batch_features(held, fbank, device), device), 3)
 
     rows = []
     for n in workers:

@@ -108,6 +108,25 @@ class ParallelCeiling:
             proc.join(timeout=30)
 
 
+def sync(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_ms(call: Callable[[], Any], device: torch.device, repeat: int = 20) -> float:
+    """Milliseconds per ``call()`` on ``device``: 3 warm-up calls, then the mean of
+    ``repeat``, with the device's queue drained before and after."""
+    for _ in range(3):
+        call()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        call()
+    sync(device)
+    return 1000 * (time.perf_counter() - start) / repeat
+
+
 def decode_pass(entries: Iterable[ManifestEntry]) -> int:
     """Decode (soundfile) and resample to 16 kHz every clip here, no features (what a loader
     worker does with ``data.features_on=device``); returns samples."""
