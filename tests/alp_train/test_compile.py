@@ -1,5 +1,6 @@
 """``train.compile``: which blocks a regional compile picks, that it captures one graph per
-kind of block with the weights' names kept, and that an engine trains with it as eagerly."""
+kind of block with the weights' names kept and computes what eager does, and that the
+engines compile what the config names."""
 
 from __future__ import annotations
 
@@ -126,7 +127,9 @@ def make_engine(task: TrainTask, compile_mode) -> SingleEngine:
 
 @pytest.mark.parametrize("mode", [False, True, "whole", "regional"])
 def test_the_engine_compiles_what_train_compile_names(mode):
-    """Compiling is lazy (nothing is traced until a step), so this checks the wiring only."""
+    """Compiling is lazy (nothing is traced until a step), so this checks the wiring only;
+    a regional and a whole compile run for real (Inductor) in
+    tests/benchmarks/test_gpu_scripts.py::test_gpu_train_step_script_runs_on_the_cpu."""
     task = tiny_task()
     make_engine(task, mode)
     whole = mode in (True, "whole")
@@ -136,28 +139,3 @@ def test_the_engine_compiles_what_train_compile_names(mode):
         assert (part._compiled_call_impl is not None) == whole, name
         assert all((r._compiled_call_impl is not None) == (mode == "regional") for r in regions)
     assert task.objective._compiled_call_impl is None  # the objective stays eager
-
-
-@pytest.mark.slow
-def test_the_engine_trains_with_regional_compile_as_eagerly():
-    """Inductor for real (C++ on the CPU): the same losses over three AdamW steps as eager,
-    to float rounding. (The whole-part compile runs for real in
-    tests/benchmarks/test_gpu_scripts.py.)"""
-    def losses(compile_mode) -> list[float]:
-        task = tiny_task()
-        engine = make_engine(task, compile_mode)
-        out = []
-        for seed in range(3):
-            result = engine.forward(task.prepare(a_batch(task, seed), engine.device))
-            engine.backward(result.loss)
-            engine.step(True)
-            out.append(float(result.loss.detach()))
-        return out
-
-    torch._dynamo.reset()
-    try:
-        got, want = losses("regional"), losses(False)
-    finally:
-        torch._dynamo.reset()
-    assert want[0] != want[-1]  # it trains: the losses move
-    assert got == pytest.approx(want, abs=1e-4)
