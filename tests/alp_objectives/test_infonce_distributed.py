@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from alp_objectives import InfoNCEConfig, InfoNCELoss
 
+pytestmark = pytest.mark.distributed  # gloo processes (run alone: -m distributed)
+
 WORLD, PER_RANK, DIM = 2, 3, 5
 UNEVEN = {"2+4": (2, 4), "4+2": (4, 2), "0+6": (0, 6)}  # rows per rank, WORLD * PER_RANK in all
 REG = 0.2

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from alp_objectives.configs import SigLIPConfig
 from alp_objectives.siglip import SigLIPLoss
 
+pytestmark = pytest.mark.distributed  # gloo processes (run alone: -m distributed)
+
 WORLD, PER_RANK, DIM = 3, 3, 5
 UNEVEN = {"uneven": (2, 4, 3), "empty": (4, 0, 5)}  # rows per rank; rank 1 empty in "empty"
 CONFIG = {"init_logit_scale": 3.0, "init_logit_bias": -1.0}
