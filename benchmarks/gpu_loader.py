@@ -7,9 +7,12 @@ Run on a GPU machine (not part of the CPU test or benchmark runs)::
 On the benchmark's file set (``loader_cases.write_clips``: WAVs of 3-10 s, every tenth at
 44.1 kHz) it measures, for each worker count N:
 
-- ``features_in_workers``: the default loader (fbank in the workers), clips/s;
+- ``features_in_workers``: the default loader (fbank in the workers), clips/s, and
+  ``..._unpinned`` with ``pin_memory=False`` (whether pinning each batch holds it back);
 - ``features_on_device``: workers decode only, :class:`~alp_data.deferred.FeaturesOnDevice`
   computes each batch's fbank on ``--device`` (the clock stops after a synchronise), clips/s;
+  ``..._unpinned`` the same with ``pin_memory=False`` (no pin-memory thread copying each
+  batch of waves before it goes to the device);
 - ``ceiling``: the decode + fbank pass of one process on the CPU x N (the per-core product
   the data issue's 90 % goal is stated against), and the decode-only pass x N (best of three
   passes each, with one torch thread as in a worker);
@@ -74,12 +77,14 @@ def _best_epoch(loader, clips: list, device: torch.device, epochs: int) -> float
     return best
 
 
-def _loader(clips, workers: int, tokenizer, *, defer: bool, augment: bool = False):
+def _loader(clips, workers: int, tokenizer, *, defer: bool, augment: bool = False,
+            pin: bool | None = None):
     dataset = AudioCaptionDataset(clips, audio=AudioConfig(), fbank=Fbank(), train=True,
                                   spec_augment=SpecAugment() if augment else None,
                                   defer_features=defer)
     return build_loader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers,
-                        collator=Collator(tokenizer), pin_memory=torch.cuda.is_available())
+                        collator=Collator(tokenizer),
+                        pin_memory=torch.cuda.is_available() if pin is None else pin)
 
 
 def _profile_main_process(clips, workers: int, tokenizer, fbank: Fbank, device: torch.device,
@@ -182,8 +187,15 @@ def main() -> None:
     for n in workers:
         usual = _best_epoch(_loader(clips, n, tokenizer, defer=False), clips, device,
                             args.epochs)
+        usual_unpinned = _best_epoch(_loader(clips, n, tokenizer, defer=False, pin=False),
+                                     clips, device, args.epochs)
         deferred = FeaturesOnDevice(_loader(clips, n, tokenizer, defer=True), fbank, device)
         on_device = _best_epoch(deferred, clips, device, args.epochs)
+        # the same without the pin-memory thread's copy of each batch of waves: whether that
+        # thread is what caps the main process's side
+        unpinned = _best_epoch(FeaturesOnDevice(_loader(clips, n, tokenizer, defer=True,
+                                                        pin=False), fbank, device),
+                               clips, device, args.epochs)
         side_by_side = ParallelCeiling(clips[:args.ceiling_clips], n)
         try:  # best of three passes of n processes at once: the ceiling of n busy cores
             parallel = max(side_by_side.run() for _ in range(3))
@@ -191,7 +203,9 @@ def main() -> None:
             side_by_side.close()
         rows.append({"workers": n,
                      "features_in_workers_clips_per_s": round(usual, 1),
+                     "features_in_workers_unpinned_clips_per_s": round(usual_unpinned, 1),
                      "features_on_device_clips_per_s": round(on_device, 1),
+                     "features_on_device_unpinned_clips_per_s": round(unpinned, 1),
                      "ceiling_clips_per_s": round(one_core * n, 1),
                      "parallel_ceiling_clips_per_s": round(parallel, 1),
                      "decode_ceiling_clips_per_s": round(decode_core * n, 1),

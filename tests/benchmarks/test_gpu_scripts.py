@@ -33,8 +33,10 @@ def test_gpu_loader_script_runs_on_the_cpu(tmp_path):
     assert 0 <= result["frac_abs_diff_over_1e-3"] < 1
     (row,) = result["rows"]
     assert row["workers"] == 1
-    for key in ("features_in_workers_clips_per_s", "features_on_device_clips_per_s",
-                "ceiling_clips_per_s", "decode_ceiling_clips_per_s"):
+    for key in ("features_in_workers_clips_per_s", "features_in_workers_unpinned_clips_per_s",
+                "features_on_device_clips_per_s",
+                "features_on_device_unpinned_clips_per_s", "ceiling_clips_per_s",
+                "decode_ceiling_clips_per_s"):
         assert row[key] > 0, key
     assert row["decode_ceiling_clips_per_s"] > row["ceiling_clips_per_s"]
     assert row["parallel_ceiling_clips_per_s"] > 0
