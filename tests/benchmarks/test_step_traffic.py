@@ -1,8 +1,8 @@
 """benchmarks/step_traffic.py: its counts against hand-derived FLOPs and bytes.
 
 Each expected figure below is worked out from the shapes (what a kernel must read and
-write), not taken from the counter, so a counter that drops, doubles or invents traffic
-fails here.
+write) or taken from torch.profiler's own FLOP count, never from the counter, so a counter
+that drops, doubles or invents traffic fails here.
 """
 
 from __future__ import annotations
@@ -150,3 +150,31 @@ def test_script_on_the_default_model(st, tmp_path, capsys):
     assert large["gb_per_step"] == pytest.approx(2 * small["gb_per_step"], rel=0.1)
     assert large["calls"] == small["calls"]
     assert small["H100_floor_ms"] > small["H200_floor_ms"]  # the H200 has more bandwidth
+
+
+def test_matrix_products_against_the_profilers_own_flop_count(st):
+    """A whole Zipformer step on real CPU tensors: the counter's matrix-product calls and
+    FLOPs equal those that torch.profiler (its own C++ FLOP formulas) records."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from alp_models.audio.zipformer import build_zipformer_encoder
+    from alp_models.configs import ZipformerConfig
+
+    torch.manual_seed(0)
+    encoder = build_zipformer_encoder(ZipformerConfig(preset="tiny")).eval()
+    feats, lengths = torch.randn(3, 120, 80), torch.tensor([120, 100, 77])
+
+    def run():
+        out, _ = encoder(feats, lengths)
+        out.pow(2).mean().backward()
+
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        run()
+    names = ("mm", "addmm", "bmm")
+    want_flops = {n: sum(e.flops for e in prof.events() if e.name == f"aten::{n}") for n in names}
+    want_calls = {n: sum(e.name == f"aten::{n}" for e in prof.events()) for n in names}
+    mode = st.count_step(lambda m: run())
+    got_flops = {n: sum(v for (_, op), v in mode.flops.items() if op == n) for n in names}
+    got_calls = {n: sum(v for (_, op), v in mode.calls.items() if op == n) for n in names}
+    assert all(want_calls.values()) and got_calls == want_calls
+    assert got_flops == want_flops
