@@ -22,10 +22,11 @@ What is counted is the audio encoder (the part whose design sets the step's effi
 the text tower is a stock BERT) with a mean-square loss on its output, parameters in the
 chosen precision (``bf16`` = weights and activations in bfloat16, a close stand-in for
 autocast, which keeps a few reductions in float32 and casts the weights each step). On the
-meta device ``scaled_dot_product_attention`` would fall back to its unfused math; here it is
-counted as the memory-efficient fused kernel a GPU runs (``attention="fused"``), the T x T
-scores never reaching memory. The Zipformer's own attention is written out (relative
-positions), so it is counted as it runs.
+meta device ``scaled_dot_product_attention`` and dropout would be decomposed; here they are
+counted as the fused kernels a GPU runs (``kernels="gpu"``, :class:`GpuKernelsMode`): the
+memory-efficient attention kernel, the T x T scores never reaching memory, and
+``native_dropout``. The Zipformer's own attention is written out (relative positions), so it
+is counted as it runs.
 
 Cards: H100 SXM (989 TFLOP/s dense bf16, 3.35 TB/s HBM3) and H200 (989 TFLOP/s, 4.8 TB/s);
 float32 matrix products at 67 TFLOP/s (no TF32, PyTorch's default for matmul).
@@ -147,12 +148,20 @@ class _FusedAttention(torch.autograd.Function):
         return dq, dk, dv, None, None, None
 
 
-class FusedAttentionMode(TorchFunctionMode):
-    """Routes ``F.scaled_dot_product_attention`` to :class:`_FusedAttention`; a boolean mask
-    becomes the additive bias the GPU path makes of it (one small ``where``)."""
+class GpuKernelsMode(TorchFunctionMode):
+    """Calls that a GPU runs as one fused kernel but the meta device would decompose:
+
+    - ``F.scaled_dot_product_attention`` -> :class:`_FusedAttention` (a boolean mask becomes
+      the additive bias the GPU path makes of it: one small ``where``);
+    - ``F.dropout`` in training -> ``native_dropout`` (one kernel writing the output and a
+      bool mask; its backward one kernel), as PyTorch dispatches it on CUDA, where the meta
+      device would count a float mask drawn, scaled and multiplied in three calls.
+    """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
+        if func is F.dropout:
+            return self._dropout(*args, **kwargs)
         if func is not F.scaled_dot_product_attention:
             return func(*args, **kwargs)
         q, k, v = args[:3]
@@ -166,6 +175,14 @@ class FusedAttentionMode(TorchFunctionMode):
                 mask = torch.where(mask, 0.0, float("-inf")).to(q.dtype)
             bias = mask.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
         return _FusedAttention.apply(q, k, v, bias, float(dropout_p), kwargs.get("scale"))
+
+    @staticmethod
+    def _dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002  (F.dropout's names)
+        if not training or p == 0.0:
+            return input
+        if not 0.0 < p < 1.0:
+            return F.dropout(input, p, training, inplace)
+        return torch.native_dropout(input, p, True)[0]
 
 
 class module_tracker:  # noqa: N801  (a context manager, used like a function)
@@ -200,14 +217,14 @@ def roofline_ms(per_call: list[tuple[float, int]], tflops: float, tbps: float) -
     return sum(max(f / (tflops * 1e12), b / (tbps * 1e12)) for f, b in per_call) * 1e3
 
 
-def count_step(step: Callable[[TrafficMode], None], attention: str = "fused") -> TrafficMode:
+def count_step(step: Callable[[TrafficMode], None], kernels: str = "gpu") -> TrafficMode:
     """Run ``step(mode)`` under the counters (``step`` sets ``mode.phase`` itself)."""
     traffic = TrafficMode()
     modes: list[Any] = [traffic]
-    if attention == "fused":
-        modes.insert(0, FusedAttentionMode())
-    elif attention != "math":
-        raise ValueError(f"attention must be 'fused' or 'math', not {attention!r}")
+    if kernels == "gpu":
+        modes.insert(0, GpuKernelsMode())
+    elif kernels != "meta":  # "meta": attention and dropout as the meta device decomposes them
+        raise ValueError(f"kernels must be 'gpu' or 'meta', not {kernels!r}")
     for mode in modes:
         mode.__enter__()
     try:
@@ -223,7 +240,7 @@ def count_step(step: Callable[[TrafficMode], None], attention: str = "fused") ->
 
 
 def measure_case(case: str, batch: int, frames: int, precision: str, tokenizer: str,
-                 attention: str = "fused", launch_us: float = 5.0) -> dict[str, Any]:
+                 kernels: str = "gpu", launch_us: float = 5.0) -> dict[str, Any]:
     """One encoder's forward + backward counted on the meta device."""
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be bf16 or fp32, not {precision!r}")
@@ -242,14 +259,15 @@ def measure_case(case: str, batch: int, frames: int, precision: str, tokenizer: 
         loss.backward()
 
     start = time.perf_counter()
-    traffic = count_step(step, attention)
+    traffic = count_step(step, kernels)
     took = time.perf_counter() - start
     flops = sum(traffic.flops.values())
     total_bytes = sum(traffic.bytes.values())
     calls = sum(traffic.calls.values())
     result: dict[str, Any] = {
         "case": case, "batch": batch, "frames": frames, "precision": precision,
-        "attention": attention, "parameters_m": round(params / 1e6, 2),
+        "kernels": kernels, "parameters_m": round(params / 1e6, 2),
+        "flops_per_step": flops, "bytes_per_step": total_bytes,
         "tflops_per_step": round(flops / 1e12, 3), "gb_per_step": round(total_bytes / 1e9, 2),
         "matmul_gb_per_step": round(sum(b for f, b in traffic.per_call if f > 0) / 1e9, 2),
         "flops_per_byte": round(flops / max(total_bytes, 1), 1),
@@ -312,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"MODEL:BATCH,... (models: {', '.join(MODELS)})")
     parser.add_argument("--frames", type=int, default=1000, help="fbank frames per clip")
     parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
-    parser.add_argument("--attention", default="fused", choices=("fused", "math"))
+    parser.add_argument("--kernels", default="gpu", choices=("gpu", "meta"),
+                        help="attention and dropout as a GPU's fused kernels or decomposed")
     parser.add_argument("--launch-us", type=float, default=5.0,
                         help="seconds per kernel launch for launch_floor_ms, in µs")
     parser.add_argument("--tokenizer", default="bert-uncased")
@@ -321,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for model, batch in parse_cases(args.cases):
         row = measure_case(model, batch, args.frames, args.precision, args.tokenizer,
-                           args.attention, args.launch_us)
+                           args.kernels, args.launch_us)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print()

@@ -32,7 +32,7 @@ def st():
     return module
 
 
-def _count(st, fn, attention="fused"):
+def _count(st, fn, kernels="gpu"):
     def step(mode):
         mode.phase = "forward"
         out = fn()
@@ -40,7 +40,7 @@ def _count(st, fn, attention="fused"):
             mode.phase = "backward"
             out.backward(torch.empty_like(out))
 
-    return st.count_step(step, attention)
+    return st.count_step(step, kernels)
 
 
 def test_linear_forward_and_backward(st):
@@ -92,7 +92,7 @@ def test_attention_as_the_fused_kernel_and_as_math(st):
     k = torch.empty(b, h, s, d, device="meta", requires_grad=True)
     v = torch.empty(b, h, s, d, device="meta", requires_grad=True)
     attn = lambda: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
-    fused = _count(st, attn, "fused")
+    fused = _count(st, attn, "gpu")
     forward = {name: n for (phase, name), n in fused.calls.items() if phase == "forward"}
     assert forward == {"_scaled_dot_product_efficient_attention": 1}
     # QK^T and PV: 2 b h t s d each
@@ -101,7 +101,7 @@ def test_attention_as_the_fused_kernel_and_as_math(st):
     qkv = (b * h * t * d + 2 * b * h * s * d) * 4
     moved = fused.bytes[kernel]
     assert qkv + b * h * t * d * 4 <= moved < qkv + b * h * t * d * 4 + b * h * 64 * 4 + 64
-    math = _count(st, attn, "math")
+    math = _count(st, attn, "meta")
     # the unfused path writes and reads the t x s scores (several times): far more bytes
     assert sum(math.bytes.values()) > sum(fused.bytes.values()) + 4 * b * h * t * s * 4
     # the same forward products; the fused backward recomputes QK^T (flop_counter's 2.5x the
@@ -110,6 +110,23 @@ def test_attention_as_the_fused_kernel_and_as_math(st):
     assert sum(n for (p, _), n in math.flops.items() if p == "forward") == fwd
     assert sum(n for (p, _), n in math.flops.items() if p == "backward") == 2 * fwd
     assert sum(n for (p, _), n in fused.flops.items() if p == "backward") == 2.5 * fwd
+
+
+def test_dropout_as_the_gpus_fused_kernel(st):
+    n = 4096
+    x = torch.empty(n, device="meta", dtype=torch.bfloat16, requires_grad=True)
+    drop = torch.nn.Dropout(0.1)
+    gpu = _count(st, lambda: drop(x * 1.0), "gpu")
+    # forward: reads x, writes the output (bf16) and a bool mask; backward: reads the
+    # gradient and the mask, writes the input's gradient
+    assert gpu.calls[("forward", "native_dropout")] == 1
+    assert gpu.bytes[("forward", "native_dropout")] == n * 2 + n * 2 + n * 1
+    assert gpu.bytes[("backward", "native_dropout_backward")] == n * 2 + n * 1 + n * 2
+    meta = _count(st, lambda: drop(x * 1.0), "meta")
+    dropout_calls = sum(v for (p, op), v in meta.calls.items() if p == "forward" and op != "mul")
+    assert dropout_calls >= 2  # a mask drawn and scaled, then multiplied: several calls
+    eval_mode = _count(st, lambda: drop.eval()(x * 1.0), "gpu")
+    assert not any(op.startswith("native_dropout") for _, op in eval_mode.calls)
 
 
 def test_bool_mask_becomes_a_bias(st):
@@ -146,8 +163,8 @@ def test_script_on_the_default_model(st, tmp_path, capsys):
         assert 0 < row["matmul_gb_per_step"] < row["gb_per_step"]
         assert row["calls"] > row["calls_forward"] > 0
     # twice the clips: twice the work, the same calls
-    assert large["tflops_per_step"] == pytest.approx(2 * small["tflops_per_step"], rel=0.02)
-    assert large["gb_per_step"] == pytest.approx(2 * small["gb_per_step"], rel=0.1)
+    assert large["flops_per_step"] == pytest.approx(2 * small["flops_per_step"], rel=0.02)
+    assert large["bytes_per_step"] == pytest.approx(2 * small["bytes_per_step"], rel=0.1)
     assert large["calls"] == small["calls"]
     assert small["H100_floor_ms"] > small["H200_floor_ms"]  # the H200 has more bandwidth
 
