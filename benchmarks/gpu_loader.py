@@ -12,7 +12,9 @@ On the benchmark's file set (``loader_cases.write_clips``: WAVs of 3-10 s, every
 - ``features_on_device``: workers decode only, :class:`~alp_data.deferred.FeaturesOnDevice`
   computes each batch's fbank on ``--device`` (the clock stops after a synchronise), clips/s;
   ``..._unpinned`` the same with ``pin_memory=False`` (no pin-memory thread copying each
-  batch of waves before it goes to the device);
+  batch of waves before it goes to the device) and ``..._spec_augment`` with SpecAugment on
+  (the masks drawn in the workers, applied with each batch's features on the device), as in
+  training; the other rows leave it off, as the ceiling does;
 - ``ceiling``: the decode + fbank pass of one process on the CPU x N (the per-core product
   the data issue's 90 % goal is stated against), and the decode-only pass x N (best of three
   passes each, with one torch thread as in a worker);
@@ -201,11 +203,16 @@ def main() -> None:
             parallel = max(side_by_side.run() for _ in range(3))
         finally:
             side_by_side.close()
+        # with SpecAugment as in training: the main process also masks each batch
+        augmented = _best_epoch(FeaturesOnDevice(_loader(clips, n, tokenizer, defer=True,
+                                                         augment=True), fbank, device),
+                                clips, device, args.epochs)
         rows.append({"workers": n,
                      "features_in_workers_clips_per_s": round(usual, 1),
                      "features_in_workers_unpinned_clips_per_s": round(usual_unpinned, 1),
                      "features_on_device_clips_per_s": round(on_device, 1),
                      "features_on_device_unpinned_clips_per_s": round(unpinned, 1),
+                     "features_on_device_spec_augment_clips_per_s": round(augmented, 1),
                      "ceiling_clips_per_s": round(one_core * n, 1),
                      "parallel_ceiling_clips_per_s": round(parallel, 1),
                      "decode_ceiling_clips_per_s": round(decode_core * n, 1),

@@ -35,7 +35,8 @@ def test_gpu_loader_script_runs_on_the_cpu(tmp_path):
     assert row["workers"] == 1
     for key in ("features_in_workers_clips_per_s", "features_in_workers_unpinned_clips_per_s",
                 "features_on_device_clips_per_s",
-                "features_on_device_unpinned_clips_per_s", "ceiling_clips_per_s",
+                "features_on_device_unpinned_clips_per_s",
+                "features_on_device_spec_augment_clips_per_s", "ceiling_clips_per_s",
                 "decode_ceiling_clips_per_s"):
         assert row[key] > 0, key
     assert row["decode_ceiling_clips_per_s"] > row["ceiling_clips_per_s"]

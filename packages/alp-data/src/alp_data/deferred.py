@@ -14,7 +14,7 @@ come out as usual, ``features`` included, on that device.
 The features are the ones a worker computes: on the CPU the same floats (each wave's frames
 go through the FFT alone; the masks get the mean of the clip's own unmasked features, as
 :class:`~alp_data.features.SpecAugment` fills them); on a GPU equal to float32 rounding (one
-FFT and one matrix product for the whole batch).
+FFT, one matrix product and, for the masks, one sum for the whole batch).
 """
 
 from __future__ import annotations
@@ -91,8 +91,12 @@ def batch_features(batch: Mapping[str, Any], fbank: Fbank,
         time_mask = torch.as_tensor(time_mask).to(device, non_blocking=True)
         freq_mask = torch.as_tensor(freq_mask).to(device, non_blocking=True)
         # the mean of each clip's own frames before masking, as SpecAugment takes it
-        means = torch.stack([features[row, :count].mean() if count else features.new_zeros(())
-                             for row, count in enumerate(counts)])
+        if stacked:  # frames past a clip are zero: one sum for the batch, not a call per clip
+            cells = (lengths * bins).clamp(min=1).to(features.dtype)
+            means = features.sum(dim=(1, 2)) / cells
+        else:  # clip by clip, the same floats as the worker's SpecAugment
+            means = torch.stack([features[row, :count].mean() if count
+                                 else features.new_zeros(()) for row, count in enumerate(counts)])
         masked = (time_mask[:, :, None] | freq_mask[:, None, :]) & valid[:, :, None]
         features = torch.where(masked, means[:, None, None], features)
     out["features"] = features
