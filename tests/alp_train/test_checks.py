@@ -199,3 +199,26 @@ def test_train_compile_takes_a_bool_or_a_way(given, kept):
 def test_train_compile_names_its_choices():
     with pytest.raises(ConfigError, match=r"train\.compile.*'whole'.*'regional'"):
         resolve_run(config(train={"compile": "fast"}))
+
+
+def test_deepspeed_mixed_precision_is_torch_autocast(tmp_path: Path):
+    """bf16/fp16 run DeepSpeed's torch_autocast mode (float32 weights, float32 gradient
+    reduction unless the JSON names modules); its own bf16/fp16 sections are refused."""
+    from alp_train.engines.deepspeed_engine import build_deepspeed_config
+
+    resolved = resolve_run(config(train={"engine": {"name": "deepspeed"}, "precision": "bf16"}))
+    cfg = resolved.config
+    built = build_deepspeed_config(resolved.engine.config, cfg.train, cfg.data.batch_size, 1)
+    assert built["torch_autocast"] == {"enabled": True, "dtype": "bfloat16",
+                                       "lower_precision_safe_modules": []}
+    assert "bf16" not in built and "fp16" not in built
+    fp32 = resolve_run(config(train={"engine": {"name": "deepspeed"}}))
+    assert build_deepspeed_config(fp32.engine.config, fp32.config.train, 4, 1)[
+        "torch_autocast"]["enabled"] is False
+    chosen = ["torch.nn.modules.linear.Linear"]
+    resolved = resolve_run(_deepspeed(tmp_path, {"torch_autocast": {
+        "lower_precision_safe_modules": chosen}}, precision="bf16"))
+    built = build_deepspeed_config(resolved.engine.config, resolved.config.train, 4, 1)
+    assert built["torch_autocast"]["lower_precision_safe_modules"] == chosen
+    with pytest.raises(ConfigError, match=r"bf16\.enabled.*train\.precision=bf16"):
+        check(_deepspeed(tmp_path, {"bf16": {"enabled": True}}, precision="bf16"))

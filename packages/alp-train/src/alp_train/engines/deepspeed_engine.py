@@ -4,6 +4,13 @@ The DeepSpeed config is built from the run config (micro-batch, accumulation, cl
 precision, ZeRO stage and offload); a user's own DeepSpeed JSON may add anything else, and a
 key it sets differently from the run config is an error before any work. DeepSpeed is an
 optional extra (``pip install alp-train[deepspeed]``), imported only when this engine is built.
+
+``train.precision`` bf16 / fp16 runs DeepSpeed's ``torch_autocast`` mode: float32 weights
+and ``torch.autocast`` around the forward, as the ``single`` and ``ddp`` engines do (fp16
+with DeepSpeed's own gradient scaler), and gradients reduced in float32 unless the user's JSON
+names ``torch_autocast.lower_precision_safe_modules``. DeepSpeed's ``bf16`` / ``fp16``
+sections are not used: they cast the weights to half precision and leave the float32
+features to meet them, which fails in the first layer.
 """
 
 from __future__ import annotations
@@ -53,15 +60,15 @@ def build_deepspeed_config(config: DeepSpeedEngineConfig, train: Any, micro_batc
         "train_batch_size": micro_batch * int(train.grad_accum_steps) * world_size,
         "gradient_clipping": float(train.grad_clip or 0.0),
         "zero_optimization": zero,
-        "bf16": {"enabled": train.precision == "bf16"},
-        "fp16": {"enabled": train.precision == "fp16"},
+        "torch_autocast": {"enabled": train.precision != "fp32",
+                           "dtype": "float16" if train.precision == "fp16" else "bfloat16"},
         # our optimizer runs on the offloaded fp32 partitions (no DeepSpeedCPUAdam build needed)
         "zero_force_ds_cpu_optimizer": False,
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
     if not config.config_file:
-        return ours
+        return _reduce_in_float32(ours)
     path = Path(config.config_file)
     try:
         user = json.loads(path.read_text(encoding="utf-8"))
@@ -72,7 +79,24 @@ def build_deepspeed_config(config: DeepSpeedEngineConfig, train: Any, micro_batc
     if "optimizer" in user or "scheduler" in user:
         raise ConfigError(f"{path}: 'optimizer'/'scheduler' are chosen by train.optimizer and "
                           "train.schedule in the run config; remove them from the DeepSpeed JSON")
-    return _merge(ours, user, str(path))
+    for half in ("bf16", "fp16"):
+        section = user.get(half)
+        if isinstance(section, dict) and section.get("enabled") not in (None, False, "auto"):
+            raise ConfigError(
+                f"{path}: {half}.enabled: ALP runs mixed precision through DeepSpeed's "
+                "torch_autocast (float32 weights, autocast in the forward, as the other "
+                f"engines); set train.precision={half} in the run config and leave DeepSpeed's "
+                f"'{half}' section out")
+    return _reduce_in_float32(_merge(ours, user, str(path)))
+
+
+def _reduce_in_float32(config: dict[str, Any]) -> dict[str, Any]:
+    """Gradients reduced in float32 (DeepSpeed's default reduces those of Linear and Conv
+    layers in the autocast dtype) unless the user's JSON chose the modules."""
+    autocast = config.get("torch_autocast")
+    if isinstance(autocast, dict) and autocast.get("enabled"):
+        autocast.setdefault("lower_precision_safe_modules", [])
+    return config
 
 
 def _merge(ours: dict[str, Any], user: dict[str, Any], where: str, prefix: str = ""
