@@ -69,3 +69,25 @@ def site(tmp_path, monkeypatch):
     for name in set(sys.modules) - before:
         if name.startswith("fake_"):
             del sys.modules[name]
+
+
+def _spawn_ranks(worker, world: int) -> dict:
+    """Run ``worker(rank, port, out)`` in ``world`` spawned processes; return what they put in
+    ``out``. The worker opens the gloo group on 127.0.0.1:``port`` itself."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    manager = mp.get_context("spawn").Manager()
+    out = manager.dict()
+    mp.spawn(worker, args=(port, out), nprocs=world, join=True)
+    return dict(out)
+
+
+@pytest.fixture(scope="session")
+def spawn_ranks():
+    """The :func:`_spawn_ranks` helper, for module-scoped fixtures of the multi-process tests."""
+    return _spawn_ranks

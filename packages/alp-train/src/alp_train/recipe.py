@@ -44,6 +44,7 @@ from alp_train.checkpoint import Checkpointer, Progress, save_model
 from alp_train.config import ResolvedRun
 from alp_train.distributed import (
     DistInfo,
+    all_agree,
     broadcast_object,
     dist_info_from_env,
     gather_objects,
@@ -434,7 +435,8 @@ def validation_loss(engine: Engine, task: TrainTask, loader: Any) -> float:
     try:
         set_loader_epoch(loader, 0)
         for batch in loader:
-            if len(batch["ids"]) < task.min_batch:
+            # agreed by every rank: a contrastive objective gathers across ranks in its forward
+            if not all_agree(len(batch["ids"]) >= task.min_batch, engine.dist):
                 continue
             with engine.autocast():
                 out = task(task.prepare(batch, engine.device))

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from alp_objectives.outputs import LossOutput
-from alp_train.distributed import DistInfo
+from alp_train.distributed import DistInfo, gather_objects
 
 log = logging.getLogger("alp.train")
 
@@ -144,15 +144,25 @@ class Engine(ABC):
             dist.barrier()
 
     def reduce_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        """Mean of each metric over the ranks (every rank must pass the same keys)."""
-        if not self.dist.distributed or not metrics:
+        """Mean of each metric over the ranks that report it.
+
+        Ranks may report different keys (captioning's per-mode token accuracy exists only
+        when a rank's batch had rows of that mode; a rank may report nothing): the keys are
+        agreed first (one small object gather), so every rank reduces the same tensor. A
+        NaN stays NaN in the mean."""
+        if not self.dist.distributed:
             return metrics
-        keys = sorted(metrics)
+        per_rank = gather_objects(sorted(metrics), self.dist)
+        keys = sorted(set().union(*per_rank))
+        if not keys:
+            return {}
         device = self.device if self.device.type == "cuda" else torch.device("cpu")
-        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64,
-                              device=device)
-        dist.all_reduce(values)
-        return {k: v / self.world_size for k, v in zip(keys, values.tolist())}
+        sums = torch.tensor([[float(metrics.get(k, 0.0)) for k in keys],
+                             [1.0 if k in metrics else 0.0 for k in keys]],
+                            dtype=torch.float64, device=device)
+        dist.all_reduce(sums)
+        totals, counts = sums.tolist()
+        return {k: total / count for k, total, count in zip(keys, totals, counts)}
 
     def peak_memory_mb(self) -> float:
         """Peak memory of this rank: GPU allocator peak, else the process's peak RSS."""

@@ -1,0 +1,97 @@
+"""Two gloo processes: metric means over ranks that report different keys, and validation
+batches skipped only when every rank skips them.
+
+Captioning reports its per-mode token accuracy only when a rank's batch had rows of that mode,
+so at a log step the ranks' metric dicts can differ. Each rank packing its own sorted keys
+into one all-reduce then sent tensors of different sizes (gloo: "Received data size doesn't
+match expected size"; NCCL: a hang, or unrelated metrics averaged together).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import math
+import os
+import types
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from alp_train.distributed import DistInfo
+from alp_train.engines.base import Engine
+
+pytestmark = pytest.mark.distributed  # gloo processes (run alone: -m distributed)
+
+METRICS = [  # rank 0, rank 1
+    ({"loss": 1.0, "token_acc_ar": 0.5}, {"loss": 3.0, "token_acc_parallel": 0.25}),
+    ({"loss": 2.0, "token_acc_ar": 0.25, "token_acc_parallel": 0.75}, {"loss": 4.0}),
+    ({}, {"loss": 5.0}),
+    ({"loss": float("nan")}, {"loss": 1.0}),
+]
+
+
+class _GatheringTask(torch.nn.Module):
+    """A contrastive-like task: its forward takes part in a collective, as InfoNCE's gather
+    does, so a rank that skips a batch the other computes leaves the other waiting."""
+
+    min_batch = 2
+
+    def prepare(self, batch, device):
+        return batch
+
+    def forward(self, step):
+        loss = torch.tensor([float(len(step["ids"]))], dtype=torch.float64)
+        dist.all_reduce(loss)
+        return types.SimpleNamespace(loss=loss[0])
+
+
+class _Loader(list):
+    batch_sampler = None
+    dataset = None
+
+
+def _worker(rank: int, port: int, out: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # a rank left waiting in a mismatched collective fails in 30 s instead of hanging
+    dist.init_process_group("gloo", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=30))
+    try:
+        info = DistInfo(rank=rank, world_size=2)
+        engine = types.SimpleNamespace(dist=info, device=torch.device("cpu"), world_size=2)
+        out[rank] = [Engine.reduce_metrics(engine, pair[rank]) for pair in METRICS]
+        from alp_train.recipe import validation_loss
+
+        engine.autocast = contextlib.nullcontext
+        engine.reduce_metrics = lambda metrics: Engine.reduce_metrics(engine, metrics)
+        # rank 1's second batch lost a clip (one left: below min_batch); rank 0's did not
+        sizes = [[4, 3, 4], [4, 1, 4]][rank]
+        loader = _Loader({"ids": list(range(n))} for n in sizes)
+        out[f"val{rank}"] = validation_loss(engine, _GatheringTask(), loader)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def reduced(spawn_ranks):
+    return spawn_ranks(_worker, 2)
+
+
+def test_every_rank_gets_the_mean_over_the_ranks_that_report_each_key(reduced):
+    assert reduced[0][:3] == reduced[1][:3]
+    first, second, third, fourth = reduced[0]
+    assert first == {"loss": 2.0, "token_acc_ar": 0.5, "token_acc_parallel": 0.25}
+    assert second == {"loss": 3.0, "token_acc_ar": 0.25, "token_acc_parallel": 0.75}
+    assert third == {"loss": 5.0}  # a rank with nothing to report still takes part
+    assert math.isnan(fourth["loss"])  # a NaN is not hidden as a missing key
+
+
+def test_validation_skips_a_batch_only_where_every_rank_does(reduced):
+    # both ranks computed batches 1 and 3 (all-reduced sizes 8 and 8), both skipped batch 2
+    assert reduced["val0"] == reduced["val1"] == pytest.approx(8.0)
+
+
+def test_one_process_returns_its_metrics():
+    engine = types.SimpleNamespace(dist=DistInfo(), device=torch.device("cpu"), world_size=1)
+    assert Engine.reduce_metrics(engine, {"loss": 1.5}) == {"loss": 1.5}
