@@ -177,3 +177,36 @@ def test_a_checkpoint_per_epoch(tmp_path: Path):
             "progress.json"}
     steps = [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "train"]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_flops_per_step_count_every_micro_step_of_an_accumulated_step(tmp_path: Path):
+    """TFLOP/s and MFU come from the first micro-step's FLOP count: with 2 micro-steps per
+    optimizer step, a step does twice that work."""
+    from alp_train.flops import count_step_flops
+
+    task = make_task()
+    engine = make_engine(task, accum=2)
+    batches = [batch(4, s, start=4 * s) for s in range(4)]
+    plan = TrainPlan(epochs=1, micro_batches_per_epoch=len(batches), accum=2, log_every=1,
+                     checkpoint_every_epochs=1)
+    micro: list[float] = []
+
+    def counter(fn):
+        micro.append(count_step_flops(fn))
+        return micro[-1]
+
+    with MetricsLog(tmp_path / "metrics.jsonl") as mlog:
+        summary = train_loop(engine, task, batches, plan, Progress(),
+                             Checkpointer(tmp_path, engine, DistInfo(), keep_last=10), mlog,
+                             on_batch_skipped=lambda skipped: None, set_epoch=lambda e: None,
+                             show_progress=False, flop_counter=counter)
+    # the towers' matrix products: 4 clips x 5 frames through the 4 -> 3 audio linear,
+    # 2 * 4 * 3 FLOPs a frame forward and as many backward (the weight's gradient only: the
+    # features need none); the embedding lookup counts none
+    assert micro == [4 * 5 * (2 * 4 * 3) * 2]
+    assert summary.flops_per_step == 2 * micro[0]
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["event"] == "train"]
+    assert len(records) == 2 and all(r["tflops_per_s"] > 0 for r in records)
+    for r in records:  # TFLOP/s over samples/s = FLOPs per sample (8 samples a step)
+        per_sample = r["tflops_per_s"] * 1e12 / r["samples_per_s"]
+        assert per_sample == pytest.approx(summary.flops_per_step / 8, rel=0.05)

@@ -83,7 +83,12 @@ def train_loop(
     show_progress: bool = True,
     flop_counter: Callable[[Callable[[], None]], float] | None = None,
 ) -> TrainSummary:
-    """Train from ``progress`` (fresh or restored) to ``plan.total_steps``."""
+    """Train from ``progress`` (fresh or restored) to ``plan.total_steps``.
+
+    ``flop_counter(fn)`` runs ``fn`` (the first micro-step) and returns its FLOPs; with it
+    the log carries ``tflops_per_s`` (and ``mfu`` on a GPU whose peak is known) and the
+    summary ``flops_per_step`` (one optimizer step: the micro-step's FLOPs x accumulation).
+    """
     info = engine.dist
     total = plan.total_steps
     usable = plan.steps_per_epoch * plan.accum  # leftover micro-batches of an epoch are dropped
@@ -126,13 +131,14 @@ def train_loop(
                     engine.backward(out.loss)
                 return out
 
-            if flop_counter is not None and flops is None and engine.device.type == "cuda":
+            if flop_counter is not None and flops is None:
                 outputs: list[Any] = []
 
                 def counted(outputs: list[Any] = outputs) -> None:
                     outputs.append(run_step())
 
-                flops = flop_counter(counted)
+                # one micro-step counted: an optimizer step is plan.accum of them
+                flops = flop_counter(counted) * plan.accum
                 out = outputs[0]
             else:
                 out = run_step()
@@ -164,7 +170,7 @@ def train_loop(
                          "peak_mem_mb": round(engine.peak_memory_mb(), 1)}
                 if flops is not None:
                     achieved = flops * done / max(elapsed, 1e-9)
-                    extra["tflops_per_s"] = round(achieved / 1e12, 3)
+                    extra["tflops_per_s"] = float(f"{achieved / 1e12:.4g}")
                     peak = peak_tflops(engine.device)
                     if peak:
                         extra["mfu"] = round(achieved / (peak * 1e12), 4)

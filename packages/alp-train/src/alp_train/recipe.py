@@ -422,7 +422,8 @@ def train(engine: Engine, task: TrainTask, loader: Any, plan: TrainPlan, progres
             engine, task, loader, plan, progress, checkpointer, mlog,
             on_batch_skipped=on_skipped, set_epoch=lambda e: set_loader_epoch(loader, e),
             stop=stop, validate=validate, show_progress=cfg.train.progress,
-            flop_counter=count_step_flops)
+            # counting costs a step with a dispatch mode; the figure matters on a GPU
+            flop_counter=count_step_flops if engine.device.type == "cuda" else None)
     finally:
         stop.restore()
 
