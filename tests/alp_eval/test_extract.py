@@ -97,3 +97,22 @@ def test_extracted_tensors_feed_a_probe():
     y = torch.tensor([0, 1, 0, 0, 1, 0])
     out = train_linear_probe(split.pooled, y, split.pooled, y, 2)
     assert 0.0 <= out["accuracy"] <= 1.0
+
+
+class FakeOnePassEncoder(FakeJointEncoder):
+    """Also offers both views from one pass, as AudioTextModel does."""
+
+    def pooled_and_embedded_audio(self, features, lengths):
+        pooled = self.pooled_audio(features, lengths)
+        return pooled, F.normalize(self.proj(pooled), dim=-1)
+
+
+def test_a_model_offering_both_views_at_once_is_run_once_per_batch():
+    model, reference = FakeOnePassEncoder(), FakeJointEncoder()
+    reference.load_state_dict(model.state_dict())
+    split = extract_embeddings(model, _batches())
+    want = extract_embeddings(reference, _batches())
+    assert len(model.seen_modes) == 2  # two non-empty batches, one pass each
+    assert len(reference.seen_modes) == 4  # pooled_audio, then embed_audio's own pass
+    torch.testing.assert_close(split.pooled, want.pooled)
+    torch.testing.assert_close(split.audio_embeds, want.audio_embeds)

@@ -106,3 +106,22 @@ def test_model_caption_path_causal_and_parallel_rows_see_what_they_should():
     assert torch.allclose(a[0, :4], b[0, :4], atol=1e-6)  # causal: positions < 4 blind to it
     assert not torch.allclose(a[0, 4:], b[0, 4:], atol=1e-6)
     assert not torch.allclose(a[1, :4], b[1, :4], atol=1e-6)  # parallel: everyone sees it
+
+
+def test_pooled_and_embedded_audio_in_one_encoder_pass(model):
+    """What extraction for evaluation calls: both views from one pass of the encoder, equal
+    to pooled_audio and embed_audio called alone (which run the encoder once each)."""
+    model.eval()
+    batch = _batch(model)
+    calls = []
+    handle = model.audio_encoder.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        pooled, joint = model.pooled_and_embedded_audio(batch["features"],
+                                                        batch["feature_lengths"])
+        assert len(calls) == 1
+        torch.testing.assert_close(pooled, model.pooled_audio(batch["features"],
+                                                              batch["feature_lengths"]))
+        torch.testing.assert_close(joint, model.embed_audio(batch["features"],
+                                                            batch["feature_lengths"]))
+    handle.remove()
+    assert len(calls) == 3

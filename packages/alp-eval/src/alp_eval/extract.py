@@ -2,7 +2,9 @@
 
 Duck-typed on purpose: alp-eval may not import alp-models or alp-data. The model needs
 ``pooled_audio(features, lengths) -> (B, D)`` and may offer
-``embed_audio(features, lengths) -> (B, E)`` (its joint audio-text space).
+``embed_audio(features, lengths) -> (B, E)`` (its joint audio-text space), and
+``pooled_and_embedded_audio(features, lengths) -> (pooled, joint or None)`` to give both from
+one pass of its encoder (``AudioTextModel`` does; otherwise each runs the encoder).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def extract_embeddings(
     tensors are float32 on the CPU and ordinary (not inference) tensors.
     """
     embed = getattr(model, "embed_audio", None)
+    both = getattr(model, "pooled_and_embedded_audio", None)  # one encoder pass for the two
     was_training = bool(getattr(model, "training", False))
     ids: list[str] = []
     captions: list[tuple[str, ...]] = []
@@ -67,8 +70,12 @@ def extract_embeddings(
                     continue
                 features = torch.as_tensor(batch["features"]).to(device)
                 lengths = torch.as_tensor(batch["feature_lengths"]).to(device)
-                pooled.append(model.pooled_audio(features, lengths).float().cpu())
-                joint = embed(features, lengths) if callable(embed) else None
+                if callable(both):
+                    mean, joint = both(features, lengths)
+                else:
+                    mean = model.pooled_audio(features, lengths)
+                    joint = embed(features, lengths) if callable(embed) else None
+                pooled.append(mean.float().cpu())
                 if joint is not None:
                     audio.append(joint.float().cpu())
                 captions.extend(_batch_captions(batch, len(batch_ids)))

@@ -108,6 +108,13 @@ class AudioTextModel(nn.Module):
             return None
         return self._embed_frames(*self.encode_audio(features, lengths))
 
+    def pooled_and_embedded_audio(self, features: Tensor, lengths: Tensor
+                                  ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`pooled_audio` and :meth:`embed_audio` from one pass of the encoder."""
+        frames, out_lengths = self.encode_audio(features, lengths)
+        joint = self._embed_frames(frames, out_lengths) if self.audio_proj is not None else None
+        return masked_mean(frames, out_lengths), joint
+
     def embed_text(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Unit-norm caption embeddings (B, embed_dim): pool, project, normalise."""
         if self.text_encoder is None or self.text_proj is None:
