@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from alp_objectives.base import ContrastiveObjective
+from alp_objectives.base import ContrastiveObjective, full_precision, upcast
 from alp_objectives.configs import InfoNCEConfig
 from alp_objectives.distributed import (
     gather_ids,
@@ -89,6 +89,12 @@ class InfoNCELoss(ContrastiveObjective):
         text_embeds: torch.Tensor,
         clip_ids: torch.Tensor | None = None,
     ) -> LossOutput:
+        # logits and loss in float32 even under bf16/fp16 autocast (see full_precision)
+        with full_precision(audio_embeds.device):
+            return self._loss(upcast(audio_embeds), upcast(text_embeds), clip_ids)
+
+    def _loss(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor,
+              clip_ids: torch.Tensor | None) -> LossOutput:
         _, world = world_info()
         distributed = self.config.gather and world > 1
         if distributed:  # a rank may have no rows; it still joins the gathers

@@ -21,7 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from alp_objectives.base import ContrastiveObjective
+from alp_objectives.base import ContrastiveObjective, full_precision, upcast
 from alp_objectives.configs import SigLIPConfig
 from alp_objectives.distributed import (
     gather_ids,
@@ -132,6 +132,12 @@ class SigLIPLoss(ContrastiveObjective):
         text_embeds: torch.Tensor,
         clip_ids: torch.Tensor | None = None,
     ) -> LossOutput:
+        # logits and loss in float32 even under bf16/fp16 autocast (see full_precision)
+        with full_precision(audio_embeds.device):
+            return self._loss(upcast(audio_embeds), upcast(text_embeds), clip_ids)
+
+    def _loss(self, audio_embeds: torch.Tensor, text_embeds: torch.Tensor,
+              clip_ids: torch.Tensor | None) -> LossOutput:
         _, world = world_info()
         if world > 1 and self.config.distributed != "local":  # a rank may have no rows
             check_rank_embeddings(audio_embeds=audio_embeds, text_embeds=text_embeds)
