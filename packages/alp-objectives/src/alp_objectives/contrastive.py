@@ -126,14 +126,16 @@ class InfoNCELoss(ContrastiveObjective):
         loss_t2a = _positive_mean_cross_entropy(logits_t2a, rows, cols, counts)
         loss = 0.5 * (loss_a2t + loss_t2a)
 
-        metrics = {"loss_a2t": loss_a2t.item(), "loss_t2a": loss_t2a.item(),
-                   "logit_scale": scale.item()}
+        values = {"loss_a2t": loss_a2t, "loss_t2a": loss_t2a, "logit_scale": scale}
         if self.config.embedding_regularizer > 0:
             reg = embedding_regularizer(audio_embeds) + embedding_regularizer(text_embeds)
             loss = loss + self.config.embedding_regularizer * reg
-            metrics["embedding_reg"] = reg.item()
+            values["embedding_reg"] = reg
         with torch.no_grad():
             hit = positives.gather(1, logits_a2t.argmax(dim=1, keepdim=True)).squeeze(1)
-            metrics["a2t_top1"] = hit.float().mean().item()
-        metrics["loss"] = loss.item()
+            values["a2t_top1"] = hit.float().mean()
+            values["loss"] = loss
+            # one device sync for all the metrics (each .item() would be one)
+            numbers = torch.stack([v.detach().double().reshape(()) for v in values.values()])
+        metrics = dict(zip(values, numbers.tolist()))
         return LossOutput(loss=loss, metrics=metrics)
