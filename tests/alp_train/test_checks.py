@@ -222,3 +222,20 @@ def test_deepspeed_mixed_precision_is_torch_autocast(tmp_path: Path):
     assert built["torch_autocast"]["lower_precision_safe_modules"] == chosen
     with pytest.raises(ConfigError, match=r"bf16\.enabled.*train\.precision=bf16"):
         check(_deepspeed(tmp_path, {"bf16": {"enabled": True}}, precision="bf16"))
+
+
+def test_more_local_processes_than_gpus_is_refused(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    ddp = {"engine": {"name": "ddp"}}
+    for device in ("cuda", "auto"):
+        with pytest.raises(ConfigError, match=r"train\.nproc: 3 processes .* 2 GPU\(s\)"):
+            check(config(train={**ddp, "nproc": 3, "device": device}))
+    check(config(train={**ddp, "nproc": 2, "device": "cuda"}))
+    check(config(train={**ddp, "nproc": 3, "device": "cpu"}))  # gloo processes on the CPU
+    monkeypatch.setenv("RANK", "0")  # started by torchrun: it placed the ranks itself
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    check(config(train={**ddp, "nproc": 3, "device": "cuda"}))

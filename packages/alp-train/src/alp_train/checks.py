@@ -78,6 +78,8 @@ def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
         if not torch.cuda.is_available():
             raise ConfigError("train.device: 'cuda' was asked for but no GPU is visible; "
                               "accepted: auto, cpu, cuda")
+    if nproc > 1 and world_size is None and cfg.train.device in ("auto", "cuda"):
+        _check_gpus_for_local_ranks(nproc)
     if cfg.train.precision == "fp16" and cfg.train.device == "cpu":
         raise ConfigError("train.precision: fp16 needs a GPU (loss scaling); on the CPU use "
                           "bf16 or fp32")
@@ -85,3 +87,22 @@ def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
         raise ConfigError("train.grad_cache: gradient caching is for contrastive objectives "
                           f"(text_embeds only); {resolved.objective.record.name!r} also "
                           "reads caption_logits")
+
+
+def _check_gpus_for_local_ranks(nproc: int) -> None:
+    """``train.nproc`` processes started here on GPUs need one GPU each: ranks sharing one
+    fail in NCCL ("Duplicate GPU detected") after the start-up."""
+    from alp_train.distributed import launched_by_torchrun
+
+    if launched_by_torchrun():  # an outside launcher placed the ranks (e.g. one GPU each)
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        return  # auto: the CPU and gloo
+    gpus = torch.cuda.device_count()
+    if nproc > gpus:
+        raise ConfigError(
+            f"train.nproc: {nproc} processes on this machine but {gpus} GPU(s) are visible; "
+            f"two ranks would share a GPU, which NCCL refuses. Use train.nproc <= {gpus}, or "
+            "train.device=cpu for gloo processes")
