@@ -210,3 +210,28 @@ def test_flops_per_step_count_every_micro_step_of_an_accumulated_step(tmp_path: 
     for r in records:  # TFLOP/s over samples/s = FLOPs per sample (8 samples a step)
         per_sample = r["tflops_per_s"] * 1e12 / r["samples_per_s"]
         assert per_sample == pytest.approx(summary.flops_per_step / 8, rel=0.05)
+
+
+def test_a_step_the_loss_scaler_skips_does_not_advance_the_schedule():
+    """fp16: inf gradients make the scaler skip the update; the schedule must not count it
+    (else warm-up shifts and torch warns that the schedule stepped before the optimizer)."""
+    task = TrainTask(Tiny(), PairDistance())  # float32: the scaler refuses float64 grads
+    engine = make_engine(task)
+    engine.scaler = torch.amp.GradScaler("cpu", init_scale=8.0)  # fp16's scaler, on the CPU
+    lrs: list[float] = []
+    engine.schedule = torch.optim.lr_scheduler.LambdaLR(
+        engine.optimizer, lambda s: (lrs.append(s), 1.0)[1])
+    before = params(task)
+    good = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+            for k, v in batch(4, 1).items()}
+    out = engine.forward(task.prepare(good, engine.device))
+    engine.backward(out.loss * float("inf"))  # inf gradients, as an fp16 overflow gives
+    stats = engine.step(True)
+    assert stats["loss_scale"] == 8.0 and engine.scaler.get_scale() == 4.0
+    assert lrs == [0]  # built at step 0; not stepped
+    assert all(torch.equal(before[k], p) for k, p in params(task).items())
+    out = engine.forward(task.prepare(good, engine.device))
+    engine.backward(out.loss)
+    engine.step(True)
+    assert lrs == [0, 1]  # a taken step advances it
+    assert not all(torch.equal(before[k], p) for k, p in params(task).items())

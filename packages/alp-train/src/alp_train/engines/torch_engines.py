@@ -80,12 +80,19 @@ class SingleEngine(Engine):
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, clip))
         stats["lr"] = self.lr
+        stepped = True
         if self.scaler is not None:
+            scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            stats["loss_scale"] = scale
+            # inf/NaN gradients: the scaler skipped the update and lowered the scale; the
+            # schedule waits for a step that is taken (as Hugging Face's Trainer does)
+            stepped = self.scaler.get_scale() >= scale
         else:
             self.optimizer.step()
-        self.schedule.step()
+        if stepped:
+            self.schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
         return stats
 
