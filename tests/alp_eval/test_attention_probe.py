@@ -144,3 +144,18 @@ def test_explicit_validation_split_and_bad_input():
         AttentionPoolingClassifier(10, 2, num_heads=4)
     with pytest.raises(ValueError, match="lrs"):
         AttentionProbeConfig(lrs=(0.0,))
+
+
+def test_training_leaves_the_gpus_random_state_alone(monkeypatch):
+    """The probe seeds its initialisation on the CPU generator only: torch.manual_seed
+    would also reseed every GPU (lazily, even before CUDA starts), which fork_rng(devices=[])
+    does not undo."""
+    reseeded: list[int] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
+    (f_tr, l_tr, y_tr), (f_te, l_te, y_te) = _marker_task(32, 4), _marker_task(16, 5)
+    small = CONFIG.model_copy(update={"epochs": 1, "lrs": (1e-2,)})
+    state = torch.get_rng_state()
+    train_attention_probe(f_tr, y_tr, f_te, y_te, K, small, seed=7, valid_train=l_tr,
+                          valid_test=l_te)
+    assert reseeded == []
+    assert torch.equal(torch.get_rng_state(), state)  # the CPU stream is left as it was

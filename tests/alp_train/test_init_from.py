@@ -81,3 +81,22 @@ def test_missing_weights_and_wrong_part_are_clear_errors(tmp_path):
         _model(seed=0, init_from={"path": str(path)})
     with pytest.raises(ConfigError, match="has no caption_decoder"):
         _model(seed=0, init_from={"path": str(path), "part": "caption_decoder"})
+
+
+def test_seeded_builds_touch_only_the_cpu_generator(monkeypatch):
+    """A component's seed goes to the CPU generator alone (torch.manual_seed would reseed
+    every GPU too, and fork_rng(devices=[]) restores only the CPU); the weights are those
+    that seed gives."""
+    from torch import nn
+
+    from alp_models.assembly import component_seed, seeded
+
+    reseeded: list[int] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", reseeded.append)
+    state = torch.get_rng_state()
+    layer = seeded(5, "audio_encoder", lambda: nn.Linear(4, 3))
+    assert reseeded == [] and torch.equal(torch.get_rng_state(), state)
+    gen = torch.Generator().manual_seed(component_seed(5, "audio_encoder"))
+    bound = 1 / 2  # nn.Linear's kaiming-uniform bound for 4 inputs: 1 / sqrt(4)
+    weight = (torch.rand(3, 4, generator=gen) * 2 - 1) * bound
+    torch.testing.assert_close(layer.weight.detach(), weight)

@@ -165,8 +165,10 @@ def _train_point(
     config: AttentionProbeConfig, seed: int, device: torch.device,
 ) -> tuple[nn.Module, tuple[float, float], int]:
     """Train one grid point; the model at its best validation epoch, that key and epoch."""
+    # the CPU generator only: torch.manual_seed would also reseed every GPU, which
+    # fork_rng(devices=[]) does not restore
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         model = AttentionPoolingClassifier(
             fit.frames.shape[2], num_outputs, config.num_heads, config.num_queries
         ).to(device)

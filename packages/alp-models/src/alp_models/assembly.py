@@ -28,8 +28,10 @@ def component_seed(run_seed: int, name: str) -> int:
 
 def seeded(run_seed: int, name: str, build: Callable[[], T]) -> T:
     """``build()`` under the component's own seed; the caller's random stream is left as is."""
+    # the CPU generator only: torch.manual_seed would also reseed every GPU, which
+    # fork_rng(devices=[]) does not restore
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(component_seed(run_seed, name))
+        torch.default_generator.manual_seed(component_seed(run_seed, name))
         return build()
 
 
