@@ -86,6 +86,9 @@ def test_second_run_reads_the_cache_and_weights_or_clips_invalidate_it(tmp_path)
     assert encoder.calls == 6 and cache.stats["misses"] == 2
     _embed(bench, encoder, cache, max_seconds=0.2)  # other extraction settings
     assert encoder.calls == 9
+    encoder.device = torch.device("meta")  # the same weights where features round otherwise
+    _embed(bench, encoder, cache)
+    assert encoder.calls == 12  # a GPU's entry is not a CPU run's, nor the reverse
     assert not [p for p in (tmp_path / "cache").rglob("*") if ".tmp-" in p.name]
 
 

@@ -201,7 +201,10 @@ def load_or_extract(bench: Benchmark, encoder: Any, cache: EmbeddingCache | None
     key = {"encoder": str(encoder.fingerprint), "dataset": bench.name,
            "clips": clip_list_digest(bench.clips), "n_clips": len(bench.clips),
            "sample_rate": int(encoder.sample_rate), "max_seconds": float(max_seconds),
-           "crop": "head", "version": EXTRACTION_VERSION}
+           "crop": "head", "version": EXTRACTION_VERSION,
+           # the features are computed where the encoder runs; a GPU's float32 FFT rounds
+           # differently from the CPU's, so embeddings made on one are not the other's
+           "device": torch.device(getattr(encoder, "device", "cpu")).type}
     if cache is not None:
         entry = cache.get(bench.name, key, require=("frames",) if keep_frames else ())
         if entry is not None:
