@@ -86,3 +86,22 @@ def test_hf_encoder_mel_bins_are_checked_before_any_work(tmp_path):
     raw = {"model": {"audio_encoder": {"name": "hf-audio", "path": str(tmp_path)}}}
     with pytest.raises(ConfigError, match="input_dim is 64"):
         check_run(resolve_run(raw))
+
+
+def test_lengths_may_come_on_another_device_than_the_features():
+    """Features on the training device with lengths left on the CPU (as a user's own loop
+    may hand them): every built-in encoder moves the lengths, none mixes devices. The meta
+    device stands in for a GPU (a mix of devices fails there as it would on CUDA)."""
+    from alp_core import new_plugin_manager
+
+    pm = new_plugin_manager()
+    tiny = {"transformer": {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32},
+            "zipformer": {"preset": "tiny"},
+            "conformer": {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32},
+            "patch-transformer": {"d_model": 16, "num_layers": 1, "num_heads": 2,
+                                  "ffn_dim": 32}}
+    for name, options in tiny.items():
+        encoder = pm.get("audio_encoder", name).build(options).eval().to("meta")
+        frames, lengths = encoder(torch.empty(2, 200, 80, device="meta"),
+                                  torch.tensor([200, 120]))
+        assert frames.device.type == "meta" and lengths.device.type == "meta", name

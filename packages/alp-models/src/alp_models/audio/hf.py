@@ -81,6 +81,7 @@ class HFAudioEncoder(nn.Module):
         """features (B, T, num_mel_bins), lengths (B,) → frames (B, T', D), lengths (B,)."""
         check_inputs(features, lengths, self.input_dim,
                      f" for this {self.kind} model (num_mel_bins)")
+        lengths = lengths.to(features.device)  # lengths may come on the CPU
         b, t, _ = features.shape
         out_lengths = self.output_lengths(lengths)
         frames = int(self.output_lengths(torch.tensor(t)))

@@ -82,6 +82,7 @@ class PatchTransformerEncoder(nn.Module):
         """features (B, T, input_dim), lengths (B,) → frames (B, T', d_model), lengths (B,)."""
         cfg = self.config
         check_inputs(features, lengths, cfg.input_dim)
+        lengths = lengths.to(features.device)  # lengths may come on the CPU
         b, t, _ = features.shape
         out_lengths = self.output_lengths(lengths)
         columns = int(self.output_lengths(torch.tensor(t)))

@@ -128,6 +128,7 @@ class TransformerAudioEncoder(nn.Module):
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         check_inputs(features, lengths, self.config.input_dim)
+        lengths = lengths.to(features.device)  # lengths may come on the CPU
         if self.input_norm is not None:
             features = self.input_norm(features)
         x, out_lengths = self.subsampling(features, lengths)
