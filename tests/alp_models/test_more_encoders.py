@@ -219,3 +219,19 @@ def test_hf_loads_a_local_pretrained_folder(encoders, case, tmp_path):
     x, lengths = torch.randn(2, 30, F_BINS), torch.tensor([30, 11])
     with torch.no_grad():
         assert torch.equal(loaded(x, lengths)[0], reference(x, lengths)[0])
+
+
+def test_hf_checkpoint_saved_in_half_precision_loads_as_float32(encoders, tmp_path):
+    """Hub checkpoints often ship fp16 weights; loaded as such they would meet the float32
+    features in the first layer. They load as float32 (autocast gives half precision)."""
+    import copy
+
+    half = copy.deepcopy(encoders["hf-ast"].model).half()
+    half.save_pretrained(tmp_path)
+    loaded = new_plugin_manager().get("audio_encoder", "hf-audio").build(
+        {"path": str(tmp_path)}).eval()
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    x, lengths = torch.randn(2, 30, F_BINS), torch.tensor([30, 11])
+    with torch.no_grad():
+        frames, _ = loaded(x, lengths)
+    assert frames.dtype == torch.float32 and torch.isfinite(frames).all()

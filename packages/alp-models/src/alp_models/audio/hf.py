@@ -152,7 +152,10 @@ def _from_path(config: HFAudioEncoderConfig) -> tuple[nn.Module, str]:
         )
     _refuse_waveform_model(kind)
     _check_overrides(config.config, hf_config.to_dict(), str(path))
-    model = AutoModel.from_pretrained(path, local_files_only=True, **config.config)
+    # float32 weights whatever the checkpoint holds (transformers would keep an fp16 file's
+    # dtype, which the float32 features then meet); autocast gives the half precision
+    options = {"dtype": torch.float32, **config.config}
+    model = AutoModel.from_pretrained(path, local_files_only=True, **options)
     if kind == "whisper":
         model = model.get_encoder()
     return model, kind
