@@ -210,3 +210,17 @@ def test_deepspeed_in_bf16_trains_like_ddp_in_bf16(stage, ddp_bf16, tmp_path, co
     # the weights stay float32 (DeepSpeed's bf16 mode would have saved bf16 ones)
     final = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
     assert {t.dtype for t in final.values() if t.is_floating_point()} == {torch.float32}
+
+
+def test_deepspeed_in_one_process_without_a_launcher(tmp_path, corpus_cache, alp):
+    """train.nproc=1 (one GPU with ZeRO-Offload, say): DeepSpeed's process group needs the
+    env:// facts no launcher set; the engine supplies them (it failed with "environment
+    variable RANK expected")."""
+    pytest.importorskip("deepspeed")
+    run_dir = tmp_path / "run"
+    done = alp.run(alp.SMOKE, f"output_dir={run_dir}", f"data.cache_dir={corpus_cache}",
+                   *alp.FAST, *COMMON, "data.batch_size=8", "train.engine.name=deepspeed",
+                   "train.engine.zero_stage=2", "train.engine.offload_optimizer=true")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert len(_steps(run_dir)) == STEPS
+    assert all(torch.isfinite(torch.tensor(_steps(run_dir))).flatten())

@@ -116,6 +116,21 @@ def _merge(ours: dict[str, Any], user: dict[str, Any], where: str, prefix: str =
     return out
 
 
+def _single_process_rendezvous() -> None:
+    """The env:// facts DeepSpeed's process group needs, for one process that no launcher
+    started (``train.nproc=1``: one GPU with ZeRO-Offload, say); set only where missing."""
+    import os
+    import socket
+
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(probe.getsockname()[1])
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+                       ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(key, value)
+
+
 class DeepSpeedZeroEngine(Engine):
     """``deepspeed.initialize`` on the task, with our optimizer and schedule as client objects."""
 
@@ -142,6 +157,8 @@ class DeepSpeedZeroEngine(Engine):
     def setup(self, task: nn.Module, build_optimizer: BuildOptimizer,
               build_schedule: BuildSchedule) -> None:
         optimizer = build_optimizer(self._place(task))
+        if not self.dist.distributed:
+            _single_process_rendezvous()
         self.deepspeed.init_distributed(
             dist_backend="nccl" if self.device.type == "cuda" else "gloo",
             auto_mpi_discovery=False, verbose=False)
