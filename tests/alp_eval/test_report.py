@@ -84,3 +84,26 @@ def test_duplicate_task_is_an_error():
     dup = [TaskResult("probe/kind", {"accuracy": 1.0}, "accuracy")] * 2
     with pytest.raises(ValueError, match="probe/kind"):
         build_report({"m": dup}, {})
+
+
+def test_a_retrieval_test_set_counts_in_the_retrieval_mean_not_the_probe_averages():
+    """`audiocaps-retrieval` and the other retrieval test sets carry a domain but no probe:
+    they were averaged with ESC-50's accuracy into the linear-probe domain and benchmark
+    averages while the retrieval mean showed 0 tasks."""
+    from alp_eval.report import render_benchmark_markdown
+
+    esc = TaskResult("esc50/linear-probe", {"accuracy": 0.8}, "accuracy",
+                     {"benchmark": "esc50", "domain": "sound", "probe": "linear-probe",
+                      "task_type": "multiclass"})
+    sets = [TaskResult(name, {"mean_R": r}, "mean_R",
+                       {"benchmark": name, "domain": "sound", "task_type": "retrieval"})
+            for name, r in (("audiocaps-retrieval", 0.2), ("clotho-retrieval", 0.1))]
+    report = build_report({"m": [esc, *sets]}, {})
+    summary = report["summary"]["m"]
+    assert summary["retrieval_mean"] == pytest.approx(0.15)
+    assert summary["n_retrieval_tasks"] == 2
+    assert summary["benchmark_average"] == pytest.approx(0.8)
+    assert summary["n_benchmark_tasks"] == 1
+    assert summary["domains"] == {"linear": {"sound": {"mean": 0.8, "n_tasks": 1,
+                                                       "tasks": ["esc50/linear-probe"]}}}
+    assert "| sound | 0.800 (n=1) |" in render_benchmark_markdown(report)

@@ -53,7 +53,11 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def domain_group(details: Mapping[str, Any]) -> str:
-    """The probe group a benchmark result averages in: ``attention`` or ``linear``."""
+    """The group a benchmark result averages in: ``attention`` or ``linear`` (probes), or
+    ``retrieval`` (a retrieval test set: it counts in the retrieval mean, not in the probes'
+    domain and benchmark averages)."""
+    if details.get("task_type") == "retrieval":
+        return "retrieval"
     return "attention" if details.get("probe") == "attention-probe" else "linear"
 
 
@@ -63,7 +67,7 @@ def _domains(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict
     for name, task in tasks.items():
         details = task.get("details", {})
         value = task["metrics"].get(task["primary"])
-        if "domain" not in details or value is None:
+        if "domain" not in details or value is None or domain_group(details) == "retrieval":
             continue
         group = values.setdefault(domain_group(details), {})
         group.setdefault(details["domain"], []).append((name, value))
@@ -84,7 +88,7 @@ def _summary(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         details = task.get("details", {})
         if name.startswith(PROBE_PREFIX):
             groups["probe"].append(value)
-        elif name.startswith(RETRIEVAL_PREFIX):
+        elif name.startswith(RETRIEVAL_PREFIX) or domain_group(details) == "retrieval":
             groups["retrieval"].append(value)
         elif "domain" in details and domain_group(details) == "linear":
             groups["benchmark"].append(value)
