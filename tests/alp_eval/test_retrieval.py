@@ -112,3 +112,32 @@ def test_text_batches_are_concatenated_in_order(make_split):
     (result,) = RetrievalTask(RetrievalConfig(text_batch_size=4)).run(ctx)
     assert calls == [4, 2]
     assert result.metrics["mean_R"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("dedupe", [True, False])
+def test_text_to_audio_has_a_query_per_caption_occurrence(make_split, dedupe):
+    """Two clips share "a dog barks" (Clotho and AudioCaps hold such duplicates): text->audio
+    still asks once per occurrence with only its own clip relevant, as the benchmarks'
+    protocol does; merging them into one query relevant to both clips scored 1.0 here."""
+    captions = [("a dog barks", "dog zero"), ("a dog barks", "dog one"), ("rain", "rain falls")]
+    vectors = {"a dog barks": [1.0, 0, 0], "dog zero": [1, 0, 0.05], "dog one": [0.9, 0.1, 0.05],
+               "rain": [0, 0, 1.0], "rain falls": [0, 0.05, 1.0]}
+    audio = F.normalize(torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 0, 1.0]]), dim=-1)
+    test = make_split(torch.zeros(3, 2), [{} for _ in captions], captions, audio)
+
+    def embed(texts):
+        return torch.tensor([vectors[t] for t in texts])
+
+    ctx = EvalContext(train=test, test=test, embed_text=embed)
+    (result,) = RetrievalTask(RetrievalConfig(dedupe_captions=dedupe)).run(ctx)
+    hits, precisions = [], []  # the protocol, written out: rank the clips for each caption
+    for clip, caps in enumerate(captions):
+        for text in caps:
+            scores = audio @ F.normalize(embed([text]), dim=-1)[0]
+            order = sorted(range(3), key=lambda j: (-float(scores[j]), j))
+            hits.append(order[0] == clip)
+            precisions.append(1 / (order.index(clip) + 1))
+    assert result.details["n_t2a_queries"] == 6
+    assert result.metrics["t2a_R@1"] == pytest.approx(sum(hits) / 6)
+    assert result.metrics["t2a_mAP@10"] == pytest.approx(sum(precisions) / 6)
+    assert result.metrics["t2a_R@1"] < 1.0

@@ -89,8 +89,10 @@ class RetrievalConfig(ComponentConfig):
     map_k: int = Field(default=10, ge=1)
     dedupe_captions: bool = Field(
         default=True,
-        description="identical caption strings form one gallery item, relevant to every clip "
-        "that has it (avoids ties between identical texts deciding the ranking)",
+        description="audio->text: identical caption strings form one gallery item, relevant "
+        "to every clip that has it (avoids ties between identical texts deciding the "
+        "ranking); text->audio always has one query per caption occurrence, only its own "
+        "clip relevant",
     )
     text_batch_size: int = Field(default=256, ge=1, description="captions per embed_text call")
 

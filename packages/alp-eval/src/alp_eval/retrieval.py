@@ -42,12 +42,28 @@ def build_gallery(captions: list[tuple[str, ...]], dedupe: bool = True) -> tuple
     return texts, relevant
 
 
+def _occurrences(captions: list[tuple[str, ...]], texts: list[str], dedupe: bool
+                 ) -> tuple[list[int], list[int]]:
+    """Each caption occurrence's clip and gallery column (:func:`build_gallery`'s order)."""
+    first: dict[str, int] = {}
+    for col, text in enumerate(texts):
+        first.setdefault(text, col)
+    clips, cols = [], []
+    for clip, caps in enumerate(captions):
+        for text in caps:
+            clips.append(clip)
+            cols.append(first[text] if dedupe else len(cols))
+    return clips, cols
+
+
 class RetrievalTask:
     """Rank every test caption for each test clip (a2t) and every test clip for each caption (t2a).
 
     Needs the model's joint space: ``ctx.test.audio_embeds`` and ``ctx.embed_text``; without
-    them it returns no result and logs why. Scores are cosine similarities. Clips without a
-    caption are gallery items for t2a but not a2t queries. The primary metric ``mean_R`` is the
+    them it returns no result and logs why. Scores are cosine similarities. Text->audio has one
+    query per caption occurrence with only its own clip relevant; ``dedupe_captions`` merges
+    identical strings in the audio->text gallery only. Clips without a caption are gallery
+    items for t2a but not a2t queries. The primary metric ``mean_R`` is the
     mean of every R@k of both directions; ``mean_R@1`` averages the two R@1.
     """
 
@@ -90,7 +106,12 @@ class RetrievalTask:
         similarity = audio @ text.T
         ks, map_k = self.config.ks, self.config.map_k
         a2t = retrieval_metrics(similarity[has_caption], relevant[has_caption], ks, map_k)
-        t2a = retrieval_metrics(similarity.T, relevant.T, ks, map_k)
+        # text->audio: one query per caption occurrence, only its own clip relevant (the
+        # AudioCaps/Clotho protocol), whether or not the gallery merged identical strings
+        clips, cols = _occurrences(test.captions, texts, self.config.dedupe_captions)
+        own = torch.zeros(len(clips), len(test), dtype=torch.bool)
+        own[torch.arange(len(clips)), torch.tensor(clips)] = True
+        t2a = retrieval_metrics(similarity.T[torch.tensor(cols)], own, ks, map_k)
         metrics = {f"a2t_{k}": v for k, v in a2t.items()}
         metrics.update({f"t2a_{k}": v for k, v in t2a.items()})
         recalls = [metrics[f"{d}_R@{k}"] for d in ("a2t", "t2a") for k in ks]
@@ -100,7 +121,7 @@ class RetrievalTask:
         details = {
             "n_clips": len(test),
             "n_a2t_queries": int(has_caption.sum()),
-            "n_t2a_queries": len(texts),
+            "n_t2a_queries": len(clips),
             "n_gallery_texts": len(texts),
             "n_captions": sum(len(c) for c in test.captions),
             "dedupe_captions": self.config.dedupe_captions,
