@@ -159,3 +159,15 @@ def test_training_leaves_the_gpus_random_state_alone(monkeypatch):
                           valid_test=l_te)
     assert reseeded == []
     assert torch.equal(torch.get_rng_state(), state)  # the CPU stream is left as it was
+
+
+def test_validation_frames_padded_to_another_length_than_the_train_frames():
+    """Each role's frames come padded to its own longest clip (ClipEmbeddings.frames_of):
+    the standardisation statistics used to concatenate the padded tensors and failed."""
+    (f_tr, l_tr, y_tr), (f_te, l_te, y_te) = _marker_task(48, 4), _marker_task(16, 5)
+    small = CONFIG.model_copy(update={"epochs": 1, "lrs": (1e-2,)})
+    f_va, y_va, l_va = f_tr[32:, :-2], y_tr[32:], l_tr[32:].clamp(max=f_tr.shape[1] - 2)
+    out = train_attention_probe(f_tr[:32], y_tr[:32], f_te, y_te, K, small, seed=1,
+                                valid_train=l_tr[:32], valid_test=l_te, frames_val=f_va,
+                                y_val=y_va, valid_val=l_va)
+    assert 0.0 <= out["accuracy"] <= 1.0 and 0.0 <= out["val_accuracy"] <= 1.0

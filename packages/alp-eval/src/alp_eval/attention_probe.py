@@ -116,9 +116,10 @@ def _rows(frames: Tensor, valid: Tensor | None, y: Tensor, name: str) -> _Rows:
     return _Rows(frames.masked_fill(~mask.unsqueeze(-1), 0.0), mask, y)
 
 
-def _frame_stats(rows: _Rows) -> tuple[Tensor, Tensor]:
-    """Mean and std of every feature over the valid frames (float64 accumulation)."""
-    valid = rows.frames[rows.mask].double()
+def _frame_stats(*rows: _Rows) -> tuple[Tensor, Tensor]:
+    """Mean and std of every feature over the valid frames of ``rows`` (float64
+    accumulation; the row sets may be padded to different lengths)."""
+    valid = torch.cat([r.frames[r.mask] for r in rows]).double()
     if valid.shape[0] == 0:
         raise ValueError("attention probe: the train rows hold no valid frame")
     mean, std = valid.mean(0), valid.std(0, unbiased=False)
@@ -253,15 +254,14 @@ def train_attention_probe(
         raise ValueError("give both frames_val and y_val, or neither")
     if frames_val is not None and yva is not None:
         fit, val = train, _rows(frames_val, valid_val, yva, "val")
-        stats_from = _Rows(torch.cat([fit.frames, val.frames]), torch.cat([fit.mask, val.mask]),
-                           torch.cat([fit.y, val.y]))
+        stats_from = [fit, val]
     else:
         if multilabel:
             fit_idx, val_idx = _random_split(len(ytr), config.val_fraction, generator)
         else:
             fit_idx, val_idx = _validation_split(ytr, config.val_fraction, generator)
-        fit, val, stats_from = train.take(fit_idx), train.take(val_idx), train
-    mean, std = _frame_stats(stats_from)
+        fit, val, stats_from = train.take(fit_idx), train.take(val_idx), [train]
+    mean, std = _frame_stats(*stats_from)
     fit, val, test = (_standardised(r, mean, std) for r in (fit, val, test))
 
     best: tuple[tuple[float, float], float, float, int, nn.Module] | None = None
@@ -288,7 +288,7 @@ def train_attention_probe(
     return {
         "accuracy": accuracy(pred, test.y),
         "macro_f1": macro_f1(pred, test.y),
-        "chance": majority_rate(stats_from.y, test.y),
+        "chance": majority_rate(torch.cat([r.y for r in stats_from]), test.y),
         **chosen,
         "val_accuracy": key[0],
     }
