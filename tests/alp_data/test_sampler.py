@@ -75,3 +75,18 @@ def test_bad_sampler_arguments():
         DurationBucketSampler([1.0], max_batch_seconds=0)
     with pytest.raises(ConfigError, match="rank"):
         EpochSampler(3, shuffle=False, rank=2, world_size=2)
+
+
+def test_drop_last_keeps_a_bucket_s_last_batch_when_it_is_full():
+    """drop_last drops only a batch that could still have taken a clip: with 8 equal clips
+    and 4 a batch both batches are full (the last one was dropped, and with every batch
+    exactly at the seconds budget no clip was kept at all)."""
+    sampler = DurationBucketSampler([1.0] * 8, max_batch_seconds=100.0, max_batch_size=4,
+                                    num_buckets=1, shuffle=False, drop_last=True)
+    assert list(sampler) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    exact = DurationBucketSampler([1.0] * 40, max_batch_seconds=4.0, num_buckets=10,
+                                  shuffle=True, drop_last=True)
+    assert sorted(i for b in exact for i in b) == list(range(40))
+    partial = DurationBucketSampler([1.0] * 10, max_batch_seconds=100.0, max_batch_size=4,
+                                    num_buckets=1, shuffle=False, drop_last=True)
+    assert list(partial) == [[0, 1, 2, 3], [4, 5, 6, 7]]  # [8, 9] could take more: dropped

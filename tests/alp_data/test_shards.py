@@ -488,3 +488,31 @@ def test_a_member_type_the_mapped_reader_cannot_read_goes_to_tarfile(tmp_path, m
     got, error = _members(tar.iter_members, path)
     assert got == [("a.wav", bytes(data[:3]))]
     assert error == "ReadError: unsupported tar member after 1 members" and len(handed) == 1
+
+
+def test_bucketed_plan_with_drop_last_reads_the_longest_clips_too():
+    """Each shuffle window is sorted by duration and packed; drop_last dropped the window's
+    last batch even when full, and that batch always held its longest clips: over 50 epochs
+    the 8 longest of 40 clips were never read."""
+    from alp_data.shards.index import ShardIndex, ShardInfo
+
+    rng = np.random.default_rng(0)
+    durs = [float(d) for d in rng.uniform(1, 10, 40)]
+    index = ShardIndex([ShardInfo(url=f"s{i}.tar", clips=10, seconds=sum(durs[i * 10:i * 10 + 10]),
+                                  bytes=1, durations=tuple(durs[i * 10:i * 10 + 10]))
+                        for i in range(4)])
+    reads = np.zeros(40, dtype=int)
+    for epoch in range(20):
+        plan = EpochPlan(index, PlanConfig(batch_size=4, max_batch_seconds=1000.0,
+                                           shuffle_buffer=8, drop_last=True), epoch)
+        batches = plan.batches(0)
+        assert [len(b) for b in batches] == [4] * 10  # every window: two full batches
+        for batch in batches:
+            for position in batch:
+                shard, local = plan.locate(int(position))
+                reads[shard * 10 + local] += 1
+    assert reads.tolist() == [20] * 40
+    # a window's last batch that could take another clip is still dropped
+    odd = EpochPlan(index, PlanConfig(batch_size=3, max_batch_seconds=1000.0,
+                                      shuffle_buffer=8, drop_last=True), 0)
+    assert all(len(b) == 3 for b in odd.batches(0))

@@ -103,7 +103,10 @@ class DurationBucketSampler(Sampler[list[int]]):
                 current, new_longest = [], dur
             current.append(index)
             longest = new_longest
-        if current and not self.drop_last:
+        # drop_last drops only a batch that could still have taken a clip, not a full one
+        full = (self.max_batch_size is not None and len(current) >= self.max_batch_size) or \
+            longest * (len(current) + 1) > self.max_batch_seconds
+        if current and (full or not self.drop_last):
             batches.append(current)
         return batches
 

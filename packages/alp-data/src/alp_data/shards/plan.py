@@ -130,12 +130,20 @@ class EpochPlan:
         batches = []
         for window in windows:
             packed = self._pack(window)
-            if cfg.drop_last and packed:
-                packed.pop()
+            if cfg.drop_last and packed and not self._full(packed[-1]):
+                packed.pop()  # only a batch that could still have taken a clip
             if cfg.shuffle:
                 packed = [packed[i] for i in rng.permutation(len(packed))]
             batches.extend(packed)
         return batches
+
+    def _full(self, batch: np.ndarray) -> bool:
+        """Whether ``batch`` holds ``batch_size`` clips or one more of its longest would pass
+        the seconds budget (a window's last batch is then as full as any other)."""
+        cfg = self.config
+        assert cfg.max_batch_seconds is not None
+        longest = float(self.durations[batch].max()) if len(batch) else 0.0
+        return len(batch) >= cfg.batch_size or longest * (len(batch) + 1) > cfg.max_batch_seconds
 
     def _pack(self, window: np.ndarray) -> list[np.ndarray]:
         """Sort a window by duration and pack it under the padded-seconds budget."""
