@@ -111,3 +111,15 @@ def test_loader_does_not_move_the_global_torch_rng(workers: int, seconds: float 
     assert rest == first[2:]
     assert sorted(i for b in first for i in b) == list(range(20))
     del loader  # stops persistent workers
+
+
+def test_state_after_set_epoch_is_at_the_new_epoch_start():
+    from torch.utils.data import BatchSampler
+
+    from alp_data.sampler import EpochSampler, ResumableBatchSampler
+
+    sampler = ResumableBatchSampler(BatchSampler(EpochSampler(20, shuffle=True), 4, False))
+    sampler.set_epoch(0)
+    assert len(list(sampler)) == 5
+    sampler.set_epoch(1)  # a checkpoint taken before the first batch of epoch 1
+    assert sampler.state_dict() == {"epoch": 1, "batches_consumed": 0}

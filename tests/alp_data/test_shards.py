@@ -217,6 +217,12 @@ def test_resume_from_state_gives_exactly_the_remaining_batches_in_order(demo, co
     nxt.load_state_dict(state)
     nxt.set_epoch(3)  # the skip applied to epoch 2 only
     assert len(_ids(nxt)) == len(nxt)
+    # the skip is for one pass: iterating epoch 2 again gives all of it
+    assert _ids(resumed) == [ids for ids, _ in reference]
+    # a state taken after set_epoch of the next epoch is at that epoch's start
+    resumed.set_epoch(3)
+    assert resumed.state_dict()["epoch"] == 3
+    assert resumed.state_dict()["batches_consumed"] == 0
 
 
 def test_resume_refuses_a_different_split(demo):

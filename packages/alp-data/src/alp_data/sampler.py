@@ -149,6 +149,8 @@ class ResumableBatchSampler(Sampler[list[int]]):
         self.consumed = 0
 
     def set_epoch(self, epoch: int) -> None:
+        if int(epoch) != self.epoch:
+            self.consumed = 0  # a state_dict taken now is at the new epoch's start
         self.epoch = int(epoch)
         # a torch BatchSampler holds the epoch-aware sampler inside
         for obj in (self.batches, getattr(self.batches, "sampler", None)):

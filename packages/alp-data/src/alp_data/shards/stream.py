@@ -250,6 +250,8 @@ class ShardLoader:
         return len(self.dataset)
 
     def set_epoch(self, epoch: int) -> None:
+        if int(epoch) != self.dataset.epoch:
+            self.consumed = 0  # a state_dict taken now is at the new epoch's start
         self.dataset.set_epoch(epoch)
 
     def skip(self, count: int) -> None:
@@ -257,10 +259,17 @@ class ShardLoader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         state = self.dataset._state
-        self.consumed = int(state[2]) if int(state[1]) == self.dataset.epoch else 0
-        for batch in self.loader:
-            self.consumed += 1
-            yield batch
+        epoch = self.dataset.epoch
+        self.consumed = int(state[2]) if int(state[1]) == epoch else 0
+        try:
+            for batch in self.loader:
+                self.consumed += 1
+                yield batch
+        finally:
+            # the skip is for one pass: another pass over this epoch starts at its beginning
+            # (cleared only now: the workers read it when they start, at their own pace)
+            if int(state[1]) == epoch:
+                state[1] = -1
 
     def state_dict(self) -> dict[str, Any]:
         stream = self.dataset
