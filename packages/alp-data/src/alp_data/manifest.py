@@ -189,8 +189,9 @@ def _check_row(row: Any, path: str, line: int, manifest_dir: str) -> ManifestEnt
                     "a non-empty path (relative to the manifest folder or absolute) or URL")
     for key in ("duration", "offset"):
         value = row.get(key, 0.0)
-        if not _number(value) or value < 0:
-            raise _fail(path, line, key, f"got {value!r}", "a number of seconds >= 0")
+        # json reads NaN, Infinity and 1e999 as floats: a finite number is asked for
+        if not _number(value) or not math.isfinite(value) or value < 0:
+            raise _fail(path, line, key, f"got {value!r}", "a finite number of seconds >= 0")
     for key, low in (("sample_rate", 1), ("channels", 0)):
         value = row.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
