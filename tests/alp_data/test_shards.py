@@ -522,3 +522,26 @@ def test_bucketed_plan_with_drop_last_reads_the_longest_clips_too():
     odd = EpochPlan(index, PlanConfig(batch_size=3, max_batch_seconds=1000.0,
                                       shuffle_buffer=8, drop_last=True), 0)
     assert all(len(b) == 3 for b in odd.batches(0))
+
+
+def test_a_shard_whose_fsspec_backend_is_missing_becomes_counted_bad_clips(demo, tmp_path):
+    """An index naming s3:// shards without s3fs installed: its clips are skipped and
+    counted with the reason, the credentials in the URL scrubbed (it raised ImportError)."""
+    pytest.importorskip("fsspec")
+    try:
+        import s3fs  # noqa: F401
+        pytest.skip("s3fs is installed: the backend is not missing")
+    except ImportError:
+        pass
+    report = write_shards(demo["entries"][:8], str(tmp_path / "s"), max_clips_per_shard=4)
+    raw = json.loads((tmp_path / "s" / "index.json").read_text())
+    raw["shards"][0]["url"] = "s3://AKIAKEY:TOPSECRET@bucket/shard-000000.tar"
+    (tmp_path / "s" / "index.json").write_text(json.dumps(raw))
+    assert report.index.clips == 8
+    good, bad = [], []
+    for batch in _loader(read_index(str(tmp_path / "s")), batch=4):
+        good += batch["ids"]
+        bad += batch["skipped"]
+    assert len(good) == 4 and len(bad) == 4
+    assert all("fsspec backend is not installed" in c.error for c in bad)
+    assert not any("TOPSECRET" in c.error or "TOPSECRET" in c.path for c in bad)

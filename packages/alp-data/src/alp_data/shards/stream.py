@@ -216,6 +216,9 @@ def _read_shard(url: str, problem: dict[str, str]
     except FileNotFoundError:
         problem["error"] = f"shard not found: {url}"
         return  # every position is reported missing by the caller
+    except ImportError as err:  # fsspec names the package its protocol needs
+        problem["error"] = f"shard {url}: its fsspec backend is not installed ({err})"
+        return
     except (tarfile.TarError, OSError, EOFError, ValueError) as err:
         problem["error"] = f"damaged tar shard {url} ({type(err).__name__}: {err})"
         if current:
