@@ -129,3 +129,29 @@ def test_budget_logs_errors_and_file_carry_no_secret(tmp_path, caplog):
     budget.write_jsonl(tmp_path / "skipped.jsonl")
     text = (tmp_path / "skipped.jsonl").read_text()
     assert _clean(text) and json.loads(text)["path"] == "s3://***@b/a.wav?token=***"
+
+
+def test_shard_writing_and_index_errors_carry_no_secret(tmp_path):
+    """write_shards lists unreadable clips in index.json and its error; read_index names the
+    index it refuses: none of it may carry the URLs' credentials."""
+    from alp_data.shards.index import read_index
+    from alp_data.shards.writer import write_shards
+
+    entries = [ManifestEntry("a", "nosuchproto://AKIAEXAMPLE:hunter2@b/a.wav", 1.0, 16000, ("x",)),
+               ManifestEntry("b", PRESIGNED, 1.0, 16000, ("y",)),
+               ManifestEntry("c", str(tmp_path / "missing.wav") + "?sig=c2lnbmF0dXJl", 1.0,
+                             16000, ("z",))]
+    out = tmp_path / "shards"
+    with pytest.raises(DataError) as info:
+        write_shards(entries, str(out), max_missing=0.0)
+    text = "".join(traceback.format_exception(info.value))
+    assert _clean(text), text
+    skipped = json.loads((out / "index.json").read_text())["skipped"]
+    assert len(skipped) == 3 and _clean(json.dumps(skipped)), skipped
+    bad = tmp_path / "idx?sig=c2lnbmF0dXJl"
+    bad.mkdir()
+    for content in ({"format": "other"}, {"format": "alp-shards", "shards": [{"url": "a"}]}):
+        (bad / "index.json").write_text(json.dumps(content))
+        with pytest.raises(DataError) as info:
+            read_index(str(bad))
+        assert _clean("".join(traceback.format_exception(info.value))), str(info.value)

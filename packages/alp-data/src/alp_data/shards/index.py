@@ -65,7 +65,7 @@ class ShardInfo:
 
     def __post_init__(self) -> None:
         if self.durations and len(self.durations) != self.clips:
-            raise DataError(f"shard index: {self.url} says {self.clips} clips but lists "
+            raise DataError(f"shard index: {scrub_url(self.url)} says {self.clips} clips but lists "
                             f"{len(self.durations)} durations")
 
 
@@ -126,7 +126,7 @@ def read_index(location: str) -> ShardIndex:
         raise DataError(f"shard index {scrub_url(location)}: cannot read it "
                         f"({scrub_url(str(err))})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise DataError(f"shard index {location}: not an ALP shard index (expected "
+        raise DataError(f"shard index {scrub_url(location)}: not an ALP shard index (expected "
                         f'"format": "{FORMAT}")')
     shards = []
     for number, row in enumerate(raw.get("shards", [])):
@@ -135,8 +135,9 @@ def read_index(location: str) -> ShardIndex:
                                     seconds=float(row["seconds"]), bytes=int(row["bytes"]),
                                     durations=tuple(float(d) for d in row.get("durations", ()))))
         except (KeyError, TypeError, ValueError) as err:
-            raise DataError(f"shard index {location}: shard entry {number} is malformed "
-                            f"({err!r}); expected url, clips, seconds, bytes, durations") from err
+            raise DataError(f"shard index {scrub_url(location)}: shard entry {number} is "
+                            f"malformed ({scrub_url(repr(err))}); expected url, clips, seconds, "
+                            "bytes, durations") from None
     meta = {k: v for k, v in raw.items()
             if k not in ("format", "version", "clips", "seconds", "shards")}
     return ShardIndex(shards, meta)
@@ -175,6 +176,6 @@ def open_shards(spec: str) -> ShardIndex:
     by_url = {s.url: s for s in index.shards}
     missing = [u for u in urls if u not in by_url]
     if missing:
-        raise DataError(f"shards {spec}: {len(missing)} named shard(s) are not in "
-                        f"{_join(folder, INDEX_NAME)}, e.g. {missing[0]}")
+        raise DataError(scrub_url(f"shards {spec}: {len(missing)} named shard(s) are not "
+                                  f"in {_join(folder, INDEX_NAME)}, e.g. {missing[0]}"))
     return ShardIndex([by_url[u] for u in urls], index.meta)

@@ -26,6 +26,7 @@ import soundfile as sf
 from alp_core.errors import ConfigError, DataError
 from alp_data.manifest import ManifestEntry, is_url, read_manifest
 from alp_data.parallel import map_tasks
+from alp_data.scrub import safe_cause, scrub_url
 from alp_data.shards.index import ShardIndex, ShardInfo, member_key, shard_name, write_index
 
 __all__ = ["ShardWriteReport", "write_shards"]
@@ -91,9 +92,11 @@ def _audio_bytes(entry: ManifestEntry) -> tuple[str, bytes, float]:
         with fsspec.open(entry.audio, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError as err:
-        raise DataError(f"audio file not found: {entry.audio}") from err
+        raise DataError(f"audio file not found: {scrub_url(entry.audio)}"
+                        ) from safe_cause(err, entry.audio)
     except (OSError, ImportError, ValueError) as err:
-        raise DataError(f"cannot read audio file {entry.audio}: {err}") from err
+        raise DataError(scrub_url(f"cannot read audio file {entry.audio}: {err}")
+                        ) from safe_cause(err, entry.audio)
     try:
         with sf.SoundFile(io.BytesIO(raw)) as snd:
             native, frames, subtype = int(snd.samplerate), int(snd.frames), snd.subtype
@@ -133,7 +136,8 @@ def _write_one(task: dict[str, Any]) -> dict[str, Any]:
             try:
                 ext, data, seconds = _audio_bytes(entry)
             except DataError as err:
-                skipped.append({"id": entry.id, "path": entry.audio, "error": str(err)})
+                skipped.append({"id": entry.id, "path": scrub_url(entry.audio),
+                                "error": scrub_url(str(err))})
                 continue
             meta = entry.to_row()
             del meta["audio"]
@@ -216,5 +220,6 @@ def write_shards(
         first = ", ".join(s["path"] for s in skipped[:5])
         raise DataError(f"{len(skipped)} of {len(entries)} clips could not be read, over "
                         f"max_missing={max_missing}; the shards written are listed in "
-                        f"{location} (skipped clips: {first}{' ...' if len(skipped) > 5 else ''})")
+                        f"{scrub_url(location)} (skipped clips: {first}"
+                        f"{' ...' if len(skipped) > 5 else ''})")
     return report
