@@ -334,3 +334,20 @@ def test_content_hashes_on_a_two_worker_dask_cluster_give_the_same_mix(tmp_path)
     text = (tmp_path / "local" / "train.jsonl").read_text()
     assert text == (tmp_path / "dask" / "train.jsonl").read_text()
     assert text.count("\n") == 1  # the FLAC copy of the same samples was removed
+
+
+def test_unreadable_urls_are_kept_and_listed_without_their_credentials(tmp_path):
+    """A presigned URL that does not resolve and one whose fsspec backend is not installed:
+    both stay in the mix as unreadable (the missing backend aborted the whole mix), listed
+    in the report with their secrets scrubbed (they were written as given)."""
+    sf.write(tmp_path / "a.wav", _samples(1), RATE, subtype="PCM_16")
+    src = _manifest(tmp_path / "one.jsonl", [
+        _entry("a", 0.5, tmp_path / "a.wav"),
+        _entry("gone", 0.5, f"{tmp_path}/gone.wav?X-Amz-Signature=SIGSECRET"),
+        _entry("proto", 0.5, "nosuchproto://AKIAKEY:TOPSECRET@bucket/b.wav")])
+    result = _run(tmp_path, [("one", src)], content_hash=True)
+    assert _ids(result) == ["a", "gone", "proto"]
+    assert [b["id"] for b in result.report["unreadable"]] == ["gone", "proto"]
+    written = (tmp_path / "out" / "mix_report.json").read_text()
+    for secret in ("SIGSECRET", "TOPSECRET", "AKIAKEY"):
+        assert secret not in json.dumps(result.report) and secret not in written

@@ -68,6 +68,7 @@ import soundfile as sf
 from alp_core.errors import ConfigError, DataError
 from alp_data.manifest import ManifestEntry, read_manifest, write_manifest
 from alp_data.parallel import map_tasks
+from alp_data.scrub import safe_cause, scrub_url
 
 __all__ = ["EXCLUDE_COLUMNS", "WEIGHTINGS", "MixConfig", "MixResult", "MixSource",
            "caption_words", "clip_key", "content_hash", "group_stats", "mix", "parse_fractions",
@@ -247,10 +248,12 @@ def content_hash(audio: str, offset: float = 0.0, duration: float = 0.0) -> str:
                 snd.seek(min(start, snd.frames))
             frames = int(round(duration * rate)) if duration > 0 else -1
             data = snd.read(frames=frames, dtype="int16", always_2d=True)
-    except (RuntimeError, OSError, ValueError, TypeError, EOFError) as err:
-        raise DataError(f"cannot decode audio file {audio}: {err}") from err
+    except (RuntimeError, OSError, ValueError, TypeError, EOFError, ImportError) as err:
+        # ImportError: the URL's fsspec backend is not installed
+        raise DataError(scrub_url(f"cannot decode audio file {audio}: {err}")
+                        ) from safe_cause(err, audio)
     if data.shape[0] == 0:
-        raise DataError(f"audio file {audio} holds no samples at offset {offset} s")
+        raise DataError(f"audio file {scrub_url(audio)} holds no samples at offset {offset} s")
     digest = hashlib.sha1(f"{rate}:{data.shape[1]}:".encode())
     digest.update(np.ascontiguousarray(data, dtype="<i2").tobytes())
     return digest.hexdigest()
@@ -405,8 +408,9 @@ def _content_keys(config: MixConfig, loaded: dict[str, list[ManifestEntry]],
         keys[name].append(value if ok else None)
         if not ok:
             report["sources"][name]["unreadable"] += 1
-            report["unreadable"].append({"source": name, "id": entry.id, "audio": entry.audio,
-                                         "error": value})
+            report["unreadable"].append({"source": name, "id": entry.id,
+                                         "audio": scrub_url(entry.audio),
+                                         "error": scrub_url(value)})
     return keys
 
 
