@@ -545,3 +545,55 @@ def test_a_shard_whose_fsspec_backend_is_missing_becomes_counted_bad_clips(demo,
     assert len(good) == 4 and len(bad) == 4
     assert all("fsspec backend is not installed" in c.error for c in bad)
     assert not any("TOPSECRET" in c.error or "TOPSECRET" in c.path for c in bad)
+
+
+def test_a_float_segment_is_stored_without_clipping_and_a_nan_one_is_a_bad_clip(tmp_path):
+    """Segments are re-encoded: a float file's segment with peaks past 1 was clipped into a
+    FLAC (features off by up to 23), and one holding NaN stopped the whole write."""
+    rate = 16000
+    loud = (1.8 * np.sin(np.arange(3 * rate) / 10)).astype(np.float32)
+    sf.write(tmp_path / "loud.wav", loud, rate, subtype="FLOAT")
+    broken = loud.copy()
+    broken[int(1.2 * rate)] = np.nan
+    sf.write(tmp_path / "nan.wav", broken, rate, subtype="FLOAT")
+    entries = [ManifestEntry("loud", str(tmp_path / "loud.wav"), 1.5, rate, ("a",), offset=1.0),
+               ManifestEntry("nan", str(tmp_path / "nan.wav"), 1.5, rate, ("b",), offset=1.0)]
+    report = write_shards(entries, str(tmp_path / "out"), max_missing=0.5)
+    assert [s["id"] for s in report.skipped] == ["nan"]
+    assert "non-finite samples" in report.skipped[0]["error"]
+    with tarfile.open(report.index.shards[0].url) as tar:
+        (audio,) = [n for n in tar.getnames() if not n.endswith(".json")]
+        got, _ = sf.read(io.BytesIO(tar.extractfile(audio).read()), dtype="float32")
+    assert audio.endswith(".wav")
+    assert np.array_equal(got, loud[rate:rate + int(1.5 * rate)])  # lossless, not clipped
+    stream = _loader(report.index, batch=1)
+    from_files = AudioCaptionDataset(entries[:1], train=False)[0]["features"]
+    assert torch.equal(next(iter(stream))["features"][0], from_files)
+
+
+def test_a_write_that_fails_midway_leaves_no_index_of_older_shards(demo, tmp_path, monkeypatch):
+    """Writing over an earlier shard set: the old index is removed first and the new one is
+    renamed into place only at the end, so a failure cannot leave an index that describes
+    a mix of old and new shards (one epoch then read clips twice, with no error)."""
+    import alp_data.shards.writer as writer
+
+    out = tmp_path / "s"
+    write_shards(demo["entries"][:12], str(out), max_clips_per_shard=4, seed=0)
+    assert (out / "index.json").is_file()
+    real, calls = writer._audio_bytes, []
+
+    def fail_late(entry):
+        calls.append(entry.id)
+        if len(calls) == 7:
+            raise OSError(28, "No space left on device")
+        return real(entry)
+
+    monkeypatch.setattr(writer, "_audio_bytes", fail_late)
+    with pytest.raises(OSError, match="No space left"):
+        write_shards(demo["entries"][:12], str(out), max_clips_per_shard=4, seed=1)
+    assert not (out / "index.json").exists()
+    for complete in out.glob("shard-*.tar"):  # under a shard's name only whole tars
+        with tarfile.open(complete) as tar:
+            assert len(tar.getnames()) % 2 == 0
+    with pytest.raises(DataError, match="shard index not found"):
+        read_index(str(out))

@@ -102,12 +102,23 @@ def _join(base: str, name: str) -> str:
 
 
 def write_index(index: ShardIndex, folder: str) -> str:
-    """Write ``folder/index.json`` (any fsspec URL); returns its location."""
+    """Write ``folder/index.json`` (any fsspec URL) under a temporary name, then rename it:
+    a reader finds the whole index or none. Returns its location."""
     location = _join(folder, INDEX_NAME)
-    with fsspec.open(location, "wt", encoding="utf-8") as handle:
+    fs, final = fsspec.core.url_to_fs(location)
+    partial = f"{final}.partial"
+    with fs.open(partial, "wt", encoding="utf-8") as handle:
         json.dump(index.to_json(folder), handle, indent=1)
         handle.write("\n")
+    fs.mv(partial, final)
     return location
+
+
+def remove_index(folder: str) -> None:
+    """Delete ``folder/index.json`` if there is one (before writing shards over old ones)."""
+    fs, path = fsspec.core.url_to_fs(_join(folder, INDEX_NAME))
+    if fs.exists(path):
+        fs.rm(path)
 
 
 def read_index(location: str) -> ShardIndex:

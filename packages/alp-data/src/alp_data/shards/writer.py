@@ -27,7 +27,14 @@ from alp_core.errors import ConfigError, DataError
 from alp_data.manifest import ManifestEntry, is_url, read_manifest
 from alp_data.parallel import map_tasks
 from alp_data.scrub import safe_cause, scrub_url
-from alp_data.shards.index import ShardIndex, ShardInfo, member_key, shard_name, write_index
+from alp_data.shards.index import (
+    ShardIndex,
+    ShardInfo,
+    member_key,
+    remove_index,
+    shard_name,
+    write_index,
+)
 
 __all__ = ["ShardWriteReport", "write_shards"]
 
@@ -110,25 +117,44 @@ def _audio_bytes(entry: ManifestEntry) -> tuple[str, bytes, float]:
                 return ext or "wav", raw, file_seconds
             start = int(round(entry.offset * native))
             snd.seek(min(start, frames))
-            data = snd.read(int(round(entry.duration * native)), dtype="float32",
-                            always_2d=True)
+            # integer PCM of up to 24 bits as FLAC from integer samples (exact); anything
+            # else (float, 32-bit, lossy codecs) as a float WAV of the decoded samples, which
+            # keeps values past +-1 (a FLAC of clipped floats changed the features)
+            fmt, stored, dtype = _SEGMENT_CODECS.get(subtype, ("WAV", "FLOAT", "float32"))
+            if subtype == "DOUBLE":
+                stored, dtype = "DOUBLE", "float64"
+            data = snd.read(int(round(entry.duration * native)), dtype=dtype, always_2d=True)
     except DataError:
         raise
     except (RuntimeError, ValueError, TypeError) as err:
         raise DataError(f"cannot decode audio file {entry.audio}: {err}") from err
     if data.shape[0] == 0:
         raise DataError(f"audio file {entry.audio}: no samples at offset {entry.offset} s")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise DataError(f"audio file {entry.audio}: non-finite samples (NaN or inf) in the "
+                        f"segment at offset {entry.offset} s")
     out = io.BytesIO()
-    pcm = "PCM_16" if subtype in ("PCM_16", "PCM_S8", "PCM_U8", "ULAW", "ALAW") else "PCM_24"
-    sf.write(out, np.clip(data, -1.0, 1.0), native, format="FLAC", subtype=pcm)
-    return "flac", out.getvalue(), data.shape[0] / native
+    sf.write(out, data, native, format=fmt, subtype=stored)
+    return fmt.lower(), out.getvalue(), data.shape[0] / native
+
+
+#: libsndfile subtype of a segment's file -> (container, stored subtype, samples read as)
+_SEGMENT_CODECS = {
+    "PCM_16": ("FLAC", "PCM_16", "int16"), "PCM_S8": ("FLAC", "PCM_16", "int16"),
+    "PCM_U8": ("FLAC", "PCM_16", "int16"), "ULAW": ("FLAC", "PCM_16", "int16"),
+    "ALAW": ("FLAC", "PCM_16", "int16"), "PCM_24": ("FLAC", "PCM_24", "int32"),
+}
 
 
 def _write_one(task: dict[str, Any]) -> dict[str, Any]:
     """Write one shard (runs in a worker): returns its clips, seconds, sizes and failures."""
     durations: list[float] = []
     skipped: list[dict[str, str]] = []
-    with fsspec.open(task["url"], "wb") as raw, \
+    # written under a temporary name and renamed when complete: a writer that fails midway
+    # leaves no partial shard under a shard's name
+    fs, final = fsspec.core.url_to_fs(task["url"])
+    partial = f"{final}.partial"
+    with fs.open(partial, "wb") as raw, \
             tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for row in task["rows"]:
             key = member_key(task["shard"], len(durations))
@@ -148,9 +174,8 @@ def _write_one(task: dict[str, Any]) -> dict[str, Any]:
             tar.addfile(*_member(f"{key}.json", json.dumps(meta, ensure_ascii=False)
                                  .encode("utf-8")))
             durations.append(float(meta["duration"]))
-    with fsspec.open(task["url"], "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
+    fs.mv(partial, final)
+    size = int(fs.size(final))
     return {"url": task["url"], "durations": durations, "bytes": size, "skipped": skipped}
 
 
@@ -200,6 +225,7 @@ def write_shards(
     else:
         fs, inner = fsspec.core.url_to_fs(out)
         fs.makedirs(inner, exist_ok=True)
+    remove_index(out)  # an index of earlier shards must not describe a half-written set
     groups = _plan_shards(entries, int(target_size_mb * 1e6), max_clips_per_shard)
     tasks = [{"url": posixpath.join(out, shard_name(number)), "shard": number,
               "rows": [_row(entries[i]) for i in group]} for number, group in enumerate(groups)]
