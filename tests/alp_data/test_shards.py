@@ -597,3 +597,31 @@ def test_a_write_that_fails_midway_leaves_no_index_of_older_shards(demo, tmp_pat
             assert len(tar.getnames()) % 2 == 0
     with pytest.raises(DataError, match="shard index not found"):
         read_index(str(out))
+
+
+def test_a_tar_cut_in_the_next_header_keeps_the_complete_record_before_it(tmp_path):
+    """The cut falls inside record 1's pax header: record 0 is whole and stays a good clip
+    (it was reported as a damaged member); record 1 is reported by the caller as missing."""
+    import re
+
+    from alp_data.shards.stream import _read_shard
+
+    wav = io.BytesIO()
+    sf.write(wav, np.zeros(1600, dtype=np.float32), 16000, format="WAV", subtype="PCM_16")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for pos in range(2):
+            for name, data in ((f"000000_{pos:06d}.wav", wav.getvalue()),
+                               (f"000000_{pos:06d}.json", json.dumps({"id": f"c{pos}"}).encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.pax_headers = {"comment": "x" * 600}
+                tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    cut = [m.start() for m in re.finditer(b"comment=", raw)][2]  # record 1's first header
+    (tmp_path / "cut.tar").write_bytes(raw[:cut + 100])
+    problem: dict = {}
+    records = list(_read_shard(str(tmp_path / "cut.tar"), problem))
+    assert [(pos, audio is not None, meta, error) for pos, audio, meta, _, error in records] == [
+        (0, True, {"id": "c0"}, "")]
+    assert "damaged tar shard" in problem["error"]

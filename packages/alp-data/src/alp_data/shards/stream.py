@@ -194,6 +194,7 @@ def _read_shard(url: str, problem: dict[str, str]
             error = "the clip's audio member is missing"
         return current["position"], audio, meta, where, error
 
+    member_cut = False  # True when a member's own data were cut; else a header failed
     try:
         for name, data in iter_members(url):
             try:
@@ -208,6 +209,7 @@ def _read_shard(url: str, problem: dict[str, str]
             current.setdefault("key", key)
             current.setdefault("position", position)
             if isinstance(data, Exception):  # this member's data are cut short
+                member_cut = True
                 raise data
             if ext == "json":
                 current["json"] = data
@@ -221,7 +223,13 @@ def _read_shard(url: str, problem: dict[str, str]
         return
     except (tarfile.TarError, OSError, EOFError, ValueError) as err:
         problem["error"] = f"damaged tar shard {url} ({type(err).__name__}: {err})"
-        if current:
+        if current and not member_cut:
+            # the next member's header failed: the record read so far is as complete as it
+            # is (a whole clip stays good; one missing a member is reported so by finish)
+            done = finish()
+            if done is not None:
+                yield done
+        elif current:
             current.pop("audio", None)
             done = finish()
             if done is not None:
