@@ -142,3 +142,16 @@ def test_dataset_reads_only_the_segment_at_the_offset(tmp_path):
                                 audio=AudioConfig(skip_silent=False))[0]
     assert quiet["duration"] == pytest.approx(0.5)
     assert float(quiet["features"].max()) == pytest.approx(silence, abs=1e-3)
+
+
+def test_the_byte_offset_counts_a_leading_utf8_byte_order_mark(tmp_path):
+    good = b'{"id": "a", "audio": "a.wav", "duration": 1, "sample_rate": 8, "captions": ["x"]}\n'
+    raw = b"\xef\xbb\xbf" + good + b'{"id": "caf\xe9"}\n'
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(raw)
+    offset = raw.index(b"\xe9")  # in the file as it is, mark included
+    with pytest.raises(DataError, match=rf"bom.jsonl:2: not UTF-8 at byte offset {offset} "):
+        read_manifest(path)
+    bad: list = []
+    read_manifest(path, max_bad_rows=5, bad_rows=bad)
+    assert f"byte offset {offset} " in bad[0].problem

@@ -227,7 +227,7 @@ _BOMS = ((b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe\x00\x00", "UTF-32"),
          (b"\xfe\xff", "UTF-16"), (b"\xff\xfe", "UTF-16"))
 
 
-def _read_bytes(path: str) -> bytes:
+def _read_bytes(path: str) -> tuple[bytes, int]:
     """The (decompressed) manifest; a file that is not UTF-8 text at all fails here."""
     safe = scrub_url(path)
     try:
@@ -256,7 +256,9 @@ def _read_bytes(path: str) -> bytes:
     if b"\x00" in raw[:65536]:
         raise DataError(f"manifest {safe} holds NUL bytes: UTF-16/32 text without a byte order "
                         "mark, or not text at all; re-save it as UTF-8 JSONL")
-    return raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw  # a UTF-8 BOM is harmless
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM is harmless: read past it
+        return raw[3:], 3
+    return raw, 0
 
 
 def _not_utf8(path: str, raw: bytes, err: UnicodeDecodeError, base: int) -> str:
@@ -266,18 +268,20 @@ def _not_utf8(path: str, raw: bytes, err: UnicodeDecodeError, base: int) -> str:
             "manifests are UTF-8 JSONL")
 
 
-def _read_lines(path: str, raw: bytes, tolerant: bool) -> list[tuple[int, str | BadRow]]:
+def _read_lines(path: str, raw: bytes, tolerant: bool, start: int = 0
+                ) -> list[tuple[int, str | BadRow]]:
     """``(line number, text)`` of the file; with ``tolerant`` a line that is not UTF-8 gives
-    a :class:`BadRow` in place of its text, else the first one fails naming its offset."""
+    a :class:`BadRow` in place of its text, else the first one fails naming its offset
+    (``start``: the bytes of the file before ``raw``, a byte order mark)."""
     try:
         return list(enumerate(raw.decode("utf-8").split("\n"), start=1))
     except UnicodeDecodeError as err:
         if not tolerant:
             line = raw.count(b"\n", 0, err.start) + 1
-            problem = _not_utf8(path, raw, err, 0)
+            problem = _not_utf8(path, raw, err, start)
             raise DataError(f"{scrub_url(path)}:{line}: {problem}") from safe_cause(err, path)
     lines: list[tuple[int, str | BadRow]] = []
-    base = 0
+    base = start
     for number, chunk in enumerate(raw.split(b"\n"), start=1):
         try:
             lines.append((number, chunk.decode("utf-8")))
@@ -326,9 +330,9 @@ def read_manifest(
     _check_budget(max_bad_rows)
     path = str(path)
     manifest_dir = _manifest_dir(path)
-    raw = _read_bytes(path)
+    raw, start = _read_bytes(path)
     tolerant = max_bad_rows != 0
-    lines = _read_lines(path, raw, tolerant)
+    lines = _read_lines(path, raw, tolerant, start)
     allowed = 0 if not tolerant else _allowed_bad(max_bad_rows, sum(
         1 for _, text in lines if not isinstance(text, str) or text.strip()))
     skipped: list[BadRow] = []
