@@ -229,6 +229,13 @@ def test_resume_refuses_a_different_split(demo):
     state = _loader(demo["index"], world=2, workers=2).state_dict()
     with pytest.raises(DataError, match="num_workers was 2, is 1"):
         _loader(demo["index"], world=2, workers=1).load_state_dict(state)
+    # the batching too: another batch size or buffer cuts the epoch otherwise
+    with pytest.raises(DataError, match="batch_size was 4, is 3"):
+        _loader(demo["index"], world=2, workers=2, batch=3).load_state_dict(state)
+    with pytest.raises(DataError, match="shuffle_buffer was .*, is 7"):
+        _loader(demo["index"], world=2, workers=2, shuffle_buffer=7).load_state_dict(state)
+    older = {k: v for k, v in state.items() if k not in ("batch_size", "shuffle_buffer")}
+    _loader(demo["index"], world=2, workers=2).load_state_dict(older)  # an older state
 
 
 def test_stream_and_map_style_give_the_same_features_for_a_clip(demo):

@@ -16,6 +16,7 @@ training loop counts against ``data.max_bad_clips``.
 from __future__ import annotations
 
 import json
+import math
 import tarfile
 from collections.abc import Iterator
 from typing import Any
@@ -282,18 +283,26 @@ class ShardLoader:
             if int(state[1]) == epoch:
                 state[1] = -1
 
+    def _split(self) -> dict[str, Any]:
+        """What the epoch's batches depend on besides the epoch."""
+        stream, cfg = self.dataset, self.dataset.plan_config
+        return {"world_size": stream.world_size, "num_workers": stream.num_workers,
+                "clips": stream.index.clips, "seed": cfg.seed, "batch_size": cfg.batch_size,
+                "max_batch_seconds": cfg.max_batch_seconds, "shuffle": cfg.shuffle,
+                "shuffle_buffer": cfg.shuffle_buffer, "drop_last": cfg.drop_last,
+                "min_seconds": cfg.min_seconds,
+                "max_seconds": None if math.isinf(cfg.max_seconds) else cfg.max_seconds}
+
     def state_dict(self) -> dict[str, Any]:
         stream = self.dataset
-        return {"epoch": stream.epoch, "batches_consumed": self.consumed,
-                "world_size": stream.world_size, "num_workers": stream.num_workers,
-                "rank": stream.rank, "clips": stream.index.clips,
-                "seed": stream.plan_config.seed}
+        return {"epoch": stream.epoch, "batches_consumed": self.consumed, "rank": stream.rank,
+                **self._split()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         stream = self.dataset
-        now = {"world_size": stream.world_size, "num_workers": stream.num_workers,
-               "clips": stream.index.clips, "seed": stream.plan_config.seed}
-        differ = {k: (state.get(k), v) for k, v in now.items() if state.get(k) != v}
+        # keys a state from an older version lacks are not compared
+        differ = {k: (state[k], v) for k, v in self._split().items()
+                  if k in state and state[k] != v}
         if differ:
             raise DataError("cannot resume the shard stream exactly: "
                             + ", ".join(f"{k} was {a}, is {b}" for k, (a, b) in differ.items())
