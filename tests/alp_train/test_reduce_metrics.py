@@ -1,5 +1,6 @@
-"""Two gloo processes: metric means over ranks that report different keys, and validation
-batches skipped only when every rank skips them.
+"""Two gloo processes: metric means over ranks that report different keys, validation
+batches skipped only when every rank skips them, and a bad-clip budget that stops every rank
+at the same step.
 
 Captioning reports its per-mode token accuracy only when a rank's batch had rows of that mode,
 so at a log step the ranks' metric dicts can differ. Each rank packing its own sorted keys
@@ -52,6 +53,49 @@ class _Loader(list):
     dataset = None
 
 
+def _budget_run(rank: int, info: DistInfo) -> tuple[int, bool]:
+    """train_loop where only rank 1's third batch brings bad clips over the budget; returns
+    (the batch every rank stopped at, whether this rank was the one over)."""
+    import tempfile
+
+    from tests.alp_train.test_loop import batch, make_engine, make_task
+
+    from alp_data.transform import BadClip
+    from alp_train.checkpoint import Checkpointer, Progress
+    from alp_train.loop import TrainPlan, train_loop
+    from alp_train.metrics_log import NullLog
+
+    task = make_task()
+    engine = make_engine(task)
+    engine.dist = info
+    bad = [BadClip(index=i, id=f"gone{i}", path=f"/x/gone{i}.wav", error="missing",
+                   reason="missing") for i in range(3)]
+    batches = [batch(4, s, start=4 * s) for s in range(5)]
+    if rank == 1:
+        batches[2] = {**batches[2], "skipped": bad}
+    seen: list[int] = []
+
+    def on_skipped(clips):
+        seen.append(len(seen))
+        return len(clips) > 2  # the budget: 2 clips
+
+    def over(local):
+        raise RuntimeError(f"over at batch {len(seen)} local={local}")
+
+    plan = TrainPlan(epochs=1, micro_batches_per_epoch=5, accum=1, log_every=1,
+                     checkpoint_every_epochs=1)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            train_loop(engine, task, batches, plan, Progress(),
+                       Checkpointer(folder, engine, info, keep_last=1), NullLog(),
+                       on_batch_skipped=on_skipped, set_epoch=lambda e: None,
+                       show_progress=False, on_over_budget=over)
+        except RuntimeError as err:
+            words = str(err).split()
+            return int(words[3]), words[4] == "local=True"
+    return -1, False
+
+
 def _worker(rank: int, port: int, out: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     # a rank left waiting in a mismatched collective fails in 30 s instead of hanging
@@ -69,6 +113,7 @@ def _worker(rank: int, port: int, out: dict) -> None:
         sizes = [[4, 3, 4], [4, 1, 4]][rank]
         loader = _Loader({"ids": list(range(n))} for n in sizes)
         out[f"val{rank}"] = validation_loss(engine, _GatheringTask(), loader)
+        out[f"budget{rank}"] = _budget_run(rank, info)
     finally:
         dist.destroy_process_group()
 
@@ -90,6 +135,13 @@ def test_every_rank_gets_the_mean_over_the_ranks_that_report_each_key(reduced):
 def test_validation_skips_a_batch_only_where_every_rank_does(reduced):
     # both ranks computed batches 1 and 3 (all-reduced sizes 8 and 8), both skipped batch 2
     assert reduced["val0"] == reduced["val1"] == pytest.approx(8.0)
+
+
+def test_a_rank_over_the_bad_clip_budget_stops_every_rank_at_that_step(reduced):
+    """Raising on the rank that went over alone left the other in its next collective (an
+    error on gloo, a hang on NCCL) and no skipped-clips list was written."""
+    assert reduced["budget0"] == (3, False)
+    assert reduced["budget1"] == (3, True)
 
 
 def test_one_process_returns_its_metrics():

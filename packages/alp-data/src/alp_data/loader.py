@@ -28,8 +28,8 @@ from alp_data.sampler import DurationBucketSampler, EpochSampler, ResumableBatch
 from alp_data.scrub import scrub_url
 from alp_data.transform import BadClip
 
-__all__ = ["SKIPPED_CLIPS_FILE", "BadClipBudget", "build_loader", "set_loader_epoch",
-           "write_skipped_jsonl"]
+__all__ = ["SKIPPED_CLIPS_FILE", "BadClipBudget", "BadClipBudgetExceeded", "build_loader",
+           "set_loader_epoch", "write_skipped_jsonl"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,11 @@ def write_skipped_jsonl(path: str | Path, clips: Iterable[BadClip | Mapping[str,
             handle.write(json.dumps(_row_record(row), ensure_ascii=False) + "\n")
 
 
+class BadClipBudgetExceeded(DataError):
+    """More clips failed than ``data.max_bad_clips`` allows (in a distributed run raised by
+    every rank at the same step)."""
+
+
 class BadClipBudget:
     """Keeps distinct skipped clips; raises :class:`DataError` once more than ``max_bad`` failed.
 
@@ -95,8 +100,9 @@ class BadClipBudget:
         counts = Counter(c.reason or "unknown" for c in self._seen.values())
         return dict(counts.most_common())
 
-    def update(self, skipped: Iterable[BadClip]) -> None:
-        """Record one batch's skipped clips (a warning for each new one); raise when over."""
+    def update(self, skipped: Iterable[BadClip], check: bool = True) -> None:
+        """Record one batch's skipped clips (a warning for each new one); raise when over,
+        unless ``check`` is False (a distributed run then stops every rank together)."""
         for clip in skipped:
             clip = _scrubbed(clip)
             key = (clip.id, clip.path)
@@ -104,8 +110,17 @@ class BadClipBudget:
                 log.warning("skipping clip %s (%s) [%s]: %s", clip.id, clip.path,
                             clip.reason or "unknown", clip.error)
                 self._seen[key] = clip
-        if self.count > self.max_bad:
-            raise DataError(self._over_budget_message())
+        if check and self.over:
+            raise BadClipBudgetExceeded(self.over_budget_message())
+
+    @property
+    def over(self) -> bool:
+        """Whether more than ``max_bad`` distinct clips failed."""
+        return self.count > self.max_bad
+
+    def over_budget_message(self) -> str:
+        """The error once over: counts by reason, the first paths, where the list is."""
+        return self._over_budget_message()
 
     def _over_budget_message(self) -> str:
         reasons = ", ".join(f"{reason} {n}" for reason, n in self.summary().items())

@@ -102,6 +102,16 @@ def all_agree(flag: bool, info: DistInfo) -> bool:
     return bool(t.item())
 
 
+def agree_each(flags: list[bool], info: DistInfo) -> list[bool]:
+    """For each flag, True when it holds on every rank (one all-reduce for all of them)."""
+    if not info.distributed:
+        return [bool(f) for f in flags]
+    t = torch.tensor([1 if f else 0 for f in flags], dtype=torch.int32,
+                     device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return [bool(v) for v in t.tolist()]
+
+
 def any_rank(flag: bool, info: DistInfo) -> bool:
     """True when ``flag`` holds on at least one rank."""
     return not all_agree(not flag, info)

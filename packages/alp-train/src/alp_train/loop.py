@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from alp_core.errors import DataError
 from alp_train.checkpoint import Checkpointer, Progress
-from alp_train.distributed import all_agree, any_rank, gather_objects
+from alp_train.distributed import agree_each, all_agree, any_rank, gather_objects
 from alp_train.engines.base import Engine
 from alp_train.flops import peak_tflops
 from alp_train.gradcache import contrastive_grad_cache
@@ -76,18 +77,23 @@ def train_loop(
     checkpointer: Checkpointer,
     mlog: MetricsLog,
     *,
-    on_batch_skipped: Callable[[list[Any]], None],
+    on_batch_skipped: Callable[[list[Any]], bool | None],
     set_epoch: Callable[[int], None],
     stop: StopFlag | None = None,
     validate: Callable[[], float] | None = None,
     show_progress: bool = True,
     flop_counter: Callable[[Callable[[], None]], float] | None = None,
+    on_over_budget: Callable[[bool], None] | None = None,
 ) -> TrainSummary:
     """Train from ``progress`` (fresh or restored) to ``plan.total_steps``.
 
     ``flop_counter(fn)`` runs ``fn`` (the first micro-step) and returns its FLOPs; with it
     the log carries ``tflops_per_s`` (and ``mfu`` on a GPU whose peak is known) and the
     summary ``flops_per_step`` (one optimizer step: the micro-step's FLOPs x accumulation).
+
+    ``on_batch_skipped(clips)`` records a batch's bad clips and returns True once this
+    rank's are over the budget; then every rank calls ``on_over_budget(local)`` (``local``:
+    this rank is the one over), which raises.
     """
     info = engine.dist
     total = plan.total_steps
@@ -110,8 +116,16 @@ def train_loop(
             if progress.batches_in_epoch >= usable:
                 break
             progress.batches_in_epoch += 1
-            on_batch_skipped(batch.get("skipped", []))
-            if not all_agree(len(batch["ids"]) >= min_batch, info):
+            # on_batch_skipped tells whether this rank's bad clips are now over the budget;
+            # one all-reduce carries that and the batch's usability, so every rank stops at
+            # the same step (one rank raising alone would leave the others in a collective)
+            over = bool(on_batch_skipped(batch.get("skipped", [])))
+            big_enough, within = agree_each([len(batch["ids"]) >= min_batch, not over], info)
+            if not within:
+                if on_over_budget is None:
+                    raise DataError("a rank's bad clips are over the budget")
+                on_over_budget(over)
+            if not big_enough:
                 progress.skipped_batches += 1
                 continue
             boundary = (progress.micro_steps + 1) % plan.accum == 0

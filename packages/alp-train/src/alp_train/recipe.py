@@ -29,6 +29,7 @@ from alp_data.features import Fbank, SpecAugment, SpecAugmentConfig
 from alp_data.loader import (
     SKIPPED_CLIPS_FILE,
     BadClipBudget,
+    BadClipBudgetExceeded,
     build_loader,
     set_loader_epoch,
     write_skipped_jsonl,
@@ -288,7 +289,13 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
         try:
             summary = train(engine, task, train_loader, plan, progress, checkpointer, mlog,
                             budget, data, cfg, info)
-        except DataError:  # over the bad-clip budget: the full list stays in the run folder
+        except BadClipBudgetExceeded:  # every rank at the same step: gather the lists
+            clips = [BadClip(**c) for rank in gather_objects(
+                [asdict(c) for c in budget.skipped], info) for c in rank]
+            if info.is_main:
+                write_skipped_jsonl(path / SKIPPED_CLIPS_FILE, clips, data.bad_rows)
+            raise
+        except DataError:  # another data error on this rank: its own list stays
             if info.is_main:
                 write_skipped_jsonl(path / SKIPPED_CLIPS_FILE, budget.skipped, data.bad_rows)
             raise
@@ -412,9 +419,18 @@ def train(engine: Engine, task: TrainTask, loader: Any, plan: TrainPlan, progres
                                  sharded=True)
         validate = lambda: validation_loss(engine, task, val_loader)  # noqa: E731
 
-    def on_skipped(clips: list[Any]) -> None:
-        budget.update(clips)
+    def on_skipped(clips: list[Any]) -> bool:
+        budget.update(clips, check=False)  # the loop stops every rank together when over
         progress.skipped_clips = [asdict(c) for c in budget.skipped]
+        return budget.over
+
+    def over_budget(local: bool) -> None:
+        if local:
+            raise BadClipBudgetExceeded(budget.over_budget_message())
+        raise BadClipBudgetExceeded(
+            f"rank {info.rank} stops with the others: another rank's bad clips are over "
+            f"data.max_bad_clips ({budget.max_bad}); every rank's skipped clips are listed in "
+            f"{SKIPPED_CLIPS_FILE} in the run folder")
 
     stop = StopFlag().install()
     try:
@@ -422,6 +438,7 @@ def train(engine: Engine, task: TrainTask, loader: Any, plan: TrainPlan, progres
             engine, task, loader, plan, progress, checkpointer, mlog,
             on_batch_skipped=on_skipped, set_epoch=lambda e: set_loader_epoch(loader, e),
             stop=stop, validate=validate, show_progress=cfg.train.progress,
+            on_over_budget=over_budget,
             # counting costs a step with a dispatch mode; the figure matters on a GPU
             flop_counter=count_step_flops if engine.device.type == "cuda" else None)
     finally:
