@@ -12,6 +12,15 @@ from alp_models.audio.protocol import AudioEncoder, check_audio_encoder
 from alp_models.configs import ProjectionConfig
 
 
+#: every registered audio encoder at a tiny size
+TINY_ENCODERS = {
+    "transformer": {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32},
+    "zipformer": {"preset": "tiny"},
+    "conformer": {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32},
+    "patch-transformer": {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32},
+}
+
+
 class NoDim(nn.Module):
     def forward(self, features, lengths):
         return features, lengths
@@ -43,12 +52,7 @@ def test_every_registered_encoder_reports_dims_and_frame_rate():
     from alp_core import new_plugin_manager
 
     pm = new_plugin_manager()
-    tiny = {"transformer": {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32},
-            "zipformer": {"preset": "tiny"},
-            "conformer": {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32},
-            "patch-transformer": {"d_model": 16, "num_layers": 1, "num_heads": 2,
-                                  "ffn_dim": 32}}
-    for name, options in tiny.items():
+    for name, options in TINY_ENCODERS.items():
         encoder = pm.get("audio_encoder", name).build(options)
         check_audio_encoder(encoder, name, 80)
         frames, lengths = encoder.eval()(torch.randn(2, 200, 80), torch.tensor([200, 120]))
@@ -95,12 +99,7 @@ def test_lengths_may_come_on_another_device_than_the_features():
     from alp_core import new_plugin_manager
 
     pm = new_plugin_manager()
-    tiny = {"transformer": {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32},
-            "zipformer": {"preset": "tiny"},
-            "conformer": {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32},
-            "patch-transformer": {"d_model": 16, "num_layers": 1, "num_heads": 2,
-                                  "ffn_dim": 32}}
-    for name, options in tiny.items():
+    for name, options in TINY_ENCODERS.items():
         encoder = pm.get("audio_encoder", name).build(options).eval().to("meta")
         frames, lengths = encoder(torch.empty(2, 200, 80, device="meta"),
                                   torch.tensor([200, 120]))
