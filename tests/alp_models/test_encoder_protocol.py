@@ -11,7 +11,6 @@ from alp_core import ConfigError
 from alp_models.audio.protocol import AudioEncoder, check_audio_encoder
 from alp_models.configs import ProjectionConfig
 
-
 #: every registered audio encoder at a tiny size
 TINY_ENCODERS = {
     "transformer": {"d_model": 16, "num_layers": 1, "num_heads": 2, "ffn_dim": 32},
