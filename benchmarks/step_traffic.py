@@ -6,8 +6,9 @@
 The encoder's forward and backward run on PyTorch's ``meta`` device (shapes and dtypes
 only, no arithmetic, a few seconds on any CPU), and every ATen call that computes is
 counted: its FLOPs (``torch.utils.flop_counter``, as ``gpu_train_step.py`` counts them for
-MFU), the bytes it reads and writes (each distinct input and output tensor once, a
-broadcast or sliced input by the bytes behind it), and the call itself, which in eager mode
+MFU), the bytes of its tensors (each distinct input and output tensor once, so an in-place
+op's tensor once although it is read and written: the totals under-count; a broadcast or
+sliced input by the bytes behind it), and the call itself, which in eager mode
 is at least one kernel launch. Views, reshapes that do not copy and bare allocations count
 nothing.
 
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernels", default="gpu", choices=("gpu", "meta"),
                         help="attention and dropout as a GPU's fused kernels or decomposed")
     parser.add_argument("--launch-us", type=float, default=5.0,
-                        help="seconds per kernel launch for launch_floor_ms, in µs")
+                        help="microseconds per kernel launch, for launch_floor_ms")
     parser.add_argument("--tokenizer", default="bert-uncased")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

@@ -52,6 +52,8 @@ def test_read_resolves_relative_and_keeps_absolute_and_urls(tmp_path):
         (_row(id="x", offset=float("nan")), "offset", "finite number of seconds"),
         (json.dumps(_row(id="x")).replace('"duration": 1.5', '"duration": 1e999'), "duration",
          "finite number of seconds"),
+        (json.dumps(_row(id="x")).replace('"duration": 1.5', '"duration": 1' + "0" * 400),
+         "duration", "finite number of seconds"),  # an int no float holds
         (_row(id="x", sample_rate=16000.0), "sample_rate", "positive integer"),
         (_row(id="x", captions=[]), "captions", "non-empty list"),
         (_row(id="x", captions="a dog"), "captions", "non-empty list"),

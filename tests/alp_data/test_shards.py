@@ -219,8 +219,11 @@ def test_resume_from_state_gives_exactly_the_remaining_batches_in_order(demo, co
     assert len(_ids(nxt)) == len(nxt)
     # the skip is for one pass: iterating epoch 2 again gives all of it
     assert _ids(resumed) == [ids for ids, _ in reference]
-    # a state taken after set_epoch of the next epoch is at that epoch's start
-    resumed.set_epoch(3)
+    # a state taken after set_epoch of the next epoch is at that epoch's start (through
+    # set_loader_epoch, as the training loop sets it)
+    from alp_data.loader import set_loader_epoch
+
+    set_loader_epoch(resumed, 3)
     assert resumed.state_dict()["epoch"] == 3
     assert resumed.state_dict()["batches_consumed"] == 0
 
@@ -602,6 +605,7 @@ def test_a_write_that_fails_midway_leaves_no_index_of_older_shards(demo, tmp_pat
     for complete in out.glob("shard-*.tar"):  # under a shard's name only whole tars
         with tarfile.open(complete) as tar:
             assert len(tar.getnames()) % 2 == 0
+    assert not list(out.glob("*.partial"))  # the failed shard's temporary file is removed
     with pytest.raises(DataError, match="shard index not found"):
         read_index(str(out))
 

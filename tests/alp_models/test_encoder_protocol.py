@@ -93,8 +93,10 @@ def test_hf_encoder_mel_bins_are_checked_before_any_work(tmp_path):
 
 def test_lengths_may_come_on_another_device_than_the_features():
     """Features on the training device with lengths left on the CPU (as a user's own loop
-    may hand them): every built-in encoder moves the lengths, none mixes devices. The meta
-    device stands in for a GPU (a mix of devices fails there as it would on CUDA)."""
+    may hand them): every built-in fbank encoder moves the lengths, none mixes devices (the
+    hf-audio wrapper does the same, untested here: transformers' mask code cannot run on
+    meta tensors). The meta device stands in for a GPU (a mix of devices fails there as it
+    would on CUDA)."""
     from alp_core import new_plugin_manager
 
     pm = new_plugin_manager()

@@ -224,3 +224,4 @@ def test_deepspeed_in_one_process_without_a_launcher(tmp_path, corpus_cache, alp
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert len(_steps(run_dir)) == STEPS
     assert all(torch.isfinite(torch.tensor(_steps(run_dir))).flatten())
+    assert (run_dir / "checkpoints" / "step-00000004" / "deepspeed").is_dir()  # saved too

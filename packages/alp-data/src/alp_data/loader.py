@@ -120,9 +120,6 @@ class BadClipBudget:
 
     def over_budget_message(self) -> str:
         """The error once over: counts by reason, the first paths, where the list is."""
-        return self._over_budget_message()
-
-    def _over_budget_message(self) -> str:
         reasons = ", ".join(f"{reason} {n}" for reason, n in self.summary().items())
         shown = [c.path for c in self.skipped[:_SHOWN]]
         more = f" and {self.count - len(shown)} more" if self.count > len(shown) else ""
@@ -194,7 +191,12 @@ def build_loader(
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Set ``epoch`` on the loader's sampler and dataset (before ``iter(loader)``)."""
+    """Set ``epoch`` on the loader's sampler and dataset (before ``iter(loader)``); a loader
+    with its own ``set_epoch`` (the shard stream's) is told itself."""
+    own = getattr(loader, "set_epoch", None)
+    if callable(own):
+        own(epoch)
+        return
     for obj in (loader.batch_sampler, loader.dataset):
         setter = getattr(obj, "set_epoch", None)
         if setter is not None:

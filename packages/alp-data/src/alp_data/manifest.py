@@ -151,6 +151,13 @@ def _number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float (json reads 400 digits so)
+        return False
+
+
 def _check_captions(caps: Any, path: str, line: int) -> tuple[tuple[str, ...], tuple]:
     """Captions as strings or ``{"text", "style"?, "source"?}`` objects -> (texts, info)."""
     if not isinstance(caps, list) or not caps:
@@ -190,7 +197,7 @@ def _check_row(row: Any, path: str, line: int, manifest_dir: str) -> ManifestEnt
     for key in ("duration", "offset"):
         value = row.get(key, 0.0)
         # json reads NaN, Infinity and 1e999 as floats: a finite number is asked for
-        if not _number(value) or not math.isfinite(value) or value < 0:
+        if not _number(value) or not _finite(value) or value < 0:
             raise _fail(path, line, key, f"got {value!r}", "a finite number of seconds >= 0")
     for key, low in (("sample_rate", 1), ("channels", 0)):
         value = row.get(key, 0)

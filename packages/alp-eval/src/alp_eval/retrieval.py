@@ -23,6 +23,13 @@ def build_gallery(captions: list[tuple[str, ...]], dedupe: bool = True) -> tuple
     With ``dedupe`` every distinct caption string is one gallery item, relevant to every clip
     that has it; otherwise each caption occurrence is its own item, relevant to its clip only.
     """
+    texts, relevant, _ = _gallery(captions, dedupe)
+    return texts, relevant
+
+
+def _gallery(captions: list[tuple[str, ...]], dedupe: bool
+             ) -> tuple[list[str], Tensor, list[tuple[int, int]]]:
+    """:func:`build_gallery` and each caption occurrence's ``(clip, gallery column)``."""
     texts: list[str] = []
     index: dict[str, int] = {}
     pairs: list[tuple[int, int]] = []
@@ -39,21 +46,7 @@ def build_gallery(captions: list[tuple[str, ...]], dedupe: bool = True) -> tuple
     if pairs:
         index_tensor = torch.tensor(pairs)
         relevant[index_tensor[:, 0], index_tensor[:, 1]] = True
-    return texts, relevant
-
-
-def _occurrences(captions: list[tuple[str, ...]], texts: list[str], dedupe: bool
-                 ) -> tuple[list[int], list[int]]:
-    """Each caption occurrence's clip and gallery column (:func:`build_gallery`'s order)."""
-    first: dict[str, int] = {}
-    for col, text in enumerate(texts):
-        first.setdefault(text, col)
-    clips, cols = [], []
-    for clip, caps in enumerate(captions):
-        for text in caps:
-            clips.append(clip)
-            cols.append(first[text] if dedupe else len(cols))
-    return clips, cols
+    return texts, relevant, pairs
 
 
 class RetrievalTask:
@@ -92,7 +85,7 @@ class RetrievalTask:
         if ctx.embed_text is None or test.audio_embeds is None:
             log.warning("retrieval skipped: the model has no joint audio-text embedding space")
             return []
-        texts, relevant = build_gallery(test.captions, self.config.dedupe_captions)
+        texts, relevant, pairs = _gallery(test.captions, self.config.dedupe_captions)
         has_caption = relevant.any(1)
         if not texts or int(has_caption.sum()) == 0:
             log.warning("retrieval skipped: the test split has no captions")
@@ -108,7 +101,7 @@ class RetrievalTask:
         a2t = retrieval_metrics(similarity[has_caption], relevant[has_caption], ks, map_k)
         # text->audio: one query per caption occurrence, only its own clip relevant (the
         # AudioCaps/Clotho protocol), whether or not the gallery merged identical strings
-        clips, cols = _occurrences(test.captions, texts, self.config.dedupe_captions)
+        clips, cols = [c for c, _ in pairs], [t for _, t in pairs]
         own = torch.zeros(len(clips), len(test), dtype=torch.bool)
         own[torch.arange(len(clips)), torch.tensor(clips)] = True
         t2a = retrieval_metrics(similarity.T[torch.tensor(cols)], own, ks, map_k)

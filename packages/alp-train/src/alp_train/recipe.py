@@ -290,8 +290,7 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
             summary = train(engine, task, train_loader, plan, progress, checkpointer, mlog,
                             budget, data, cfg, info)
         except BadClipBudgetExceeded:  # every rank at the same step: gather the lists
-            clips = [BadClip(**c) for rank in gather_objects(
-                [asdict(c) for c in budget.skipped], info) for c in rank]
+            clips = [BadClip(**c) for c in _every_rank_skipped(budget, info)]
             if info.is_main:
                 write_skipped_jsonl(path / SKIPPED_CLIPS_FILE, clips, data.bad_rows)
             raise
@@ -301,8 +300,7 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
             raise
         # the last collectives: every rank's weights shard and skipped clips
         state = engine.full_state_dict()
-        skipped = [c for rank in gather_objects([asdict(c) for c in budget.skipped], info)
-                   for c in rank]
+        skipped = _every_rank_skipped(budget, info)
         if not info.is_main:
             return path  # rank 0 alone saves and evaluates; nobody waits for it
         report = save_and_evaluate(resolved, state or {}, objective, data, info, budget,
@@ -339,6 +337,16 @@ def setup_engine(resolved: ResolvedRun, info: DistInfo, task: TrainTask, plan: T
             optimizer=optimizer, total_steps=max(plan.total_steps, 1),
             steps_per_epoch=max(plan.steps_per_epoch, 1)))
     return engine
+
+
+def _every_rank_skipped(budget: BadClipBudget, info: DistInfo) -> list[dict[str, Any]]:
+    """Every rank's skipped clips, each once (a resumed run gives every rank the clips its
+    checkpoint listed, and a clip may fail on two ranks in different epochs); a collective."""
+    distinct: dict[tuple[str, str], dict[str, Any]] = {}
+    for rank in gather_objects([asdict(c) for c in budget.skipped], info):
+        for clip in rank:
+            distinct.setdefault((str(clip.get("id")), str(clip.get("path"))), clip)
+    return list(distinct.values())
 
 
 def restore(checkpointer: Checkpointer, budget: BadClipBudget, info: DistInfo, seed: int,

@@ -93,8 +93,9 @@ def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
 
 
 def _audio_bytes(entry: ManifestEntry) -> tuple[str, bytes, float]:
-    """``(codec extension, bytes, seconds)`` of the clip: the file itself, or its segment
-    re-encoded as FLAC when the clip is a part of a longer file."""
+    """``(codec extension, bytes, seconds)`` of the clip: the file itself, or, when the clip
+    is a part of a longer file, its segment re-encoded (FLAC for integer PCM of up to 24 bits,
+    else a float WAV: see :data:`_SEGMENT_CODECS`)."""
     try:
         with fsspec.open(entry.audio, "rb") as handle:
             raw = handle.read()
@@ -154,6 +155,20 @@ def _write_one(task: dict[str, Any]) -> dict[str, Any]:
     # leaves no partial shard under a shard's name
     fs, final = fsspec.core.url_to_fs(task["url"])
     partial = f"{final}.partial"
+    try:
+        _write_records(task, fs, partial, durations, skipped)
+    except BaseException:
+        if fs.exists(partial):
+            fs.rm(partial)
+        raise
+    fs.mv(partial, final)
+    size = int(fs.size(final))
+    return {"url": task["url"], "durations": durations, "bytes": size, "skipped": skipped}
+
+
+def _write_records(task: dict[str, Any], fs: Any, partial: str, durations: list[float],
+                   skipped: list[dict[str, str]]) -> None:
+    """The shard's records into the tar at ``partial``; fills ``durations`` and ``skipped``."""
     with fs.open(partial, "wb") as raw, \
             tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for row in task["rows"]:
@@ -174,9 +189,6 @@ def _write_one(task: dict[str, Any]) -> dict[str, Any]:
             tar.addfile(*_member(f"{key}.json", json.dumps(meta, ensure_ascii=False)
                                  .encode("utf-8")))
             durations.append(float(meta["duration"]))
-    fs.mv(partial, final)
-    size = int(fs.size(final))
-    return {"url": task["url"], "durations": durations, "bytes": size, "skipped": skipped}
 
 
 def _row(entry: ManifestEntry) -> dict[str, Any]:

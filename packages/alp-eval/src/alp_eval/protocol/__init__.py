@@ -29,7 +29,9 @@ class FrameEncoder(Protocol):
     ``frames(waves)`` takes mono float waves at ``sample_rate`` and returns the frame
     embeddings (B, T, D) (zero or anything past each length), their lengths (B,) and the
     seconds per frame; ``fingerprint`` is a stable hash of the weights and config (the cache
-    key).
+    key, with the clips and settings). An encoder may also have ``device``, where its
+    features are computed: it joins the cache key, since a GPU's float32 FFT rounds otherwise
+    than the CPU's (without it the CPU is assumed).
     """
 
     fingerprint: str

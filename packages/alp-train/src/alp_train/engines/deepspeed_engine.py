@@ -16,6 +16,7 @@ features to meet them, which fails in the first layer.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -116,12 +117,14 @@ def _merge(ours: dict[str, Any], user: dict[str, Any], where: str, prefix: str =
     return out
 
 
-def _single_process_rendezvous() -> None:
+def _single_process_rendezvous() -> dict[str, str | None]:
     """The env:// facts DeepSpeed's process group needs, for one process that no launcher
-    started (``train.nproc=1``: one GPU with ZeRO-Offload, say); set only where missing."""
-    import os
+    started (``train.nproc=1``: one GPU with ZeRO-Offload, say); set only where missing.
+    Returns the previous values, to restore once DeepSpeed has started."""
     import socket
 
+    keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    saved = {key: os.environ.get(key) for key in keys}
     if "MASTER_PORT" not in os.environ:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -129,6 +132,7 @@ def _single_process_rendezvous() -> None:
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
                        ("MASTER_ADDR", "127.0.0.1")):
         os.environ.setdefault(key, value)
+    return saved
 
 
 class DeepSpeedZeroEngine(Engine):
@@ -157,8 +161,17 @@ class DeepSpeedZeroEngine(Engine):
     def setup(self, task: nn.Module, build_optimizer: BuildOptimizer,
               build_schedule: BuildSchedule) -> None:
         optimizer = build_optimizer(self._place(task))
-        if not self.dist.distributed:
-            _single_process_rendezvous()
+        saved = _single_process_rendezvous() if not self.dist.distributed else {}
+        try:
+            self._initialize(optimizer, build_schedule)
+        finally:  # the env:// facts were for DeepSpeed's start only (launched_by_torchrun
+            for key, value in saved.items():  # reads them)
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def _initialize(self, optimizer: Any, build_schedule: BuildSchedule) -> None:
         self.deepspeed.init_distributed(
             dist_backend="nccl" if self.device.type == "cuda" else "gloo",
             auto_mpi_discovery=False, verbose=False)
