@@ -23,7 +23,9 @@ padded batch of 32 loader clips for the device rows.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -119,6 +121,7 @@ def main() -> None:
     torch.set_num_threads(1)
     device = torch.device(args.device)
     folder = Path(tempfile.mkdtemp(prefix="alp-fbank-precision-"))
+    atexit.register(shutil.rmtree, folder, True)  # the written clips go when the run ends
     clips = write_clips(folder, num_clips=args.clips)
     sets = {"tones": tones(),
             "loader": [load_audio(e.audio, SAMPLE_RATE) for e in clips]}

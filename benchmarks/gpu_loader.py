@@ -35,7 +35,9 @@ device (cProfile and torch.profiler tables).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -143,6 +145,7 @@ def main() -> None:
     tokenizer = CaptionTokenizer(args.tokenizer or str(minilm_model_dir()))
     workers = [int(n) for n in args.workers.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="alp-gpu-loader-"))
+    atexit.register(shutil.rmtree, folder, True)  # the written clips go when the run ends
     clips = write_clips(folder, num_clips=args.clips)
     fbank = Fbank()
     result: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda"
