@@ -94,12 +94,7 @@ def gather_objects(value: Any, info: DistInfo) -> list[Any]:
 
 def all_agree(flag: bool, info: DistInfo) -> bool:
     """True when ``flag`` holds on every rank (one tiny all-reduce)."""
-    if not info.distributed:
-        return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32,
-                     device=info.device if info.device.type == "cuda" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return bool(t.item())
+    return agree_each([flag], info)[0]
 
 
 def agree_each(flags: list[bool], info: DistInfo) -> list[bool]:

@@ -122,8 +122,6 @@ def _audio_bytes(entry: ManifestEntry) -> tuple[str, bytes, float]:
             # else (float, 32-bit, lossy codecs) as a float WAV of the decoded samples, which
             # keeps values past +-1 (a FLAC of clipped floats changed the features)
             fmt, stored, dtype = _SEGMENT_CODECS.get(subtype, ("WAV", "FLOAT", "float32"))
-            if subtype == "DOUBLE":
-                stored, dtype = "DOUBLE", "float64"
             data = snd.read(int(round(entry.duration * native)), dtype=dtype, always_2d=True)
     except DataError:
         raise
@@ -144,6 +142,7 @@ _SEGMENT_CODECS = {
     "PCM_16": ("FLAC", "PCM_16", "int16"), "PCM_S8": ("FLAC", "PCM_16", "int16"),
     "PCM_U8": ("FLAC", "PCM_16", "int16"), "ULAW": ("FLAC", "PCM_16", "int16"),
     "ALAW": ("FLAC", "PCM_16", "int16"), "PCM_24": ("FLAC", "PCM_24", "int32"),
+    "DOUBLE": ("WAV", "DOUBLE", "float64"),
 }
 
 
