@@ -90,3 +90,49 @@ def test_drop_last_keeps_a_bucket_s_last_batch_when_it_is_full():
     partial = DurationBucketSampler([1.0] * 10, max_batch_seconds=100.0, max_batch_size=4,
                                     num_buckets=1, shuffle=False, drop_last=True)
     assert list(partial) == [[0, 1, 2, 3], [4, 5, 6, 7]]  # [8, 9] could take more: dropped
+
+
+@pytest.mark.parametrize(("n", "batch", "world"), [(9, 2, 2), (10, 4, 3), (13, 4, 4), (5, 3, 4),
+                                                   (1, 2, 1)])
+def test_even_batches_read_every_clip_once_with_equal_counts(n, batch, world):
+    from alp_data.sampler import EvenBatchSampler
+
+    shards = [list(EvenBatchSampler(n, batch, shuffle=True, seed=2, rank=r, world_size=world))
+              for r in range(world)]
+    flat = sorted(i for s in shards for b in s for i in b)
+    assert flat == list(range(n))  # every clip once, none dropped
+    assert len({len(s) for s in shards}) == 1  # the same number of batches on every rank
+    assert all(0 < len(b) <= batch for s in shards for b in s)
+
+
+def test_even_batches_on_one_rank_are_the_plain_batches():
+    from torch.utils.data import BatchSampler
+
+    from alp_data.sampler import EvenBatchSampler
+
+    for epoch in (0, 3):
+        even = EvenBatchSampler(11, 4, shuffle=True, seed=5)
+        plain = EpochSampler(11, shuffle=True, seed=5)
+        even.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        assert list(even) == list(BatchSampler(plain, 4, False))
+
+
+def test_equal_batch_counts_splits_the_largest_batch_of_a_short_rank():
+    from alp_data.sampler import equal_batch_counts
+
+    out = equal_batch_counts([[[0, 1, 2], [3, 4, 5], [6]], [[7, 8, 9, 10]]])
+    assert out == [[[0, 1, 2], [3, 4, 5], [6]], [[7], [8], [9, 10]]]
+    # nothing left to split: every rank keeps the shortest count (a warning says so)
+    assert equal_batch_counts([[[0], [1]], [[2]]]) == [[[0]], [[2]]]
+
+
+def test_duration_buckets_without_drop_last_keep_every_clip_over_ranks():
+    durs = _durations(37)
+    shards = [list(DurationBucketSampler(durs, max_batch_seconds=40.0, rank=r, world_size=4))
+              for r in range(4)]
+    assert len({len(s) for s in shards}) == 1
+    assert sorted(i for s in shards for b in s for i in b) == list(range(37))
+    dropped = [list(DurationBucketSampler(durs, max_batch_seconds=40.0, rank=r, world_size=4,
+                                          drop_last=True)) for r in range(4)]
+    assert len({len(s) for s in dropped}) == 1  # training keeps equal shares (and drops)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import types
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,21 @@ def test_a_step_the_loss_scaler_skips_does_not_advance_the_schedule():
     engine.step(True)
     assert lrs == [0, 1]  # a taken step advances it
     assert not all(torch.equal(before[k], p) for k, p in params(task).items())
+
+
+def test_a_validation_without_a_scored_clip_is_logged_as_nan_never_as_the_best(tmp_path: Path):
+    task = make_task()
+    engine = make_engine(task)
+    results = iter([(math.nan, 0), (2.0, 8), (3.0, 8), (1.5, 8)])
+    plan = TrainPlan(epochs=1, micro_batches_per_epoch=4, accum=1, log_every=1,
+                     validate_every=1)
+    with MetricsLog(tmp_path / "metrics.jsonl") as mlog:
+        progress = Progress()
+        train_loop(engine, task, [batch(4, s) for s in range(4)], plan, progress,
+                   Checkpointer(tmp_path / "checkpoints", engine, DistInfo(), keep_last=1),
+                   mlog, on_batch_skipped=lambda skipped: None, set_epoch=lambda e: None,
+                   validate=lambda: next(results), show_progress=False)
+    rows = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["event"] == "validation"]
+    assert [r["best"] for r in rows] == [False, True, False, True]
+    assert [r["val_clips"] for r in rows] == [0, 8, 8, 8]
+    assert progress.best_val_loss == 1.5

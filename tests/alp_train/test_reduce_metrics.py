@@ -48,6 +48,28 @@ class _GatheringTask(torch.nn.Module):
         return types.SimpleNamespace(loss=loss[0])
 
 
+class _PerClipTask(torch.nn.Module):
+    """Loss = mean of id² over the batch (a per-clip loss, so the validation mean over every
+    clip is known); its forward still takes part in a collective."""
+
+    min_batch = 1
+
+    def prepare(self, batch, device):
+        return batch
+
+    def forward(self, step):
+        dist.all_reduce(torch.zeros(1))
+        ids = torch.tensor(step["ids"], dtype=torch.float64)
+        return types.SimpleNamespace(loss=(ids**2).mean())
+
+
+def _collate(items):
+    from alp_data.transform import BadClip
+
+    bad = [BadClip(index=5, id="c5", path="/x/c5.wav", error="truncated", reason="decode")]
+    return {"ids": [i for i in items if i != 5], "skipped": bad if 5 in items else []}
+
+
 class _Loader(list):
     batch_sampler = None
     dataset = None
@@ -113,6 +135,15 @@ def _worker(rank: int, port: int, out: dict) -> None:
         sizes = [[4, 3, 4], [4, 1, 4]][rank]
         loader = _Loader({"ids": list(range(n))} for n in sizes)
         out[f"val{rank}"] = validation_loss(engine, _GatheringTask(), loader)
+        # a real sharded evaluation loader over 9 clips (not a multiple of 2 ranks x batch 2),
+        # clip 5 unreadable: every other clip is scored once, the bad one is reported
+        from alp_data.loader import build_loader
+
+        real = build_loader(list(range(9)), batch_size=2, shuffle=True, num_workers=0,
+                            collator=_collate, seed=3, rank=rank, world_size=2)
+        met: list = []
+        out[f"every{rank}"] = validation_loss(engine, _PerClipTask(), real, on_skipped=met.extend)
+        out[f"met{rank}"] = [c.id for c in met]
         out[f"budget{rank}"] = _budget_run(rank, info)
     finally:
         dist.destroy_process_group()
@@ -134,7 +165,15 @@ def test_every_rank_gets_the_mean_over_the_ranks_that_report_each_key(reduced):
 
 def test_validation_skips_a_batch_only_where_every_rank_does(reduced):
     # both ranks computed batches 1 and 3 (all-reduced sizes 8 and 8), both skipped batch 2
-    assert reduced["val0"] == reduced["val1"] == pytest.approx(8.0)
+    assert reduced["val0"] == reduced["val1"] == (pytest.approx(8.0), 16)
+
+
+def test_validation_over_ranks_scores_every_clip_once_and_reports_bad_ones(reduced):
+    # clips 0..8 without the unreadable 5: mean of id² over the 8 others (the sampler used to
+    # drop the clip left over after an equal split, and bad clips went uncounted)
+    expected = sum(i * i for i in range(9) if i != 5) / 8
+    assert reduced["every0"] == reduced["every1"] == (pytest.approx(expected), 8)
+    assert sorted(reduced["met0"] + reduced["met1"]) == ["c5"]
 
 
 def test_a_rank_over_the_bad_clip_budget_stops_every_rank_at_that_step(reduced):

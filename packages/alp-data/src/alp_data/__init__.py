@@ -27,7 +27,7 @@ _EXPORTS = {
     "AudioCaptionDataset": "dataset", "AudioConfig": "transform", "BadClip": "transform",
     "ClipTransform": "transform",
     "Collator": "collate",
-    "DurationBucketSampler": "sampler", "EpochSampler": "sampler",
+    "DurationBucketSampler": "sampler", "EpochSampler": "sampler", "EvenBatchSampler": "sampler",
     "SKIPPED_CLIPS_FILE": "loader", "BadClipBudget": "loader", "build_loader": "loader",
     "set_loader_epoch": "loader", "write_skipped_jsonl": "loader",
     "map_tasks": "parallel",

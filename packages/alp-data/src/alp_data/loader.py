@@ -24,7 +24,12 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 from alp_core.errors import ConfigError, DataError
 from alp_data.collate import Collator
 from alp_data.manifest import BadRow, is_url
-from alp_data.sampler import DurationBucketSampler, EpochSampler, ResumableBatchSampler
+from alp_data.sampler import (
+    DurationBucketSampler,
+    EpochSampler,
+    EvenBatchSampler,
+    ResumableBatchSampler,
+)
 from alp_data.scrub import scrub_url
 from alp_data.transform import BadClip
 
@@ -183,6 +188,9 @@ def build_loader(
             num_buckets=num_buckets, shuffle=shuffle, seed=seed, drop_last=drop_last,
             rank=rank, world_size=world_size,
         )
+    elif world_size > 1 and not drop_last:  # evaluation over ranks: keep every clip
+        batches = EvenBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=seed,
+                                   rank=rank, world_size=world_size)
     else:
         sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank,
                                world_size=world_size)

@@ -2,11 +2,14 @@
 
 Both derive the order from ``(seed, epoch)`` only, so a resumed run replays the same batches,
 and both can shard the order over data-parallel ranks (every rank computes the same global
-order and keeps its share; ranks get equal counts so collective ops stay in step).
+order and keeps its share; ranks get equal counts so collective ops stay in step). Training
+(``drop_last``) cuts the remainder; evaluation keeps every clip: a rank short of batches
+splits its largest batch in two, as the shard stream's plan does.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -14,12 +17,40 @@ from torch.utils.data import Sampler
 
 from alp_core.errors import ConfigError
 
-__all__ = ["DurationBucketSampler", "EpochSampler", "ResumableBatchSampler"]
+__all__ = ["DurationBucketSampler", "EpochSampler", "EvenBatchSampler",
+           "ResumableBatchSampler", "equal_batch_counts"]
+
+log = logging.getLogger(__name__)
 
 
 def _check_rank(rank: int, world_size: int) -> None:
     if world_size < 1 or not 0 <= rank < world_size:
         raise ConfigError(f"rank {rank} / world_size {world_size}: need 0 <= rank < world_size")
+
+
+def equal_batch_counts(per_rank: list[list[list[int]]]) -> list[list[list[int]]]:
+    """Every rank's batches, made the same number per rank without dropping a clip: a rank
+    short of batches splits its largest batch in two until it has as many as the longest.
+
+    Only when a short rank has nothing left to split (every batch one clip) are all ranks cut
+    to the shortest count, with a warning naming how many batches are left out.
+    """
+    ranks = [[list(b) for b in batches] for batches in per_rank]
+    target = max((len(b) for b in ranks), default=0)
+    for batches in ranks:
+        while len(batches) < target:
+            j = max(range(len(batches)), key=lambda i: len(batches[i]), default=None)
+            if j is None or len(batches[j]) < 2:
+                break
+            half = len(batches[j]) // 2
+            batches[j:j + 1] = [batches[j][:half], batches[j][half:]]
+    counts = [len(b) for b in ranks]
+    if min(counts, default=0) < target:
+        log.warning("ranks differ in batches (%s) and cannot split more; keeping %d on every "
+                    "rank, so %d batches are not read this epoch", counts, min(counts),
+                    sum(counts) - min(counts) * len(counts))
+        return [b[: min(counts)] for b in ranks]
+    return ranks
 
 
 class EpochSampler(Sampler[int]):
@@ -49,6 +80,44 @@ class EpochSampler(Sampler[int]):
         return iter(order.tolist())
 
 
+class EvenBatchSampler(Sampler[list[int]]):
+    """Batches of ``batch_size`` over every clip, sharded without dropping any (evaluation).
+
+    The epoch's order (shuffled from ``(seed, epoch)`` when ``shuffle``) is strided over the
+    ranks (``order[rank::world_size]``, counts differing by at most one) and cut into
+    batches; ranks are then given the same batch count by :func:`equal_batch_counts`, so
+    every clip is read exactly once per epoch and collectives stay in step.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        _check_rank(rank, world_size)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.num_items, self.batch_size = num_items, batch_size
+        self.shuffle, self.seed = shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _all_ranks(self) -> list[list[list[int]]]:
+        order = np.arange(self.num_items)
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
+        shares = [order[r :: self.world_size].tolist() for r in range(self.world_size)]
+        return equal_batch_counts([[s[i:i + self.batch_size]
+                                    for i in range(0, len(s), self.batch_size)]
+                                   for s in shares])
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._all_ranks()[self.rank])
+
+    def __len__(self) -> int:
+        return len(self._all_ranks()[self.rank])
+
+
 class DurationBucketSampler(Sampler[list[int]]):
     """Batches of clips of similar duration whose padded size stays under a budget.
 
@@ -56,7 +125,9 @@ class DurationBucketSampler(Sampler[list[int]]):
     equal-count buckets; within each bucket the clips are shuffled and packed greedily while
     ``max(duration) * count <= max_batch_seconds`` (and ``count <= max_batch_size``); the
     batches of all buckets are then shuffled. A clip longer than the budget gets its own
-    batch. With ``drop_last`` each bucket's final, under-filled batch is dropped.
+    batch. With ``drop_last`` each bucket's final, under-filled batch is dropped, and over
+    several ranks the batches left after an equal share each; without it every clip is kept
+    (:func:`equal_batch_counts`).
     """
 
     def __init__(
@@ -125,13 +196,19 @@ class DurationBucketSampler(Sampler[list[int]]):
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def _mine(self) -> list[list[int]]:
         batches = self.global_batches()
-        keep = len(batches) // self.world_size * self.world_size
-        return iter(batches[:keep][self.rank :: self.world_size])
+        if self.drop_last:
+            keep = len(batches) // self.world_size * self.world_size
+            return batches[:keep][self.rank :: self.world_size]
+        shares = [batches[r :: self.world_size] for r in range(self.world_size)]
+        return equal_batch_counts(shares)[self.rank]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._mine())
 
     def __len__(self) -> int:
-        return len(self.global_batches()) // self.world_size
+        return len(self._mine())
 
 
 class ResumableBatchSampler(Sampler[list[int]]):

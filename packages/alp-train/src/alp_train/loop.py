@@ -80,7 +80,7 @@ def train_loop(
     on_batch_skipped: Callable[[list[Any]], bool | None],
     set_epoch: Callable[[int], None],
     stop: StopFlag | None = None,
-    validate: Callable[[], float] | None = None,
+    validate: Callable[[], tuple[float, int]] | None = None,
     show_progress: bool = True,
     flop_counter: Callable[[Callable[[], None]], float] | None = None,
     on_over_budget: Callable[[bool], None] | None = None,
@@ -227,12 +227,14 @@ def train_loop(
                         progress.audio_seconds * info.world_size, flops)
 
 
-def _validate(validate: Callable[[], float], progress: Progress, checkpointer: Checkpointer,
-              mlog: MetricsLog, engine: Engine) -> None:
-    loss = validate()
+def _validate(validate: Callable[[], tuple[float, int]], progress: Progress,
+              checkpointer: Checkpointer, mlog: MetricsLog, engine: Engine) -> None:
+    loss, clips = validate()
     best = progress.best_val_loss
-    improved = best is None or (math.isfinite(loss) and loss < best)
-    mlog.write("validation", step=progress.step, val_loss=round(loss, 6), best=improved)
+    # a NaN (no batch scored, or a diverged model) is logged but never kept as the best
+    improved = math.isfinite(loss) and (best is None or loss < best)
+    mlog.write("validation", step=progress.step, val_loss=round(loss, 6), val_clips=clips,
+               best=improved)
     if improved:
         progress.best_val_loss = loss
         checkpointer.save_best(progress)

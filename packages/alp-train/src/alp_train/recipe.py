@@ -12,6 +12,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -421,16 +422,17 @@ def train(engine: Engine, task: TrainTask, loader: Any, plan: TrainPlan, progres
           checkpointer: Checkpointer, mlog: MetricsLog, budget: BadClipBudget, data: RunData,
           cfg: Any, info: DistInfo) -> TrainSummary:
     """Run the loop with preemption handling and the optional validation loss."""
-    validate = None
-    if cfg.train.validate_every:
-        val_loader = data.loader(cfg, "test", info, train=False, batch_size=cfg.data.batch_size,
-                                 sharded=True)
-        validate = lambda: validation_loss(engine, task, val_loader)  # noqa: E731
-
     def on_skipped(clips: list[Any]) -> bool:
         budget.update(clips, check=False)  # the loop stops every rank together when over
         progress.skipped_clips = [asdict(c) for c in budget.skipped]
         return budget.over
+
+    validate = None
+    if cfg.train.validate_every:
+        val_loader = data.loader(cfg, "test", info, train=False, batch_size=cfg.data.batch_size,
+                                 sharded=True)
+        validate = lambda: validation_loss(  # noqa: E731
+            engine, task, val_loader, on_skipped=on_skipped)
 
     def over_budget(local: bool) -> None:
         if local:
@@ -454,14 +456,23 @@ def train(engine: Engine, task: TrainTask, loader: Any, plan: TrainPlan, progres
 
 
 @torch.no_grad()
-def validation_loss(engine: Engine, task: TrainTask, loader: Any) -> float:
-    """Mean loss over the held-out clips (every rank its share), in eval mode."""
+def validation_loss(engine: Engine, task: TrainTask, loader: Any,
+                    on_skipped: Callable[[list[Any]], Any] | None = None) -> tuple[float, int]:
+    """Mean loss over the held-out clips (every rank its share), in eval mode, and the number
+    of clips it averages over (all ranks). NaN when no batch could be scored.
+
+    The loader shards without dropping clips (ranks get equal batch counts); a batch is left
+    out only where some rank holds fewer clips than the objective needs (every rank agrees,
+    since a contrastive forward gathers across ranks). Bad clips met are passed to
+    ``on_skipped`` (the run's bad-clip budget), as in training.
+    """
     task.eval()
     total, count = 0.0, 0
     try:
         set_loader_epoch(loader, 0)
         for batch in loader:
-            # agreed by every rank: a contrastive objective gathers across ranks in its forward
+            if on_skipped is not None and batch.get("skipped"):
+                on_skipped(batch["skipped"])
             if not all_agree(len(batch["ids"]) >= task.min_batch, engine.dist):
                 continue
             with engine.autocast():
@@ -471,7 +482,8 @@ def validation_loss(engine: Engine, task: TrainTask, loader: Any) -> float:
     finally:
         task.train()
     sums = engine.reduce_metrics({"total": total, "count": float(count)})
-    return sums["total"] / max(sums["count"], 1e-9)
+    clips = round(sums["count"] * engine.dist.world_size)  # reduce_metrics gives the mean
+    return (sums["total"] / sums["count"] if sums["count"] > 0 else math.nan), clips
 
 
 def evaluate_run(resolved: ResolvedRun, model: Any, objective: Objective, data: RunData,
