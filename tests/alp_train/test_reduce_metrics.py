@@ -1,6 +1,6 @@
 """Two gloo processes: metric means over ranks that report different keys, validation
-batches skipped only when every rank skips them, and a bad-clip budget that stops every rank
-at the same step.
+batches skipped only when every rank skips them, a bad-clip budget that stops every rank
+at the same step, and checkpoints that keep every rank's skipped clips.
 
 Captioning reports its per-mode token accuracy only when a rank's batch had rows of that mode,
 so at a log step the ranks' metric dicts can differ. Each rank packing its own sorted keys
@@ -118,6 +118,29 @@ def _budget_run(rank: int, info: DistInfo) -> tuple[int, bool]:
     return -1, False
 
 
+def _checkpoint_round_trip(rank: int, info: DistInfo, port: int) -> list[str]:
+    """Each rank saves with its own skipped clips; returns what this rank resumes with."""
+    import shutil
+    import tempfile
+
+    from tests.alp_train.test_loop import make_engine, make_task
+
+    from alp_train.checkpoint import Checkpointer, Progress
+
+    folder = os.path.join(tempfile.gettempdir(), f"alp-ckpt-test-{port}")
+    engine = make_engine(make_task())
+    engine.dist = info
+    progress = Progress(step=3, skipped_clips=[{"id": f"bad-of-rank-{rank}", "path": "/x"}])
+    checkpointer = Checkpointer(folder, engine, info, keep_last=1)
+    try:
+        loaded = checkpointer.load(checkpointer.save(progress))
+        return [c["id"] for c in loaded.skipped_clips]
+    finally:
+        dist.barrier()
+        if rank == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _worker(rank: int, port: int, out: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     # a rank left waiting in a mismatched collective fails in 30 s instead of hanging
@@ -145,6 +168,7 @@ def _worker(rank: int, port: int, out: dict) -> None:
         out[f"every{rank}"] = validation_loss(engine, _PerClipTask(), real, on_skipped=met.extend)
         out[f"met{rank}"] = [c.id for c in met]
         out[f"budget{rank}"] = _budget_run(rank, info)
+        out[f"resumed{rank}"] = _checkpoint_round_trip(rank, info, port)
     finally:
         dist.destroy_process_group()
 
@@ -186,3 +210,9 @@ def test_a_rank_over_the_bad_clip_budget_stops_every_rank_at_that_step(reduced):
 def test_one_process_returns_its_metrics():
     engine = types.SimpleNamespace(dist=DistInfo(), device=torch.device("cpu"), world_size=1)
     assert Engine.reduce_metrics(engine, {"loss": 1.5}) == {"loss": 1.5}
+
+
+def test_every_rank_resumes_with_its_own_skipped_clips(reduced):
+    # the checkpoint held rank 0's list only, so a resumed run forgot rank 1's bad clips
+    assert reduced["resumed0"] == ["bad-of-rank-0"]
+    assert reduced["resumed1"] == ["bad-of-rank-1"]

@@ -5,7 +5,8 @@ A training checkpoint is a folder ``checkpoints/step-00000120/`` holding
 - ``model.safetensors``: every weight of the task (model + objective), gathered on rank 0;
 - the engine's state: ``engine.{json,safetensors}`` (optimizer, schedule, loss scaler) for the
   torch engines, DeepSpeed's own sharded folder ``deepspeed/`` for ZeRO;
-- ``progress.json``: step, epoch, batches consumed in the epoch, counters, skipped clips;
+- ``progress.json``: step, epoch, batches consumed in the epoch, counters, rank 0's skipped
+  clips; ``skipped_clips.json``: every rank's skipped clips (each rank resumes with its own);
 - ``rng.{json,safetensors}``: every rank's torch (CPU and CUDA), numpy and Python RNG states.
 
 It is written under a temporary name and renamed into place, then ``checkpoints/latest`` is
@@ -35,6 +36,7 @@ __all__ = ["Checkpointer", "Progress", "latest_checkpoint", "load_weights", "sav
 
 WEIGHTS = "model.safetensors"
 META = "checkpoint.json"
+SKIPPED = "skipped_clips.json"  # in a checkpoint: every rank's skipped clips so far
 
 
 @dataclass
@@ -141,10 +143,12 @@ class Checkpointer:
         self.engine.save_state(tmp)
         state = self.engine.full_state_dict() if self.gather_weights else None
         rngs = gather_objects(rng_state(), self.dist)
+        skipped = gather_objects(progress.skipped_clips, self.dist)  # each rank's own list
         if self.dist.is_main:
             if state is not None:
                 save_model(tmp, state)
             save_state({"ranks": rngs}, tmp, "rng")
+            atomic_write_text(tmp / SKIPPED, json.dumps({"ranks": skipped}))
             atomic_write_text(tmp / "progress.json", json.dumps(asdict(progress), indent=2))
             shutil.rmtree(final, ignore_errors=True)
             tmp.replace(final)
@@ -184,4 +188,8 @@ class Checkpointer:
             raise RuntimeError(f"{path} was written by {len(rngs)} processes; resume it with "
                                f"train.nproc={len(rngs)} (this run has {self.dist.world_size})")
         set_rng_state(rngs[self.dist.rank])
-        return Progress(**json.loads((path / "progress.json").read_text()))
+        progress = Progress(**json.loads((path / "progress.json").read_text()))
+        if (path / SKIPPED).is_file():  # progress.json holds rank 0's; every rank its own
+            progress.skipped_clips = json.loads((path / SKIPPED).read_text())["ranks"][
+                self.dist.rank]
+        return progress
