@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import dataclasses
 import shutil
 import sys
 import types
@@ -218,8 +219,16 @@ def test_task_end_to_end_pretrained_vs_random(library, tiny):
                                   batch_size=8, notes=notes)
     assert notes == {}
     trained, random = (results[k][0] for k in ("pretrained", "random-init"))
-    assert trained.task == "captioning" and trained.primary == "CIDEr-D"
-    assert list(trained.metrics) == ["CIDEr-D", *BLEU, "ROUGE-L"]
+    # scores over the simple tokens are marked: they are not the published (PTB) metric
+    assert trained.task == "captioning" and trained.primary == "CIDEr-D (simple tokens)"
+    assert list(trained.metrics) == [f"{m} (simple tokens)" for m in ("CIDEr-D", *BLEU,
+                                                                      "ROUGE-L")]
+    assert trained.details["tokenizer"] == "simple"
+    trained, random = (dataclasses.replace(r, primary=r.primary.removesuffix(" (simple tokens)"),
+                                           metrics={k.removesuffix(" (simple tokens)"): v
+                                                    for k, v in r.metrics.items()})
+                       for r in (trained, random))
+    results = {"pretrained": [trained], "random-init": [random]}
     assert trained.details["n_clips"] == len(CAPTIONS) and trained.details["n_references"] == 6
     assert [s["id"] for s in trained.details["samples"]] == ["clip0", "clip1"]
     assert trained.details["samples"][0]["references"] == list(CAPTIONS[0])
@@ -238,7 +247,7 @@ def test_task_caps_clips_and_tokens(library, tiny):
                                            tokenizer="simple"))
     (result,) = evaluate(model, [task], loaders, device=torch.device("cpu"), seed=0,
                          batch_size=8)
-    assert result.primary == "BLEU-1" and result.details["n_clips"] == 2
+    assert result.primary == "BLEU-1 (simple tokens)" and result.details["n_clips"] == 2
     assert result.details["decoding"] == {"max_tokens": 4, "num_beams": 1}
     assert all(len(s["generated"].split()) <= 3 for s in result.details["samples"])
     samples = caption_samples(model, loaders["test"], torch.device("cpu"), count=4)
@@ -253,6 +262,13 @@ def test_meteor_with_java(library):
     same = caption_metrics(["a dog barks twice at the gate", "rain falls on a tin roof"], refs,
                            metrics=["METEOR"], tokenizer="simple")
     assert same["METEOR"] > 0.9
+
+
+def test_only_ptb_token_scores_carry_the_published_metric_names():
+    from alp_eval.captioning import reported_name
+
+    assert reported_name("CIDEr-D", "ptb") == "CIDEr-D"
+    assert reported_name("CIDEr-D", "simple") == "CIDEr-D (simple tokens)"
 
 
 class _Encoder:

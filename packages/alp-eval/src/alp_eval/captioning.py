@@ -6,7 +6,8 @@ Java (its jar ships with the library); SPICE, and so SPIDEr = mean(CIDEr-D, SPIC
 the Stanford CoreNLP 3.6.0 jars, which the library downloads on first use; here they are never
 downloaded: without them SPICE and SPIDEr are reported as unavailable. Captions are tokenized as
 in COCO (Stanford PTB tokenizer, lower case, punctuation dropped) when Java is present, else by
-a simple lower-case word split (``tokenizer`` says which). CIDEr-D takes its document
+a simple lower-case word split (``tokenizer`` says which; the task's metric names then say
+``CIDEr-D (simple tokens)``, since such scores are not the published metric). CIDEr-D takes its document
 frequencies from the references scored together, so it is a corpus metric: score whole test
 sets, not single clips (one clip scores 0). Nothing here imports torch or the library at
 module level, so registering the task stays cheap.
@@ -35,6 +36,7 @@ __all__ = [
     "CaptioningTask",
     "available_metrics",
     "caption_metrics",
+    "reported_name",
     "unavailable_metrics",
 ]
 
@@ -116,6 +118,12 @@ def _simple_tokens(text: str) -> str:
 def caption_tokenizer_used(tokenizer: Tokenizer) -> str:
     """The tokenizer ``tokenizer`` resolves to here: ``ptb`` (needs Java) or ``simple``."""
     return "ptb" if tokenizer == "ptb" or (tokenizer == "auto" and _java()) else "simple"
+
+
+def reported_name(metric: str, tokenizer: str) -> str:
+    """A metric's name in a report: the library's for COCO's PTB tokens, else marked with the
+    tokenizer (``CIDEr-D (simple tokens)``)."""
+    return metric if tokenizer == "ptb" else f"{metric} ({tokenizer} tokens)"
 
 
 def _tokenize(groups: list[list[str]], tokenizer: Tokenizer) -> list[list[str]]:
@@ -317,17 +325,22 @@ class CaptioningTask:
         references = [[r for r in refs_by_id[i] if r.strip()] for i in ids]
         metrics = caption_metrics(candidates, references, metrics=wanted,
                                   tokenizer=cfg.tokenizer)
+        used = caption_tokenizer_used(cfg.tokenizer)
+        # scores over other tokens than COCO's PTB ones are not the published metric: their
+        # names say so, so a report or a comparison never sets them beside PTB scores
+        metrics = {reported_name(name, used): v for name, v in metrics.items()}
         details: dict[str, Any] = {
             "n_clips": len(ids),
             "n_references": sum(len(r) for r in references),
             "n_without_reference": len(generated) - len(ids),
             "empty_captions": sum(1 for c in candidates if not c.strip()),
             "decoding": kwargs,
-            "tokenizer": caption_tokenizer_used(cfg.tokenizer),
+            "tokenizer": used,
             "library": _library_version(),
             "skipped_metrics": skipped,
             "samples": [{"id": i, "generated": generated[i], "references": list(refs_by_id[i])}
                         for i in ids[: cfg.samples]],
         }
-        primary = PRIMARY if PRIMARY in metrics else next(iter(metrics))
+        primary = reported_name(PRIMARY, used)
+        primary = primary if primary in metrics else next(iter(metrics))
         return [TaskResult(self.name, metrics, primary=primary, details=details)]
