@@ -8,9 +8,9 @@ downloaded: without them SPICE and SPIDEr are reported as unavailable. Captions 
 in COCO (Stanford PTB tokenizer, lower case, punctuation dropped) when Java is present, else by
 a simple lower-case word split (``tokenizer`` says which; the task's metric names then say
 ``CIDEr-D (simple tokens)``, since such scores are not the published metric). CIDEr-D takes
-its document frequencies from the references scored together, so it is a corpus metric: score whole test
-sets, not single clips (one clip scores 0). Nothing here imports torch or the library at
-module level, so registering the task stays cheap.
+its document frequencies from the references scored together, so it is a corpus metric: score
+whole test sets, not single clips (one clip scores 0). Nothing here imports torch or the
+library at module level, so registering the task stays cheap.
 """
 
 from __future__ import annotations
