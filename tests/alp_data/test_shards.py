@@ -260,6 +260,36 @@ def test_stream_and_map_style_give_the_same_features_for_a_clip(demo):
             assert batch["captions"][row] == item["caption"]
 
 
+def test_windows_of_a_file_give_the_same_audio_from_files_and_from_shards(tmp_path):
+    # a window that starts at 0 s was decoded whole from files (8 s here) but cut to its
+    # 3 s in shards; a duration rounded within the tolerance is the whole file in both
+    rate = 16000
+    noise = np.random.default_rng(1).standard_normal(8 * rate) * 0.1
+    sf.write(tmp_path / "song.wav", noise.astype(np.float32), rate, subtype="PCM_16")
+    sf.write(tmp_path / "short.wav", noise[: 2 * rate].astype(np.float32), rate,
+             subtype="PCM_16")
+    song = str(tmp_path / "song.wav")
+    entries = [ManifestEntry("w0", song, 3.0, rate, ("a",)),
+               ManifestEntry("w3", song, 3.0, rate, ("b",), offset=3.0),
+               ManifestEntry("whole", str(tmp_path / "short.wav"), 1.98, rate, ("c",))]
+    samples = sf.read(song, dtype="float32")[0]
+    expected = {"w0": samples[: 3 * rate], "w3": samples[3 * rate: 6 * rate],
+                "whole": sf.read(tmp_path / "short.wav", dtype="float32")[0]}
+    transform = ClipTransform(audio=AudioConfig(max_seconds=30.0), train=False)
+    dataset = AudioCaptionDataset(entries, audio=AudioConfig(max_seconds=30.0), train=False)
+    from_files = {e.id: dataset[i] for i, e in enumerate(entries)}
+    for ident, item in from_files.items():
+        assert item["num_frames"] == transform.fbank.num_frames(len(expected[ident])), ident
+    report = write_shards(entries, str(tmp_path / "shards"))
+    loader = build_stream_loader(report.index, transform, Collator(),
+                                 plan=PlanConfig(batch_size=3, shuffle=False))
+    (batch,) = list(loader)
+    for row, ident in enumerate(batch["ids"]):
+        n = from_files[ident]["num_frames"]
+        assert batch["feature_lengths"][row] == n
+        assert torch.equal(batch["features"][row, :n], from_files[ident]["features"])
+
+
 def test_duration_buckets_on_a_stream(demo):
     index = demo["index"]
     budget = 6.0

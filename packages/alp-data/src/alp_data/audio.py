@@ -57,7 +57,7 @@ from alp_data.wav import ReadAt, WavHeader, read_header
 from alp_data.wav import decode as decode_wav
 
 __all__ = ["BAD_CLIP_REASONS", "RESAMPLER_CACHE_MAX_VALUES", "RESAMPLER_CACHE_SIZE",
-           "SILENCE_PEAK", "AudioError", "AudioInfo", "audio_info", "crop_or_pad", "is_silent",
+           "SILENCE_PEAK", "WHOLE_FILE_TOLERANCE", "AudioError", "AudioInfo", "audio_info", "crop_or_pad", "is_silent",
            "load_audio", "load_audio_bytes", "resampler"]
 
 #: Why a clip was skipped (``BadClip.reason``):
@@ -77,6 +77,12 @@ BAD_CLIP_REASONS = ("missing", "unreadable", "empty", "silent", "nonfinite", "sa
 #: A decoded (mono) clip whose peak magnitude is below this is silent: digital silence, all
 #: zeros or float noise far below one 16-bit PCM step (3.1e-5); ``AudioConfig.skip_silent``.
 SILENCE_PEAK = 1e-6
+
+#: Seconds: a clip from 0 s whose manifest duration is this close to its file's is the whole
+#: file (durations are rounded); one shorter by more is its own segment, cut out of the file.
+#: The clip transform and the shard writer both follow this rule, so a clip's audio is the
+#: same read from files or from shards.
+WHOLE_FILE_TOLERANCE = 0.05
 
 #: Resampling kernels kept per process (least recently used first out): one per
 #: ``(orig, new)`` rate pair, a corpus has a handful.
@@ -194,13 +200,16 @@ def load_audio(
     offset: float = 0.0,
     duration: float | None = None,
     expected_rate: int | None = None,
+    whole_within: float = 0.0,
 ) -> torch.Tensor:
     """Decode ``path`` to a float32 mono tensor ``(num_samples,)`` at ``sample_rate``.
 
     Channels are averaged; resampling gives ``torchaudio.functional.resample``'s samples (with
     a kernel cached per rate pair, :func:`resampler`). ``offset`` and
     ``duration`` (seconds, in the file's own time base) read only a segment, which keeps the
-    cost of cropping long clips down. ``expected_rate`` (the manifest's rate) makes a file at
+    cost of cropping long clips down; a segment from 0 s whose duration is within
+    ``whole_within`` seconds of the file's is the whole file (a manifest's rounded duration
+    does not cut the end off). ``expected_rate`` (the manifest's rate) makes a file at
     another native rate fail. Missing, corrupt, truncated, empty or non-finite audio raises
     :class:`AudioError` naming the path, with its ``reason`` (see the module docstring).
     """
@@ -209,12 +218,12 @@ def load_audio(
             fd = _open_local(path)
             try:
                 return _decode(fd, path, sample_rate, offset, duration, expected_rate,
-                               *_fd_wav_header(fd))
+                               *_fd_wav_header(fd), whole_within=whole_within)
             finally:
                 os.close(fd)
         with _open(path) as handle:
             return _decode(handle, path, sample_rate, offset, duration, expected_rate,
-                           *_wav_header(handle))
+                           *_wav_header(handle), whole_within=whole_within)
     except DataError:
         raise
     except Exception as err:
@@ -231,6 +240,7 @@ def load_audio_bytes(
     offset: float = 0.0,
     duration: float | None = None,
     expected_rate: int | None = None,
+    whole_within: float = 0.0,
 ) -> torch.Tensor:
     """:func:`load_audio` for encoded bytes already in memory (e.g. a tar shard member);
     ``name`` (e.g. ``shard-000001.tar#clip.flac``) is what errors show."""
@@ -239,7 +249,7 @@ def load_audio_bytes(
         # soundfile reads a copy through callbacks; PCM WAV is read from the view itself
         handle = io.BytesIO(data) if header is None or header.sample is None else None
         return _decode(handle, name, sample_rate, offset, duration, expected_rate, header,
-                       read_at)
+                       read_at, whole_within=whole_within)
     except DataError:
         raise
     except _DECODE_ERRORS as err:
@@ -339,7 +349,7 @@ def resampler(orig_freq: int, new_freq: int) -> tat.Resample:
 
 def _decode(source: BinaryIO | int | None, name: str, sample_rate: int, offset: float,
             duration: float | None, expected_rate: int | None, header: WavHeader | None,
-            read_at: ReadAt | None) -> torch.Tensor:
+            read_at: ReadAt | None, *, whole_within: float = 0.0) -> torch.Tensor:
     """Decode ``source`` (a file object or a descriptor; ``None`` for bytes that ``read_at``
     reads) whose WAV header, if it is a WAV, is ``header``. PCM and float WAVs are decoded
     here (:mod:`alp_data.wav`), everything else by libsndfile."""
@@ -350,17 +360,18 @@ def _decode(source: BinaryIO | int | None, name: str, sample_rate: int, offset: 
     if header is not None and header.sample is not None and read_at is not None:
         native = header.rate
         _check_rate(name, native, expected_rate)
-        first, announced = _span(native, header.frames, offset, duration)
+        first, announced, _ = _span(native, header.frames, offset, duration, whole_within)
         data = decode_wav(header, read_at, first, announced)
     else:
         with sf.SoundFile(source, closefd=False) as snd:
             native = int(snd.samplerate)
             _check_rate(name, native, expected_rate)
-            first, announced = _span(native, int(snd.frames), offset, duration)
+            first, announced, to_end = _span(native, int(snd.frames), offset, duration,
+                                             whole_within)
             if first:
                 snd.seek(first)
             # mono comes as (n,), several channels as (n, channels); to the end if no duration
-            data = snd.read(frames=-1 if duration is None else announced, dtype="float32",
+            data = snd.read(frames=-1 if to_end else announced, dtype="float32",
                             always_2d=False)
     if data.shape[0] == 0:
         raise AudioError(f"audio {name} holds no samples in the requested range "
@@ -388,13 +399,18 @@ def _check_rate(name: str, native: int, expected_rate: int | None) -> None:
                          f"data.audio.check_sample_rate=false)", "sample_rate")
 
 
-def _span(native: int, total: int, offset: float, duration: float | None) -> tuple[int, int]:
-    """``(first, count)``: the frames of ``offset`` s and ``duration`` s (to the end when
-    ``None``) in a file of ``total`` frames at ``native`` Hz."""
+def _span(native: int, total: int, offset: float, duration: float | None,
+          whole_within: float = 0.0) -> tuple[int, int, bool]:
+    """``(first, count, to_end)``: the frames of ``offset`` s and ``duration`` s (to the end
+    when ``None``, or from 0 s within ``whole_within`` s of the whole) in a file of ``total``
+    frames at ``native`` Hz."""
+    if duration is not None and offset <= 0 and \
+            abs(total / native - duration) <= whole_within:
+        duration = None
     first = min(max(0, int(round(offset * native))), total)
     count = total - first if duration is None else min(max(0, int(round(duration * native))),
                                                         total - first)
-    return first, count
+    return first, count, duration is None
 
 
 def is_silent(wave: torch.Tensor) -> bool:

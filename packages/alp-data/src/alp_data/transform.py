@@ -23,6 +23,7 @@ from alp_core.errors import DataError
 from alp_data.audio import (
     BAD_CLIP_REASONS,
     SILENCE_PEAK,
+    WHOLE_FILE_TOLERANCE,
     AudioError,
     crop_or_pad,
     is_silent,
@@ -185,20 +186,22 @@ class ClipTransform:
         """Decode the clip, reading only a segment when the manifest says it is too long."""
         cfg = self.audio
         max_samples = int(round(cfg.max_seconds * cfg.sample_rate))
-        # a clip inside a longer file (manifest offset > 0) reads only its own segment
-        offset, span = entry.offset, (entry.duration if entry.offset > 0 else None)
+        # a clip inside a longer file reads only its own segment (at any offset: a window
+        # from 0 s too); a duration of 0 (unknown) reads the whole file
+        offset, span = entry.offset, (entry.duration if entry.duration > 0 else None)
+        whole = WHOLE_FILE_TOLERANCE  # the shard writer's rule: a rounded duration is whole
         if entry.duration > cfg.max_seconds:
-            span = cfg.max_seconds
+            span, whole = cfg.max_seconds, 0.0
             if self.train:
                 slack = entry.duration - cfg.max_seconds
                 offset += float(torch.rand((), generator=rand())) * slack
         expected = entry.sample_rate if cfg.check_sample_rate else None
         if data is None:
             wave = load_audio(where, cfg.sample_rate, offset=offset, duration=span,
-                              expected_rate=expected)
+                              expected_rate=expected, whole_within=whole)
         else:
             wave = load_audio_bytes(data, where, cfg.sample_rate, offset=offset, duration=span,
-                                    expected_rate=expected)
+                                    expected_rate=expected, whole_within=whole)
         if cfg.skip_silent and is_silent(wave):
             raise AudioError(f"audio {where} is silent (every sample below {SILENCE_PEAK} in "
                              "magnitude); set data.audio.skip_silent=false to keep silent clips",

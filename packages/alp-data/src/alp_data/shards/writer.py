@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from alp_core.errors import ConfigError, DataError
+from alp_data.audio import WHOLE_FILE_TOLERANCE
 from alp_data.manifest import ManifestEntry, is_url, read_manifest
 from alp_data.parallel import map_tasks
 from alp_data.scrub import safe_cause, scrub_url
@@ -40,7 +41,6 @@ __all__ = ["ShardWriteReport", "write_shards"]
 
 _HEADER = 512  # tar header / block size
 _JSON_ESTIMATE = 1024  # bytes a record's JSON member takes with its header, about
-_SEGMENT_TOLERANCE = 0.05  # s: a clip shorter than its file by more is cut out (FLAC)
 
 
 @dataclass
@@ -110,7 +110,7 @@ def _audio_bytes(entry: ManifestEntry) -> tuple[str, bytes, float]:
             native, frames, subtype = int(snd.samplerate), int(snd.frames), snd.subtype
             file_seconds = frames / native
             whole = entry.offset <= 0 and (
-                entry.duration <= 0 or abs(file_seconds - entry.duration) <= _SEGMENT_TOLERANCE)
+                entry.duration <= 0 or abs(file_seconds - entry.duration) <= WHOLE_FILE_TOLERANCE)
             if whole:
                 if frames == 0:
                     raise DataError(f"audio file {entry.audio} holds no samples")
@@ -181,7 +181,10 @@ def _write_records(task: dict[str, Any], fs: Any, partial: str, durations: list[
                 continue
             meta = entry.to_row()
             del meta["audio"]
-            meta["duration"] = round(seconds, 6) if entry.offset > 0 else entry.duration
+            # the manifest's duration where the member is the whole file, else the segment's
+            whole = entry.offset <= 0 and entry.duration > 0 and \
+                abs(seconds - entry.duration) <= WHOLE_FILE_TOLERANCE
+            meta["duration"] = entry.duration if whole else round(seconds, 6)
             meta.pop("offset", None)  # the member holds exactly the clip
             meta["audio_member"] = f"{key}.{ext}"
             tar.addfile(*_member(f"{key}.{ext}", data))
