@@ -57,8 +57,8 @@ from alp_data.wav import ReadAt, WavHeader, read_header
 from alp_data.wav import decode as decode_wav
 
 __all__ = ["BAD_CLIP_REASONS", "RESAMPLER_CACHE_MAX_VALUES", "RESAMPLER_CACHE_SIZE",
-           "SILENCE_PEAK", "WHOLE_FILE_TOLERANCE", "AudioError", "AudioInfo", "audio_info", "crop_or_pad", "is_silent",
-           "load_audio", "load_audio_bytes", "resampler"]
+           "SILENCE_PEAK", "WHOLE_FILE_TOLERANCE", "AudioError", "AudioInfo", "audio_info",
+           "crop_or_pad", "is_silent", "load_audio", "load_audio_bytes", "resampler"]
 
 #: Why a clip was skipped (``BadClip.reason``):
 #:
