@@ -290,10 +290,13 @@ def test_paraspeechcaps_splits_description_lists_and_relative_paths(tmp_path):
                      ("emilia/c.wav", 0.5), ("ears/p001/d.wav", 0.25),
                      ("expresso/e.wav", 0.75)):
         _audio(tmp_path / "audio" / rel, sec, rate=16000)
-    paths = ParaSpeechCaps(ParaSpeechCapsConfig(root=str(tmp_path), val_to="test")).prepare(
-        tmp_path / "out")
+    recipe = ParaSpeechCaps(ParaSpeechCapsConfig(root=str(tmp_path), val_to="test",
+                                                 max_missing=0.2))
+    paths = recipe.prepare(tmp_path / "out")
     train, test = _by_id(paths["train"]), _by_id(paths["test"])
     assert sorted(train) == ["emilia/b", "voxceleb/id10001/a"]  # c has no description
+    assert [(s["id"], s["reason"]) for s in recipe.report["skipped"]] == [
+        ("emilia/c", "no caption")]  # and is counted, not dropped unseen
     assert sorted(test) == ["ears/p001/d", "expresso/e"]
     a = train["voxceleb/id10001/a"]
     assert a.captions == ("A man speaks calmly.", "Calm male voice.") and a.duration == 1.0
@@ -374,3 +377,78 @@ def test_wavcaps_bad_blacklist_names_the_file(tmp_path, content, match):
     with pytest.raises(DataError, match=match) as err:
         src.prepare(tmp_path / "o")
     assert "bl.json" in str(err.value)
+
+
+def test_a_relative_root_gives_manifests_whose_audio_resolves(tmp_path, monkeypatch):
+    head = ["audiocap_id", "youtube_id", "start_time", "caption"]
+    _csv(tmp_path / "corpus/train.csv", head, [[1, "aaa", 30, "a dog barks"]])
+    _csv(tmp_path / "corpus/test.csv", head, [[2, "bbb", 0, "rain"]])
+    _audio(tmp_path / "corpus/audio/train/aaa_30.wav", 0.5)
+    _audio(tmp_path / "corpus/audio/test/bbb_0.wav", 0.5)
+    monkeypatch.chdir(tmp_path)
+    paths = AudioCaps(AudioCapsConfig(root="corpus")).prepare("out/ac")
+    monkeypatch.chdir("/")  # a manifest is read from anywhere
+    (entry,) = read_manifest(str(tmp_path / paths["train"]))
+    assert entry.audio == str(tmp_path / "corpus/audio/train/aaa_30.wav")
+    assert sf.info(entry.audio).duration == 0.5
+
+
+def test_metadata_rows_that_make_no_clip_are_skipped_counted_and_named(tmp_path):
+    head = ["file_name", *(f"caption_{i}" for i in range(1, 6))]
+    path = tmp_path / "clotho_captions_development.csv"
+    _csv(path, head, [["a.wav", *(f"a {i}" for i in range(5))],
+                      ["b.wav", "", "", "", "", ""],  # no caption at all
+                      ["a.wav", *(f"again {i}" for i in range(5))],  # the same file again
+                      ["c.wav", "only one field"]])  # a row cut short
+    for name in "abc":
+        _audio(tmp_path / "development" / f"{name}.wav", 0.5)
+    _csv(tmp_path / "clotho_captions_evaluation.csv", head,
+         [["d.wav", *(f"d {i}" for i in range(5))]])
+    _audio(tmp_path / "evaluation/d.wav", 0.5)
+    recipe = Clotho(ClothoConfig(root=str(tmp_path), max_missing=0.6))
+    paths = recipe.prepare(tmp_path / "out")
+    assert [e.id for e in read_manifest(paths["train"])] == ["a"]  # readable: no empty clip
+    assert read_manifest(paths["train"])[0].captions[0] == "a 0"  # the first row is kept
+    skipped = {(s["id"], s["path"].rsplit("/", 1)[-1], s["reason"])
+               for s in recipe.report["skipped"]}
+    assert skipped == {("", "clotho_captions_development.csv:5",
+                        "row lacks column(s) caption_2, caption_3, caption_4, caption_5"),
+                       ("b", "b.wav", "no caption"),
+                       ("a", "a.wav", "id listed again in split train (its first row is kept)")}
+    assert recipe.report["listed"] == 5 and recipe.report["skipped_count"] == 3
+    with pytest.raises(DataError, match=r"3 of 5 clips were skipped .*budget of 2"):
+        Clotho(ClothoConfig(root=str(tmp_path), max_missing=0.5)).prepare(tmp_path / "strict")
+
+
+def test_bad_rows_of_json_metadata_are_counted_not_fatal(tmp_path):
+    _jsonl(tmp_path / "final_caption30sec.jsonl", [
+        {"id": "1", "caption": "Calm pads.", "start_time": 0, "end_time": 1},
+        {"id": "2"}, "not an object", {"id": "3", "caption": "", "start_time": 0,
+                                       "end_time": 1}])
+    _audio(tmp_path / "mp3_files/1.mp3", 1.0, rate=16000, fmt="MP3")
+    recipe = JamendoMaxCaps(JamendoMaxCapsConfig(root=str(tmp_path), max_missing=0.75))
+    assert list(_by_id(recipe.prepare(tmp_path / "out")["train"])) == ["1_0"]
+    lines = sorted(s["path"].rsplit(":", 1)[-1] for s in recipe.report["skipped"])
+    assert lines == ["2", "3", "4"]
+
+
+def test_credentials_in_a_root_url_never_reach_errors_or_reports(tmp_path):
+    import fsspec
+
+    root = "memory://AKIAEXAMPLE:SuperSecret123@bucket/audiocaps"
+    with pytest.raises(DataError) as err:
+        AudioCaps(AudioCapsConfig(root=root)).prepare(tmp_path / "o1")
+    assert "SuperSecret123" not in str(err.value) and "audiocaps/train.csv" in str(err.value)
+    head = "audiocap_id,youtube_id,start_time,caption\n"
+    with fsspec.open(f"{root}/train.csv", "wt") as handle:
+        handle.write(head + "1,aaa,30,a dog barks\n2,bbb,0,rain\n")
+    with fsspec.open(f"{root}/test.csv", "wt") as handle:
+        handle.write(head)
+    recipe = AudioCaps(AudioCapsConfig(root=root, max_missing=1.0))
+    recipe.prepare(tmp_path / "o2")
+    text = (tmp_path / "o2/prepare_report.json").read_text()
+    assert "SuperSecret123" not in text and "SuperSecret123" not in json.dumps(recipe.report)
+    assert recipe.report["skipped_count"] == 2  # no audio there: both listed, scrubbed
+    with pytest.raises(DataError) as err:
+        AudioCaps(AudioCapsConfig(root=root, max_missing=0.0)).prepare(tmp_path / "o3")
+    assert "SuperSecret123" not in str(err.value) and "aaa_30" in str(err.value)

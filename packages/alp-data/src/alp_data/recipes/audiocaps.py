@@ -53,7 +53,7 @@ class AudioCaps(Recipe):
             if target is None or (split == "val" and not exists(path)):
                 continue
             clips: dict[tuple[str, str], list[dict[str, str]]] = {}
-            for row in read_csv(path, COLUMNS):
+            for row in read_csv(path, COLUMNS, self.bad_rows):
                 clips.setdefault((row["youtube_id"], row["start_time"]), []).append(row)
             for (ytid, start), rows in clips.items():
                 audio = locations(cfg.root, cfg.audio_pattern, cfg.extensions, split=split,

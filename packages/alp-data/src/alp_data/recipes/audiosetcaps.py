@@ -15,7 +15,14 @@ from pydantic import Field
 
 from alp_data.manifest import Caption
 from alp_data.recipes.audiocaps import locations
-from alp_data.recipes.common import Candidate, Recipe, RecipeConfig, join, read_csv
+from alp_data.recipes.common import (
+    Candidate,
+    Recipe,
+    RecipeConfig,
+    bad_row,
+    join,
+    read_csv_lines,
+)
 from alp_data.recipes.wavcaps import strip_suffix
 
 SOURCE_CSV = {"audioset": "AudioSetCaps_caption.csv",
@@ -46,11 +53,15 @@ class AudioSetCaps(Recipe):
         cfg = self.config
         path = join(cfg.root, cfg.csv or SOURCE_CSV[cfg.source])
         clips: dict[str, list[str]] = {}
-        for row in read_csv(path, ("id", "caption")):
-            text = (row["caption"] or "").strip()
-            ident = strip_suffix((row["id"] or "").strip())
-            if ident and text:
-                clips.setdefault(ident, []).append(text)
+        for line, row in read_csv_lines(path, ("id", "caption"), self.bad_rows):
+            text = row["caption"].strip()
+            ident = strip_suffix(row["id"].strip())
+            if not ident:
+                self.bad_rows.append(bad_row(f"{path}:{line}", "empty id"))
+                continue
+            texts = clips.setdefault(ident, [])  # a clip without any caption is reported
+            if text:
+                texts.append(text)
         return [Candidate(
             id=ident, split=cfg.split,
             audio=locations(cfg.root, cfg.audio_pattern, cfg.extensions, source=cfg.source,

@@ -40,7 +40,7 @@ class Clotho(Recipe):
             path = join(cfg.root, cfg.csv_dir, f"clotho_captions_{name}.csv")
             if target is None or (split == "val" and not exists(path)):
                 continue
-            for row in read_csv(path, ("file_name", *CAPTION_COLUMNS)):
+            for row in read_csv(path, ("file_name", *CAPTION_COLUMNS), self.bad_rows):
                 caps = tuple(Caption(row[c].strip(), "sentence", "human")
                              for c in CAPTION_COLUMNS if (row[c] or "").strip())
                 out.append(Candidate(

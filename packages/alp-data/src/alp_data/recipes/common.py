@@ -2,8 +2,10 @@
 
 A recipe lists :class:`Candidate` clips from the corpus metadata; :func:`build_manifests`
 opens each audio header (duration, rate, channels), skips clips whose audio is missing or
-unreadable within the ``max_missing`` budget, and writes ``train``/``test`` manifests and a
-``prepare_report.json`` that lists every skipped clip with its reason. Downloads of YouTube
+unreadable, and metadata rows that cannot make a clip (a row short of a column, no caption,
+an id listed twice), within the ``max_missing`` budget, and writes ``train``/``test``
+manifests and a ``prepare_report.json`` that lists every skipped clip or row with its reason
+(locations with URL credentials scrubbed). Downloads of YouTube
 corpora always miss some clips, so a few are expected; past the budget it is an error that
 names the first missing files, because then the root or the file naming is probably wrong.
 
@@ -38,6 +40,7 @@ from pydantic import Field, model_validator
 from alp_core import ComponentConfig
 from alp_core.errors import DataError
 from alp_data.manifest import Caption, ManifestEntry, is_url, write_manifest
+from alp_data.scrub import safe_cause, scrub_url
 
 REPORT = "prepare_report.json"
 
@@ -57,7 +60,8 @@ class RecipeConfig(ComponentConfig):
 
     root: str = Field(description="the corpus folder (local path or fsspec URL)")
     max_missing: float = Field(0.1, ge=0, le=1, description="largest fraction of listed "
-                               "clips whose audio may be missing or unreadable (skipped)")
+                               "clips (and metadata rows) skipped: audio missing or "
+                               "unreadable, a row short of a column, no caption, a repeated id")
     val_to: Literal["train", "test", "drop"] = Field(
         "train", description="where the corpus's validation split goes")
     compress: bool = Field(False, description="write train.jsonl.gz/test.jsonl.gz")
@@ -79,7 +83,8 @@ class RecipeConfig(ComponentConfig):
 
     def recorded(self) -> dict:
         """The options that decide the output (the report's ``config``, the cache key)."""
-        return self.model_dump(mode="json", exclude=set(RUN_OPTIONS))
+        recorded = self.model_dump(mode="json", exclude=set(RUN_OPTIONS))
+        return {k: scrub_url(v) if isinstance(v, str) else v for k, v in recorded.items()}
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,16 @@ class Candidate:
 
 
 def join(root: str, *parts: str) -> str:
-    """``root/part/...`` for a local folder or an fsspec URL."""
-    return posixpath.join(root, *parts) if is_url(root) else os.path.join(root, *parts)
+    """``root/part/...`` for a local folder (made absolute: a manifest resolves relative audio
+    paths against its own folder, not the working directory) or an fsspec URL."""
+    if is_url(root):
+        return posixpath.join(root, *parts)
+    return os.path.join(os.path.abspath(root), *parts)
+
+
+def bad_row(where: str, reason: str) -> dict[str, str]:
+    """A metadata row that makes no clip, as the report lists it (``where``: file:line)."""
+    return {"id": "", "path": scrub_url(where), "reason": reason}
 
 
 def exists(path: str) -> bool:
@@ -113,21 +126,42 @@ def route(split: str, config: RecipeConfig) -> str | None:
     return None if config.val_to == "drop" else config.val_to
 
 
-def read_csv(path: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
-    """Rows of a UTF-8 CSV; a missing file or column is a :class:`DataError` naming it."""
+def read_csv(path: str, columns: tuple[str, ...], bad: list[dict] | None = None
+             ) -> list[dict[str, str]]:
+    """Rows of a UTF-8 CSV; a missing file or column is a :class:`DataError` naming it. A row
+    short of one of ``columns`` goes to ``bad`` (:func:`bad_row`), or is an error naming the
+    file and line when ``bad`` is None."""
+    return [row for _, row in read_csv_lines(path, columns, bad)]
+
+
+def read_csv_lines(path: str, columns: tuple[str, ...], bad: list[dict] | None = None
+                   ) -> list[tuple[int, dict[str, str]]]:
+    """:func:`read_csv` with each row's line number in the file (its last line)."""
+    shown = scrub_url(path)
     try:
         with fsspec.open(path, "rb") as handle:
             text = handle.read().decode("utf-8-sig")
     except FileNotFoundError as err:
-        raise DataError(f"corpus metadata file not found: {path}") from err
+        raise DataError(f"corpus metadata file not found: {shown}") from safe_cause(err, path)
     except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 at byte offset {err.start}") from err
+        raise DataError(f"{shown}: not UTF-8 at byte offset {err.start}") from err
     reader = csv.DictReader(io.StringIO(text, newline=""))
     lacking = [c for c in columns if c not in (reader.fieldnames or [])]
     if lacking:
-        raise DataError(f"{path}: column(s) {', '.join(lacking)} missing; found "
+        raise DataError(f"{shown}: column(s) {', '.join(lacking)} missing; found "
                         f"{', '.join(reader.fieldnames or [])}")
-    return list(reader)
+    rows = []
+    for row in reader:
+        short = [c for c in columns if row.get(c) is None]  # DictReader's fill for a short row
+        if short:
+            where = f"{shown}:{reader.line_num}"
+            reason = f"row lacks column(s) {', '.join(short)}"
+            if bad is None:
+                raise DataError(f"{where}: {reason}; every row needs {', '.join(columns)}")
+            bad.append(bad_row(where, reason))
+            continue
+        rows.append((reader.line_num, row))
+    return rows
 
 
 def _header(location: str) -> tuple[int, int, int]:
@@ -205,29 +239,58 @@ def _stats(entries: list[ManifestEntry]) -> dict[str, float]:
             "hours": round(sum(e.duration for e in entries) / 3600, 6)}
 
 
+def _usable(candidates: list[Candidate]) -> tuple[list[Candidate], list[dict]]:
+    """The candidates that can make a clip (a caption, an id not seen before in its split:
+    a manifest holds each id once) and the skipped rest (``{"id", "path", "reason"}``)."""
+    usable, skipped, seen = [], [], set()
+    for cand in candidates:
+        where = scrub_url(cand.audio[0]) if cand.audio else ""
+        if not any(c.text.strip() for c in cand.captions):
+            skipped.append({"id": cand.id, "path": where, "reason": "no caption"})
+        elif (cand.split, cand.id) in seen:
+            skipped.append({"id": cand.id, "path": where,
+                            "reason": f"id listed again in split {cand.split} (its first row "
+                            "is kept)"})
+        else:
+            seen.add((cand.split, cand.id))
+            usable.append(cand)
+    return usable, skipped
+
+
+def _manifest_paths(out_dir: str, config: RecipeConfig) -> dict[str, str]:
+    suffix = ".jsonl.gz" if config.compress else ".jsonl"
+    return {s: join(out_dir, s + suffix) for s in ("train", "test")}
+
+
 def build_manifests(
     source: str, corpus: str, domain: str, candidates: list[Candidate],
     config: RecipeConfig, out_dir: str | Path, excluded: list[dict] | None = None,
+    bad_rows: list[dict] | None = None,
 ) -> tuple[dict[str, str], dict]:
     """Probe, apply the budget, write ``out_dir/{train,test}.jsonl[.gz]`` and the report.
 
     ``excluded``: clips the recipe left out on purpose (``{"id", "reason"}``, e.g. listed in
-    a corpus's own blacklist), reported in full and not counted against the budget."""
+    a corpus's own blacklist), reported in full and not counted against the budget.
+    ``bad_rows``: metadata rows that made no candidate (:func:`bad_row`); they, candidates
+    without a caption or with an id listed before, and clips whose audio is missing or
+    unreadable are skipped and counted against the budget."""
     out_dir = str(out_dir)
+    listed = len(candidates) + len(bad_rows or [])
+    candidates, skipped = _usable(candidates)
+    skipped = [*(bad_rows or []), *skipped]
     probed = [_entry(c, probe) for c, probe in zip(candidates, probe_headers(candidates, config),
                                                     strict=True)]
-    skipped = [{"id": c.id, "path": loc, "reason": why}
-               for c, (entry, loc, why) in zip(candidates, probed) if entry is None]
+    skipped += [{"id": c.id, "path": scrub_url(loc), "reason": scrub_url(why)}
+                for c, (entry, loc, why) in zip(candidates, probed) if entry is None]
     entries = [e for e, _, _ in probed if e is not None]
     entries = [replace(e, corpus=corpus, domain=domain) for e in entries]
-    suffix = ".jsonl.gz" if config.compress else ".jsonl"
-    paths = {s: join(out_dir, s + suffix) for s in ("train", "test")}
+    paths = _manifest_paths(out_dir, config)
     split_entries = {s: [e for e in entries if e.split == s] for s in paths}
-    budget = math.floor(config.max_missing * len(candidates))
+    budget = math.floor(config.max_missing * listed)
     report = {"source": source, "config": config.recorded(),
-              "listed": len(candidates), "skipped_count": len(skipped), "budget": budget,
+              "listed": listed, "skipped_count": len(skipped), "budget": budget,
               "splits": {s: _stats(v) for s, v in split_entries.items()},
-              "manifests": paths, "skipped": skipped}
+              "manifests": {s: scrub_url(p) for s, p in paths.items()}, "skipped": skipped}
     if excluded is not None:
         report["excluded_count"], report["excluded"] = len(excluded), excluded
     if not is_url(out_dir):
@@ -237,10 +300,11 @@ def build_manifests(
         with fsspec.open(report_path, "wt", encoding="utf-8") as handle:
             json.dump({**report, "failed": True}, handle, indent=1)
         first = "; ".join(f"{s['path']} ({s['reason']})" for s in skipped[:5])
-        raise DataError(
-            f"{source}: {len(skipped)} of {len(candidates)} clips have missing or unreadable "
-            f"audio, over the budget of {budget} (max_missing={config.max_missing}); first: "
-            f"{first}; full list in {report_path}. Check root={config.root} and the file naming")
+        raise DataError(scrub_url(
+            f"{source}: {len(skipped)} of {listed} clips were skipped (missing or "
+            f"unreadable audio, unusable metadata rows), over the budget of {budget} "
+            f"(max_missing={config.max_missing}); first: {first}; full list in {report_path}. "
+            f"Check root={config.root} and the file naming"))
     for split, path in paths.items():
         write_manifest(path, split_entries[split])
     with fsspec.open(report_path, "wt", encoding="utf-8") as handle:
@@ -262,9 +326,10 @@ def cached(out_dir: str | Path, source: str, config: RecipeConfig) -> dict | Non
     if (report.get("failed") or report.get("source") != source
             or report.get("config") != config.recorded()):
         return None
-    fs_paths = report.get("manifests", {})
-    ok = all(exists(p) for p in fs_paths.values())
-    return report if ok and fs_paths else None
+    # the report's paths are scrubbed: the real ones come from out_dir
+    if not all(exists(p) for p in _manifest_paths(str(out_dir), config).values()):
+        return None
+    return report
 
 
 class Recipe:
@@ -280,6 +345,8 @@ class Recipe:
         self.report: dict = {}
         #: clips :meth:`candidates` left out on purpose (``{"id", "reason"}``), if it does
         self.excluded: list[dict] | None = None
+        #: metadata rows :meth:`candidates` could not read (:func:`bad_row`)
+        self.bad_rows: list[dict] = []
 
     def candidates(self) -> list[Candidate]:  # pragma: no cover - each recipe defines it
         raise NotImplementedError
@@ -287,8 +354,10 @@ class Recipe:
     def prepare(self, out_dir: str | Path) -> dict[str, str]:
         report = cached(out_dir, self.source, self.config)
         if report is None:
+            self.bad_rows = []
             candidates = self.candidates()
             _, report = build_manifests(self.source, self.corpus, self.domain, candidates,
-                                        self.config, out_dir, excluded=self.excluded)
-        self.report = report
-        return dict(report["manifests"])
+                                        self.config, out_dir, excluded=self.excluded,
+                                        bad_rows=self.bad_rows)
+        self.report = report  # its locations are scrubbed of URL credentials
+        return _manifest_paths(str(out_dir), self.config)

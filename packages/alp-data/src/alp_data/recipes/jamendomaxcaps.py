@@ -18,7 +18,8 @@ from pydantic import Field
 from alp_core.errors import DataError
 from alp_data.manifest import Caption
 from alp_data.recipes.audiocaps import locations
-from alp_data.recipes.common import Candidate, Recipe, RecipeConfig, join
+from alp_data.recipes.common import Candidate, Recipe, RecipeConfig, bad_row, join
+from alp_data.scrub import safe_cause, scrub_url
 
 
 class JamendoMaxCapsConfig(RecipeConfig):
@@ -32,26 +33,31 @@ class JamendoMaxCapsConfig(RecipeConfig):
     split: Literal["train", "test"] = Field("train", description="where the clips go")
 
 
-def read_jsonl(path: str) -> list[tuple[int, dict]]:
-    """``(line number, object)`` per non-blank line; errors name the file and line."""
+def read_jsonl(path: str, bad: list[dict] | None = None) -> list[tuple[int, dict]]:
+    """``(line number, object)`` per non-blank line; errors name the file and line. A line
+    that is not a JSON object goes to ``bad`` (:func:`bad_row`) when given, else raises."""
+    shown = scrub_url(path)
     try:
         with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as handle:
             lines = handle.read().split("\n")
     except FileNotFoundError as err:
-        raise DataError(f"corpus metadata file not found: {path}") from err
+        raise DataError(f"corpus metadata file not found: {shown}") from safe_cause(err, path)
     except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 ({err})") from err
+        raise DataError(f"{shown}: not UTF-8 ({err})") from err
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
+            problem = "" if isinstance(row, dict) else "expected a JSON object"
         except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: invalid JSON ({err.msg}); one object per "
-                            "line expected") from err
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{number}: expected a JSON object")
+            problem = f"invalid JSON ({err.msg}); one object per line expected"
+        if problem:
+            if bad is None:
+                raise DataError(f"{shown}:{number}: {problem}")
+            bad.append(bad_row(f"{path}:{number}", problem))
+            continue
         rows.append((number, row))
     return rows
 
@@ -65,16 +71,19 @@ class JamendoMaxCaps(Recipe):
         cfg = self.config
         path = join(cfg.root, cfg.captions)
         out: list[Candidate] = []
-        for number, row in read_jsonl(path):
+        for number, row in read_jsonl(path, self.bad_rows):
             try:
                 track = str(row["id"]).strip()
                 text = str(row["caption"]).strip()
                 start, end = float(row["start_time"]), float(row["end_time"])
             except (KeyError, TypeError, ValueError) as err:
-                raise DataError(f"{path}:{number}: bad row ({err!r}); accepted: "
-                                '{"id", "caption", "start_time": s, "end_time": s}') from err
+                self.bad_rows.append(bad_row(f"{path}:{number}", f"bad row ({err!r}); accepted: "
+                                             '{"id", "caption", "start_time", "end_time"}'))
+                continue
             if not track or not text or end <= start:
-                raise DataError(f"{path}:{number}: empty id/caption or end_time <= start_time")
+                self.bad_rows.append(bad_row(f"{path}:{number}",
+                                             "empty id/caption or end_time <= start_time"))
+                continue
             out.append(Candidate(
                 id=f"{track}_{row['start_time']}", split=cfg.split, offset=start,
                 duration=end - start,

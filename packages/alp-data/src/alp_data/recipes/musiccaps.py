@@ -14,10 +14,9 @@ import ast
 
 from pydantic import Field
 
-from alp_core.errors import DataError
 from alp_data.manifest import Caption
 from alp_data.recipes.audiocaps import locations
-from alp_data.recipes.common import Candidate, Recipe, RecipeConfig, join, read_csv
+from alp_data.recipes.common import Candidate, Recipe, RecipeConfig, bad_row, join, read_csv_lines
 
 COLUMNS = ("ytid", "start_s", "end_s", "aspect_list", "caption", "is_audioset_eval")
 
@@ -43,12 +42,14 @@ class MusicCaps(Recipe):
         cfg = self.config
         path = join(cfg.root, cfg.csv)
         out: list[Candidate] = []
-        for line, row in enumerate(read_csv(path, COLUMNS), start=2):
+        for line, row in read_csv_lines(path, COLUMNS, self.bad_rows):
             try:
                 start, end = float(row["start_s"]), float(row["end_s"])
                 aspects = ast.literal_eval(row["aspect_list"] or "[]")
             except (ValueError, SyntaxError) as err:
-                raise DataError(f"{path}:{line}: bad start_s/end_s/aspect_list ({err})") from err
+                self.bad_rows.append(bad_row(f"{path}:{line}",
+                                             f"bad start_s/end_s/aspect_list ({err})"))
+                continue
             caps = [Caption(row["caption"].strip(), "detailed", "human")]
             if cfg.aspect_caption and aspects:
                 caps.append(Caption(", ".join(map(str, aspects)), "tags", "human"))

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from alp_core.errors import DataError
 from alp_data.manifest import Caption
-from alp_data.recipes.common import Candidate, Recipe, RecipeConfig, join, route
+from alp_data.recipes.common import Candidate, Recipe, RecipeConfig, bad_row, join, route
 from alp_data.recipes.jamendomaxcaps import read_jsonl
 
 SPLITS = {"train_base": "train", "train_scaled": "train", "dev": "val", "holdout": "test"}
@@ -47,10 +47,10 @@ def split_files(folder: str, split: str) -> list[str]:
     return []
 
 
-def read_rows(path: str) -> list[tuple[str, dict]]:
-    """``(location, row)`` of a Parquet or JSONL file."""
+def read_rows(path: str, bad: list[dict] | None = None) -> list[tuple[str, dict]]:
+    """``(location, row)`` of a Parquet or JSONL file (a bad JSONL line goes to ``bad``)."""
     if path.endswith(".jsonl"):
-        return [(f"{path}:{n}", row) for n, row in read_jsonl(path)]
+        return [(f"{path}:{n}", row) for n, row in read_jsonl(path, bad)]
     try:
         import pyarrow.parquet as pq
     except ImportError as err:
@@ -82,20 +82,21 @@ class ParaSpeechCaps(Recipe):
                 raise DataError(f"paraspeechcaps: no {split}-*.parquet or {split}.jsonl in "
                                 f"{folder}")
             for path in files:
-                for where, row in read_rows(path):
+                for where, row in read_rows(path, self.bad_rows):
                     cand = self._candidate(where, row, split, target)
-                    if cand.captions:
+                    if cand is not None:  # one without a description is reported
                         out.append(cand)
         return out
 
-    def _candidate(self, where: str, row: dict, split: str, target: str) -> Candidate:
+    def _candidate(self, where: str, row: dict, split: str, target: str) -> Candidate | None:
         rel = row.get("relative_audio_path") or row.get("audio_path")
         texts = row.get("text_description")
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(rel, str) or not rel or not isinstance(texts, list):
-            raise DataError(f"{where}: needs relative_audio_path (a string) and "
-                            "text_description (a list of strings)")
+            self.bad_rows.append(bad_row(where, "needs relative_audio_path (a string) and "
+                                         "text_description (a list of strings)"))
+            return None
         caps = tuple(Caption(t.strip(), "detailed", "llm")
                      for t in texts if isinstance(t, str) and t.strip())
         labels = {k: str(row[k]) for k in LABELS if row.get(k) not in (None, "")}

@@ -36,7 +36,7 @@ class SongDescriber(Recipe):
     def candidates(self) -> list[Candidate]:
         cfg = self.config
         tracks: dict[str, list[dict[str, str]]] = {}
-        for row in read_csv(join(cfg.root, cfg.csv), COLUMNS):
+        for row in read_csv(join(cfg.root, cfg.csv), COLUMNS, self.bad_rows):
             if cfg.valid_only and row.get("is_valid_subset", "").strip().lower() != "true":
                 continue
             tracks.setdefault(row["track_id"], []).append(row)

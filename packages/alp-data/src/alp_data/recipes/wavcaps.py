@@ -27,7 +27,8 @@ from pydantic import Field
 from alp_core.errors import DataError
 from alp_data.manifest import Caption, is_url
 from alp_data.recipes.audiocaps import locations
-from alp_data.recipes.common import Candidate, Recipe, RecipeConfig, join
+from alp_data.recipes.common import Candidate, Recipe, RecipeConfig, bad_row, join
+from alp_data.scrub import safe_cause, scrub_url
 
 SUBSET_JSON = {"AudioSet_SL": "as_final.json", "BBC_Sound_Effects": "bbc_final.json",
                "FreeSound": "fsd_final.json", "SoundBible": "sb_final.json"}
@@ -71,9 +72,9 @@ def _load_json(path: str, what: str) -> object:
         with fsspec.open(path, "rt", encoding="utf-8") as handle:
             return json.load(handle)
     except FileNotFoundError as err:
-        raise DataError(f"{what} not found: {path}") from err
+        raise DataError(f"{what} not found: {scrub_url(path)}") from safe_cause(err, path)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not a UTF-8 JSON document ({err})") from err
+        raise DataError(f"{scrub_url(path)}: not a UTF-8 JSON document ({err})") from err
 
 
 def read_json_data(path: str) -> list[dict]:
@@ -81,8 +82,8 @@ def read_json_data(path: str) -> list[dict]:
     doc = _load_json(path, "corpus metadata file")
     data = doc.get("data") if isinstance(doc, dict) else None
     if not isinstance(data, list):
-        raise DataError(f'{path}: expected {{"data": [{{"id", "caption", ...}}]}}, found '
-                        f"{type(doc).__name__} without a data list")
+        raise DataError(f'{scrub_url(path)}: expected {{"data": [{{"id", "caption", ...}}]}}, '
+                        f"found {type(doc).__name__} without a data list")
     return data
 
 
@@ -93,8 +94,9 @@ def read_blacklist(path: str, subset: str) -> set[str]:
     if not isinstance(doc, dict) or not all(
             isinstance(ids, list) and all(isinstance(i, (str, int)) for i in ids)
             for ids in doc.values()):
-        raise DataError(f'{path}: expected a WavCaps blacklist {{"AudioSet": ["Y<ytid>.wav", '
-                        f'...], "FreeSound": ["<id>", ...]}} (lists of ids by subset)')
+        raise DataError(f'{scrub_url(path)}: expected a WavCaps blacklist {{"AudioSet": '
+                        f'["Y<ytid>.wav", ...], "FreeSound": ["<id>", ...]}} (lists of ids by '
+                        "subset)")
     return {strip_suffix(str(i).strip()) for key in BLACKLIST_KEYS[subset]
             for i in doc.get(key, [])}
 
@@ -118,11 +120,13 @@ class WavCaps(Recipe):
         for index, item in enumerate(read_json_data(path)):
             if not isinstance(item, dict) or not str(item.get("id", "")).strip() or not str(
                     item.get("caption", "")).strip():
-                raise DataError(f"{path}: data[{index}] lacks a non-empty id or caption; "
-                                f'accepted: {{"id": str, "caption": str, ...}}')
+                self.bad_rows.append(bad_row(f"{path}: data[{index}]",
+                                             "lacks a non-empty id or caption"))
+                continue
             ident = strip_suffix(str(item["id"]).strip())
             if ident in listed:
-                excluded.append({"id": ident, "reason": f"blacklisted in {listed[ident]}"})
+                excluded.append({"id": ident,
+                                 "reason": f"blacklisted in {scrub_url(listed[ident])}"})
                 continue
             out.append(Candidate(
                 id=ident, split=cfg.split,
