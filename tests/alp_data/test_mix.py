@@ -163,6 +163,39 @@ def test_exclusion_lists_txt_and_csv(tmp_path):
         ("Yddddddddddd.wav", str(txt))]
 
 
+def test_musiccaps_public_csv_excludes_only_its_eval_rows(tmp_path):
+    # musiccaps-public.csv lists all 5,521 clips; only those flagged is_audioset_eval are the
+    # evaluation set (every MusicCaps training clip used to be excluded too)
+    mc = _manifest(tmp_path / "mc.jsonl", [_entry("aaaaaaaaaaa_30", 10),
+                                           _entry("bbbbbbbbbbb_0", 10)])
+    public = tmp_path / "musiccaps-public.csv"
+    public.write_text("ytid,start_s,end_s,audioset_positive_labels,aspect_list,caption,"
+                      "author_id,is_balanced_subset,is_audioset_eval\n"
+                      "aaaaaaaaaaa,30,40,/m/0,\"['x']\",a song,1,False,False\n"
+                      "bbbbbbbbbbb,0,10,/m/0,\"['y']\",a tune,2,True,True\n")
+    result = _run(tmp_path, [("mc", mc)], exclude=(str(public),))
+    assert _ids(result) == ["aaaaaaaaaaa_30"]
+    assert result.report["exclude_files"][str(public)]["listed"] == 1
+
+
+def test_credentials_in_manifest_and_list_urls_stay_out_of_the_report(tmp_path):
+    import fsspec
+
+    secret = "memory://KEY:SuperSecret9@bkt"
+    with fsspec.open(f"{secret}/ac.jsonl", "wt") as handle:
+        handle.write(json.dumps(_entry("abcdefghijk_30", 10).to_row()) + "\n")
+    with fsspec.open(f"{secret}/eval.txt", "wt") as handle:
+        handle.write("zzzzzzzzzzz\n")
+    result = _run(tmp_path, [("ac", f"{secret}/ac.jsonl")], exclude=(f"{secret}/eval.txt",))
+    for name in ("mix_report.json", "mix_report.md"):
+        assert "SuperSecret9" not in (tmp_path / "out" / name).read_text()
+    assert "SuperSecret9" not in json.dumps(result.report)
+    with pytest.raises(DataError) as err:
+        _run(tmp_path, [("ac", f"{secret}/ac.jsonl")], out="o2",
+             exclude=(f"{secret}/missing.txt",))
+    assert "SuperSecret9" not in str(err.value) and "missing.txt" in str(err.value)
+
+
 def test_exclusion_file_errors_name_file_line_and_columns(tmp_path):
     ac = _manifest(tmp_path / "ac.jsonl", [_entry("abcdefghijk_30", 10)])
     bad_csv = tmp_path / "vggsound.csv"

@@ -7,7 +7,9 @@ the sources are given, so the first source wins every tie:
 1. **Exclusion** (``exclude``): a clip whose key (below) is listed in an exclusion file is
    removed. Text files hold one id per line (blank lines and lines starting with ``#`` are
    ignored); ``.csv`` files (``.csv.gz`` too) need a header and the first of the columns
-   ``youtube_id`` (AudioCaps), ``ytid`` (MusicCaps), ``id``, ``clip_id`` that is present.
+   ``youtube_id`` (AudioCaps), ``ytid`` (MusicCaps), ``id``, ``clip_id`` that is present;
+   with an ``is_audioset_eval`` column (MusicCaps' ``musiccaps-public.csv``, which lists the
+   whole corpus) only the rows flagged ``True`` there, its evaluation set.
 2. **Id dedup**: a clip whose id is a YouTube form is dropped when an earlier *source* holds a
    clip of the same video. Key of an id (:func:`clip_key`): surrounding spaces and one audio
    suffix (``.wav .flac .mp3 .ogg .opus .m4a``) are removed; if the rest is an optional ``Y``,
@@ -70,12 +72,15 @@ from alp_data.manifest import ManifestEntry, read_manifest, write_manifest
 from alp_data.parallel import map_tasks
 from alp_data.scrub import safe_cause, scrub_url
 
-__all__ = ["EXCLUDE_COLUMNS", "WEIGHTINGS", "MixConfig", "MixResult", "MixSource",
+__all__ = ["EVAL_FLAG", "EXCLUDE_COLUMNS", "WEIGHTINGS", "MixConfig", "MixResult", "MixSource",
            "caption_words", "clip_key", "content_hash", "group_stats", "mix", "parse_fractions",
            "parse_source", "read_id_list", "youtube_id"]
 
 WEIGHTINGS = ("hours", "clips", "none")
 EXCLUDE_COLUMNS = ("youtube_id", "ytid", "id", "clip_id")
+#: A CSV column that marks the evaluation rows (MusicCaps' ``musiccaps-public.csv`` lists its
+#: whole corpus): when present, only rows with ``True`` there are excluded.
+EVAL_FLAG = "is_audioset_eval"
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 REPORT_JSON, REPORT_MD, REPORT_PNG = "mix_report.json", "mix_report.md", "mix_report.png"
 HASH_CHUNK = 64
@@ -206,32 +211,39 @@ def clip_key(ident: str) -> str:
 
 def read_id_list(path: str) -> list[str]:
     """The clip ids listed by an exclusion file (text: one per line; CSV: see the module)."""
+    shown = scrub_url(path)
     try:
         with fsspec.open(path, "rt", encoding="utf-8-sig", compression="infer") as handle:
             text = handle.read()
     except FileNotFoundError as err:
-        raise DataError(f"--exclude file not found: {path}") from err
+        raise DataError(f"--exclude file not found: {shown}") from safe_cause(err, path)
     except (OSError, UnicodeDecodeError, EOFError) as err:
-        raise DataError(f"--exclude {path}: cannot read it as UTF-8 text ({err})") from err
+        raise DataError(scrub_url(f"--exclude {shown}: cannot read it as UTF-8 text ({err})")
+                        ) from safe_cause(err, path)
     name = path[:-3] if path.endswith(".gz") else path
     if name.lower().endswith(".csv"):
         reader = csv.reader(io.StringIO(text))
         header = [h.strip().lower() for h in next(reader, [])]
         column = next((c for c in EXCLUDE_COLUMNS if c in header), None)
         if column is None:
-            raise DataError(f"--exclude {path}:1: header {header} has no id column; accepted "
+            raise DataError(f"--exclude {shown}:1: header {header} has no id column; accepted "
                             f"columns: {', '.join(EXCLUDE_COLUMNS)} (the first present is used)"
                             "; a list without a header (e.g. VGGSound's vggsound.csv) needs "
                             "one added, or give a .txt file with one id per line")
         at = header.index(column)
-        return [row[at].strip() for row in reader if len(row) > at and row[at].strip()]
+        rows = [row for row in reader if len(row) > at and row[at].strip()]
+        if EVAL_FLAG in header:  # MusicCaps lists every clip; its eval set is flagged
+            flag = header.index(EVAL_FLAG)
+            rows = [row for row in rows
+                    if len(row) > flag and row[flag].strip().lower() == "true"]
+        return [row[at].strip() for row in rows]
     ids = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         if any(c.isspace() or c == "," for c in line):
-            raise DataError(f"--exclude {path}:{number}: expected one id per line, got "
+            raise DataError(f"--exclude {shown}:{number}: expected one id per line, got "
                             f"{line!r}; a table must be a .csv file with a header")
         ids.append(line)
     return ids
@@ -505,6 +517,8 @@ def mix(config: MixConfig) -> MixResult:
         files["chart"] = REPORT_PNG
     files.update(report=REPORT_JSON, summary=REPORT_MD)
     report["files"] = dict(files)
+    # manifests and exclusion lists may be credentialed URLs: the report never shows them
+    report = json.loads(scrub_url(json.dumps(report, ensure_ascii=False)))
     (out / REPORT_JSON).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n",
                                    encoding="utf-8")
     (out / REPORT_MD).write_text(report_markdown(report), encoding="utf-8")
