@@ -225,3 +225,26 @@ def test_deepspeed_in_one_process_without_a_launcher(tmp_path, corpus_cache, alp
     assert len(_steps(run_dir)) == STEPS
     assert all(torch.isfinite(torch.tensor(_steps(run_dir))).flatten())
     assert (run_dir / "checkpoints" / "step-00000004" / "deepspeed").is_dir()  # saved too
+
+
+def test_deepspeed_resume_with_more_steps_and_a_new_rate_trains_with_them(tmp_path,
+                                                                          corpus_cache, alp):
+    """DeepSpeed restores its client schedule and the inner optimizer's groups from its own
+    checkpoint; the resumed run's config still decides the rates (it used to keep the old)."""
+    pytest.importorskip("deepspeed")
+    from alp_train.metrics_log import read_metrics
+    from alp_train.optim.schedules import warmup_cosine
+
+    run_dir = tmp_path / "run"
+    args = [f"data.cache_dir={corpus_cache}", *alp.FAST, "data.batch_size=8",
+            "train.engine.name=deepspeed", "train.engine.zero_stage=2",
+            "train.checkpoint.every_steps=2"]
+    done = alp.run(alp.SMOKE, f"output_dir={run_dir}", *args, "train.max_steps=4")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = alp.run("--resume", str(run_dir), *args, "train.max_steps=8", "train.lr=0.001",
+                   "train.schedule.warmup_fraction=0")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "train"]
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    assert [r["lr"] for r in rows[4:]] == pytest.approx(
+        [0.001 * warmup_cosine(8, 0)(s) for s in range(4, 8)], rel=1e-6)

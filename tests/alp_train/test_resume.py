@@ -85,3 +85,35 @@ def test_resume_of_a_folder_without_checkpoints_is_a_clear_error(tmp_path, corpu
     done = alp.run("--resume", str(run_dir), f"data.cache_dir={corpus_cache}")
     assert done.returncode == 2
     assert "holds no complete checkpoint" in done.stderr
+
+
+def test_a_resume_with_more_epochs_and_a_new_rate_trains_with_them(reference, tmp_path, alp,
+                                                                    corpus_cache):
+    # the checkpoint's optimizer and schedule state used to override the config: a run
+    # extended by an epoch trained every new step at rate 0 (the old cosine had ended)
+    import shutil
+
+    import yaml
+
+    from alp_train.metrics_log import read_metrics
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    resumed = alp.run("--resume", str(run_dir), "train.epochs=13", "train.lr=0.001",
+                      f"data.cache_dir={corpus_cache}")
+    assert resumed.returncode == 0, resumed.stderr
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "train"]
+    new = [r for r in rows if r["step"] > STEPS]
+    assert [r["step"] for r in new] == list(range(STEPS + 1, STEPS + 9))  # one more epoch
+    # warm-up/cosine over the new 104 steps at the peak rate 0.001, from step 96 on
+    from alp_train.optim.schedules import warmup_cosine
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    total = STEPS + 8
+    factor = warmup_cosine(total, round(total * config["train"]["schedule"]["warmup_fraction"]))
+    assert [r["lr"] for r in new] == pytest.approx([0.001 * factor(s - 1) for s in
+                                                    range(STEPS + 1, total + 1)], rel=1e-9)
+    assert all(r["lr"] > 0 for r in new)
+    assert config["train"]["epochs"] == 13 and config["train"]["lr"] == 0.001
+    old = yaml.safe_load((run_dir / "config.before-step-00000096.yaml").read_text())
+    assert old["train"]["epochs"] == 12

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from alp_train.recipe import new_run_dir, write_config
     from alp_train.recipe import run as execute
 
+    if args.resume:
+        _record_resumed_config(resolved, Path(args.resume), write_config)
+
     nproc = resolved.config.train.nproc
     if nproc > 1 and not launched_by_torchrun():
         from alp_train.launch import launch
@@ -84,3 +88,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"alp run: {stop}", file=sys.stderr)
         return stop.exit_code
     return 0
+
+
+def _record_resumed_config(resolved: Any, run_dir: Path, write_config: Any) -> None:
+    """A resume with overrides (``train.epochs=...``, ``train.lr=...``) trains with them: the
+    run folder's config.yaml becomes the resolved config, the one it replaces is kept as
+    ``config.before-step-NNNNNNNN.yaml`` (the checkpoint resumed from)."""
+    import yaml
+
+    from alp_train.checkpoint import latest_checkpoint
+
+    current = run_dir / "config.yaml"
+    if yaml.safe_load(current.read_text()) == yaml.safe_load(
+            yaml.safe_dump(resolved.dump(), sort_keys=False)):
+        return
+    latest = latest_checkpoint(run_dir)
+    keep = run_dir / f"config.before-{latest.name if latest else 'resume'}.yaml"
+    keep.write_text(current.read_text())
+    write_config(resolved, run_dir)
+    print(f"resuming with a changed config: {current} rewritten, the old one kept as "
+          f"{keep.name}", flush=True)

@@ -32,7 +32,8 @@ from alp_train.distributed import DistInfo, gather_objects
 
 log = logging.getLogger("alp.train")
 
-__all__ = ["BuildOptimizer", "BuildSchedule", "Engine"]
+__all__ = ["SCHEDULE_POSITION", "BuildOptimizer", "BuildSchedule", "Engine",
+           "load_keeping_settings"]
 
 BuildOptimizer = Callable[[nn.Module], torch.optim.Optimizer]
 """Builds the optimizer over the (unwrapped) task's parameter groups."""
@@ -205,3 +206,39 @@ def optimizer_state_bytes(optimizer: Any) -> int:
             if isinstance(value, torch.Tensor):
                 total += value.numel() * value.element_size()
     return total
+
+
+#: What a schedule's state keeps across a resume: where it stands. Everything else (base
+#: rates, warm-up and total steps, Eden's constants) comes from the resumed run's config.
+SCHEDULE_POSITION = frozenset({"last_epoch", "_step_count", "batch", "epoch"})
+
+
+def load_keeping_settings(optimizer: Any, schedule: Any, load: Callable[[], None]) -> None:
+    """Run ``load`` (restore optimizer and schedule state from a checkpoint), keeping the
+    hyper-parameters the run's config built them with, then set each group's rate to what
+    the schedule gives at its restored position.
+
+    A checkpoint's optimizer state carries each group's ``lr``, ``initial_lr``, betas and
+    weight decay, and a schedule's state its base rates and settings: loaded as they are, an
+    ``alp run --resume RUN train.lr=... train.epochs=...`` silently kept the old values (a
+    run extended by epochs trained at rate 0). Without overrides the result is the same as
+    loading everything: the settings are equal and the rate is recomputed the same way.
+    """
+    import copy
+    import warnings
+
+    settings = [{k: v for k, v in g.items() if k not in ("params", "lr")}
+                for g in optimizer.param_groups]
+    # a copy: LambdaLR's load_state_dict updates its factor objects in place
+    configured = copy.deepcopy({k: v for k, v in vars(schedule).items()
+                                if k not in SCHEDULE_POSITION and k != "optimizer"})
+    load()
+    for group, kept in zip(optimizer.param_groups, settings, strict=True):
+        group.update(kept)
+    vars(schedule).update(configured)
+    with warnings.catch_warnings():  # get_lr() outside step() warns; it is what step() sets
+        warnings.simplefilter("ignore")
+        rates = schedule.get_lr()
+    for group, rate in zip(optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    schedule._last_lr = list(rates)

@@ -205,9 +205,15 @@ class DeepSpeedZeroEngine(Engine):
         self.module.save_checkpoint(str(directory / "deepspeed"), tag=DS_TAG, save_latest=False)
 
     def load_state(self, directory: Path) -> None:
-        path, _ = self.module.load_checkpoint(str(directory / "deepspeed"), tag=DS_TAG)
-        if path is None:
-            raise FileNotFoundError(f"no DeepSpeed checkpoint under {directory / 'deepspeed'}")
+        from alp_train.engines.base import load_keeping_settings
+
+        def load() -> None:
+            path, _ = self.module.load_checkpoint(str(directory / "deepspeed"), tag=DS_TAG)
+            if path is None:
+                raise FileNotFoundError(
+                    f"no DeepSpeed checkpoint under {directory / 'deepspeed'}")
+
+        load_keeping_settings(self.module.optimizer, self.schedule, load)
 
     def state_memory_mb(self) -> dict[str, float]:
         """This rank's share: ZeRO-3 parameter partitions (``ds_tensor``), and the inner

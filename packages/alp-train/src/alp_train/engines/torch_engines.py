@@ -15,7 +15,7 @@ from torch import nn
 
 from alp_core import ConfigError
 from alp_objectives.outputs import LossOutput
-from alp_train.engines.base import BuildOptimizer, BuildSchedule, Engine
+from alp_train.engines.base import BuildOptimizer, BuildSchedule, Engine, load_keeping_settings
 from alp_train.engines.configs import DDPEngineConfig, SingleEngineConfig
 from alp_train.state_io import load_state, save_state
 
@@ -113,8 +113,13 @@ class SingleEngine(Engine):
     def load_state(self, directory: Path) -> None:
         assert self.optimizer is not None
         state = load_state(directory, "engine")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
+
+        def load() -> None:
+            assert self.optimizer is not None
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+
+        load_keeping_settings(self.optimizer, self.schedule, load)
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
 
