@@ -7,7 +7,6 @@ import types
 
 import pytest
 import torch
-
 from tests.alp_train.test_loop import batch, make_task
 
 from alp_train.distributed import DistInfo
