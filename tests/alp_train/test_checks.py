@@ -77,8 +77,15 @@ def test_cuda_without_a_gpu_is_refused():
 
 def test_fp16_on_the_cpu_is_refused():
     with pytest.raises(ConfigError, match="fp16 needs a GPU"):
-        check(config(train={"precision": "fp16"}))
+        check(config(train={"precision": "fp16", "device": "cpu"}))
     check(config(train={"precision": "bf16"}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_fp16_with_device_auto_and_no_gpu_is_refused_before_any_work():
+    # it passed the checks, then failed after the run folder and the data were prepared
+    with pytest.raises(ConfigError, match="fp16 needs a GPU .*device=auto"):
+        check(config(train={"precision": "fp16", "device": "auto"}))
 
 
 def _deepspeed(tmp_path: Path, user: dict[str, Any], **train: Any) -> dict[str, Any]:

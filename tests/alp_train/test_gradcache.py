@@ -178,3 +178,16 @@ def test_grad_cache_replays_dropout():
     torch.manual_seed(6)
     _, grads_c = cached(task, engine, step, 4)
     assert max((grads_c[k] - grads_a[k]).abs().max().item() for k in grads_a) > 1e-4
+
+
+def test_models_with_batch_statistics_are_refused():
+    from alp_core import ConfigError
+    from alp_models.audio.conformer import ConformerAudioEncoder
+    from alp_models.audio.transformer import TransformerAudioEncoder
+    from alp_models.configs import ConformerConfig, TransformerAudioEncoderConfig
+    from alp_train.gradcache import check_per_sample
+
+    # chunked, BatchNorm normalises each chunk by its own statistics: not the batch's
+    with pytest.raises(ConfigError, match=r"conformer_layers\.0\..* normalise over the batch"):
+        check_per_sample(ConformerAudioEncoder(ConformerConfig(num_layers=1)))
+    check_per_sample(TransformerAudioEncoder(TransformerAudioEncoderConfig(num_layers=1)))

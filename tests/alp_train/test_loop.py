@@ -254,3 +254,23 @@ def test_a_validation_without_a_scored_clip_is_logged_as_nan_never_as_the_best(t
     assert [r["best"] for r in rows] == [False, True, False, True]
     assert [r["val_clips"] for r in rows] == [0, 8, 8, 8]
     assert progress.best_val_loss == 1.5
+
+
+def test_a_non_finite_loss_under_gradient_caching_stops_before_any_update(tmp_path: Path):
+    # the cached path skipped the check: NaN gradients reached the optimizer
+    task = make_task()
+    engine = make_engine(task)
+    bad = batch(4, 2)
+    bad["features"][1, 0, 0] = float("nan")
+    plan = TrainPlan(epochs=1, micro_batches_per_epoch=3, accum=1, log_every=1,
+                     grad_cache_chunk=2)
+    before = params(task)
+    with MetricsLog(tmp_path / "metrics.jsonl") as mlog, \
+            pytest.raises(FloatingPointError, match=r"loss became nan at step 2"):
+        train_loop(engine, task, [batch(4, 1), bad, batch(4, 3)], plan, Progress(),
+                   Checkpointer(tmp_path, engine, DistInfo(), keep_last=1), mlog,
+                   on_batch_skipped=lambda skipped: None, set_epoch=lambda e: None,
+                   show_progress=False)
+    after = params(task)
+    assert all(torch.isfinite(p).all() for p in after.values())
+    assert any(not after[k].equal(before[k]) for k in before)  # step 1 did train

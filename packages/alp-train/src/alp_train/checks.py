@@ -80,9 +80,13 @@ def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
                               "accepted: auto, cpu, cuda")
     if nproc > 1 and world_size is None and cfg.train.device in ("auto", "cuda"):
         _check_gpus_for_local_ranks(nproc)
-    if cfg.train.precision == "fp16" and cfg.train.device == "cpu":
-        raise ConfigError("train.precision: fp16 needs a GPU (loss scaling); on the CPU use "
-                          "bf16 or fp32")
+    if cfg.train.precision == "fp16" and cfg.train.device in ("cpu", "auto"):
+        import torch
+
+        if cfg.train.device == "cpu" or not torch.cuda.is_available():
+            raise ConfigError("train.precision: fp16 needs a GPU (loss scaling), and "
+                              f"train.device={cfg.train.device} runs on the CPU here; use "
+                              "bf16 or fp32")
     if cfg.train.grad_cache.chunk_size and "caption_logits" in needs:
         raise ConfigError("train.grad_cache: gradient caching is for contrastive objectives "
                           f"(text_embeds only); {resolved.objective.record.name!r} also "

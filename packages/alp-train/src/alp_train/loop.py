@@ -131,17 +131,20 @@ def train_loop(
             boundary = (progress.micro_steps + 1) % plan.accum == 0
             step = task.prepare(batch, engine.device)
 
+            def finite(loss: torch.Tensor) -> None:
+                if not torch.isfinite(loss.detach()):
+                    raise FloatingPointError(
+                        f"rank {info.rank}: loss became {loss.item()} at step "
+                        f"{progress.step + 1} (epoch {progress.epoch}); lower train.lr or "
+                        "check the data")
+
             def run_step(step: dict[str, Any] = step, boundary: bool = boundary) -> Any:
                 if plan.grad_cache_chunk and len(step["ids"]) > plan.grad_cache_chunk:
                     return contrastive_grad_cache(engine, task, step, plan.grad_cache_chunk,
-                                                  boundary)
+                                                  boundary, check=finite)
                 with engine.accumulate(boundary):
                     out = engine.forward(step)
-                    if not torch.isfinite(out.loss.detach()):
-                        raise FloatingPointError(
-                            f"rank {info.rank}: loss became {out.loss.item()} at step "
-                            f"{progress.step + 1} (epoch {progress.epoch}); lower train.lr or "
-                            "check the data")
+                    finite(out.loss)
                     engine.backward(out.loss)
                 return out
 

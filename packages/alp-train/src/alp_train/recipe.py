@@ -54,6 +54,7 @@ from alp_train.distributed import (
 )
 from alp_train.engines.base import Engine
 from alp_train.flops import count_step_flops
+from alp_train.gradcache import check_per_sample
 from alp_train.loop import TrainPlan, TrainSummary, train_loop
 from alp_train.metrics_log import MetricsLog, NullLog
 from alp_train.optim.groups import optimizer_groups
@@ -259,6 +260,8 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
     seed_everything(cfg.seed)  # the same on every rank: identical initial weights
 
     model, objective = setup_model(resolved)
+    if cfg.train.grad_cache.chunk_size:
+        check_per_sample(model)  # before any data is prepared
     data = setup_data(resolved, info, model)
     say(f"data: {data.clips('train')} train / {data.clips('test')} test clips "
         f"({data.audio_seconds('train') / 3600:.2f} h of training audio"
