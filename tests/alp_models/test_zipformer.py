@@ -114,6 +114,12 @@ def test_biasnorm_against_formula():
             rms = math.sqrt(sum((v - b) ** 2 for v, b in zip(row, norm.bias.tolist())) / 6)
             ref[i, j] = torch.tensor([v / rms * math.exp(0.3) for v in row])
     torch.testing.assert_close(norm(x), ref, atol=1e-5, rtol=1e-5)
+    assert norm(x).shape == x.shape and norm.log_scale.shape == (1,)  # (1,): DeepSpeed
+    # a checkpoint from before, with a 0-dim log-scale, loads into the (1,) parameter
+    old = {"log_scale": torch.tensor(0.3), "bias": norm.bias.detach().clone()}
+    again = BiasNorm(6)
+    again.load_state_dict(old)
+    torch.testing.assert_close(again(x), ref, atol=1e-5, rtol=1e-5)
 
 
 def test_rel_position_attention_weights_against_loop():

@@ -97,8 +97,8 @@ def test_gradcheck_embeddings_and_parameters(ids):
         params = {"log_logit_scale": log_scale, "logit_bias": bias}
         return functional_call(loss_fn, params, (a, t, ids)).loss
 
-    inputs = (unit(5, 4, 5), unit(5, 4, 6), torch.tensor(math.log(3.0), dtype=torch.float64),
-              torch.tensor(-1.0, dtype=torch.float64))
+    inputs = (unit(5, 4, 5), unit(5, 4, 6), torch.tensor([math.log(3.0)], dtype=torch.float64),
+              torch.tensor([-1.0], dtype=torch.float64))
     assert torch.autograd.gradcheck(loss, tuple(x.requires_grad_() for x in inputs))
 
 
@@ -164,3 +164,21 @@ def test_bad_config_is_rejected(options):
 def test_bad_input_names_the_tensor(audio, text, ids, match):
     with pytest.raises((ValueError, TypeError), match=match):
         SigLIPLoss()(audio, text, ids)
+
+
+def test_scalars_are_one_element_parameters_and_old_0dim_checkpoints_load():
+    from alp_objectives.configs import InfoNCEConfig
+    from alp_objectives.contrastive import InfoNCELoss
+
+    # (1,): DeepSpeed broadcasts each parameter as a byte view, which 0-dim tensors cannot give
+    loss_fn = SigLIPLoss(SigLIPConfig(init_logit_scale=3.0, init_logit_bias=-1.0))
+    assert loss_fn.log_logit_scale.shape == loss_fn.logit_bias.shape == (1,)
+    assert loss_fn.logit_scale().shape == loss_fn.bias().shape == ()
+    loss_fn.load_state_dict({"log_logit_scale": torch.tensor(math.log(7.0)),
+                             "logit_bias": torch.tensor(-2.5)})  # as saved before
+    assert loss_fn.logit_scale().item() == pytest.approx(7.0)
+    assert loss_fn.bias().item() == -2.5
+    infonce = InfoNCELoss(InfoNCEConfig(learnable_temperature=True))
+    infonce.load_state_dict({"log_logit_scale": torch.tensor(math.log(20.0))})
+    assert infonce.log_logit_scale.shape == (1,)
+    assert infonce.logit_scale().item() == pytest.approx(20.0)

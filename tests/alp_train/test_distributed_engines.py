@@ -10,6 +10,7 @@ different reduction order: relative 1e-5.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -248,3 +249,23 @@ def test_deepspeed_resume_with_more_steps_and_a_new_rate_trains_with_them(tmp_pa
     assert [r["step"] for r in rows] == list(range(1, 9))
     assert [r["lr"] for r in rows[4:]] == pytest.approx(
         [0.001 * warmup_cosine(8, 0)(s) for s in range(4, 8)], rel=1e-6)
+
+
+def test_deepspeed_zero3_trains_learnable_scalars_in_one_process(tmp_path, corpus_cache, alp):
+    """SigLIP's learnable scale and bias and the Zipformer's BiasNorm scales are scalars:
+    as 0-dim parameters DeepSpeed's broadcast failed ("cannot be 0 to view Float as Byte");
+    and ZeRO-3 reads LOCAL_RANK at every forward, which the one-process start removed."""
+    pytest.importorskip("deepspeed")
+    from alp_train.metrics_log import read_metrics
+
+    run_dir = tmp_path / "run"
+    done = alp.run(alp.SMOKE, f"output_dir={run_dir}", f"data.cache_dir={corpus_cache}",
+                   *alp.FAST, "train.max_steps=2", "data.batch_size=8",
+                   "train.engine.name=deepspeed", "train.engine.zero_stage=3",
+                   "objective.name=siglip", "model.audio_encoder={name: zipformer, preset: tiny}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "train"]
+    assert len(rows) == 2 and all(math.isfinite(r["loss"]) for r in rows)
+    weights = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
+    assert weights["objective.logit_bias"].shape == (1,)
+    assert rows[-1]["logit_bias"] != -10.0  # the bias trained (its init is -10)

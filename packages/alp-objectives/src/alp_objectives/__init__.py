@@ -22,6 +22,8 @@ _LAZY = {
     "Objective": "alp_objectives.base",
     "STEP_KEYS": "alp_objectives.base",
     "as_objective": "alp_objectives.base",
+    "accept_0dim": "alp_objectives.base",
+    "scalar_parameter": "alp_objectives.base",
     "to_loss_output": "alp_objectives.base",
     "CoCaConfig": "alp_objectives.configs",
     "ObjectiveTerm": "alp_objectives.configs",

@@ -106,6 +106,22 @@ class Objective(nn.Module):
         return to_loss_output(self(**kwargs), type(self).__name__)
 
 
+def scalar_parameter(value: float) -> nn.Parameter:
+    """A learnable scalar (a temperature, a logit bias), stored with shape ``(1,)``:
+    DeepSpeed's engine broadcasts every parameter as a byte view, which a 0-dim tensor
+    cannot give ("self.dim() cannot be 0 to view Float as Byte"). Read it with ``[0]``."""
+    return nn.Parameter(torch.tensor([float(value)]))
+
+
+def accept_0dim(state_dict: dict[str, Any], prefix: str, names: tuple[str, ...]) -> None:
+    """Let a checkpoint that stored the scalars ``names`` as 0-dim tensors (before they were
+    ``(1,)``) load: reshape them in ``state_dict`` (call from ``_load_from_state_dict``)."""
+    for name in names:
+        value = state_dict.get(prefix + name)
+        if isinstance(value, torch.Tensor) and value.dim() == 0:
+            state_dict[prefix + name] = value.reshape(1)
+
+
 class ContrastiveObjective(Objective):
     """An objective with ``forward(audio_embeds, text_embeds, clip_ids=None)``."""
 

@@ -15,11 +15,18 @@ takes part in the gradient exchange (its ``a2t_top1`` metric is NaN: no rows to 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from alp_objectives.base import ContrastiveObjective, full_precision, upcast
+from alp_objectives.base import (
+    ContrastiveObjective,
+    accept_0dim,
+    full_precision,
+    scalar_parameter,
+    upcast,
+)
 from alp_objectives.configs import InfoNCEConfig
 from alp_objectives.distributed import (
     gather_ids,
@@ -72,7 +79,7 @@ class InfoNCELoss(ContrastiveObjective):
         self._max_log_scale = math.log(self.config.max_logit_scale)
         init = math.log(1.0 / self.config.temperature)
         if self.config.learnable_temperature:
-            self.log_logit_scale: nn.Parameter | None = nn.Parameter(torch.tensor(init))
+            self.log_logit_scale: nn.Parameter | None = scalar_parameter(init)
         else:  # a Python float: exact in any dtype the embeddings come in
             self.log_logit_scale = None
             self._fixed_scale = math.exp(min(init, self._max_log_scale))
@@ -81,7 +88,12 @@ class InfoNCELoss(ContrastiveObjective):
         """1 / temperature (clamped to ``max_logit_scale``)."""
         if self.log_logit_scale is None:
             return torch.tensor(self._fixed_scale, dtype=torch.float64)
-        return self.log_logit_scale.clamp(max=self._max_log_scale).exp()
+        return self.log_logit_scale[0].clamp(max=self._max_log_scale).exp()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              *args: Any, **kwargs: Any) -> None:
+        accept_0dim(state_dict, prefix, ("log_logit_scale",))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(
         self,

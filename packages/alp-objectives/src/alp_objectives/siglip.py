@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from alp_objectives.base import ContrastiveObjective, full_precision, upcast
+from alp_objectives.base import (
+    ContrastiveObjective,
+    accept_0dim,
+    full_precision,
+    scalar_parameter,
+    upcast,
+)
 from alp_objectives.configs import SigLIPConfig
 from alp_objectives.distributed import (
     gather_ids,
@@ -105,9 +112,8 @@ class SigLIPLoss(ContrastiveObjective):
         self._max_log_scale = math.log(self.config.max_logit_scale)
         init = math.log(self.config.init_logit_scale)
         if self.config.learnable:
-            self.log_logit_scale: nn.Parameter | None = nn.Parameter(torch.tensor(init))
-            self.logit_bias: nn.Parameter | None = nn.Parameter(
-                torch.tensor(self.config.init_logit_bias))
+            self.log_logit_scale: nn.Parameter | None = scalar_parameter(init)
+            self.logit_bias: nn.Parameter | None = scalar_parameter(self.config.init_logit_bias)
         else:  # Python floats: exact in any dtype the embeddings come in
             self.log_logit_scale = None
             self.logit_bias = None
@@ -118,13 +124,18 @@ class SigLIPLoss(ContrastiveObjective):
         """exp(t') clamped to ``max_logit_scale``."""
         if self.log_logit_scale is None:
             return torch.tensor(self._fixed_scale, dtype=torch.float64)
-        return self.log_logit_scale.clamp(max=self._max_log_scale).exp()
+        return self.log_logit_scale[0].clamp(max=self._max_log_scale).exp()
 
     def bias(self) -> torch.Tensor:
         """The logit bias b."""
         if self.logit_bias is None:
             return torch.tensor(self.config.init_logit_bias, dtype=torch.float64)
-        return self.logit_bias
+        return self.logit_bias[0]
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              *args: Any, **kwargs: Any) -> None:
+        accept_0dim(state_dict, prefix, ("log_logit_scale", "logit_bias"))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(
         self,

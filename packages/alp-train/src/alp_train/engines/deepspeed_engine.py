@@ -165,7 +165,9 @@ class DeepSpeedZeroEngine(Engine):
         try:
             self._initialize(optimizer, build_schedule)
         finally:  # the env:// facts were for DeepSpeed's start only (launched_by_torchrun
-            for key, value in saved.items():  # reads them)
+            for key, value in saved.items():  # reads them), except LOCAL_RANK, which ZeRO-3
+                if key == "LOCAL_RANK":  # reads again at every forward
+                    continue
                 if value is None:
                     os.environ.pop(key, None)
                 else:

@@ -6,6 +6,8 @@ each clip's last valid frame over its padding) that make the encoder padding-exa
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -58,9 +60,18 @@ class BiasNorm(nn.Module):
 
     def __init__(self, num_channels: int, log_scale: float = 1.0, eps: float = 1e-8) -> None:
         super().__init__()
-        self.log_scale = nn.Parameter(torch.tensor(float(log_scale)))
+        # shape (1,), not 0-dim: DeepSpeed broadcasts parameters as byte views, which a
+        # 0-dim tensor cannot give
+        self.log_scale = nn.Parameter(torch.tensor([float(log_scale)]))
         self.bias = nn.Parameter(torch.empty(num_channels).normal_(mean=0.0, std=1e-4))
         self.eps = eps
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              *args: Any, **kwargs: Any) -> None:
+        scale = state_dict.get(prefix + "log_scale")
+        if isinstance(scale, Tensor) and scale.dim() == 0:  # saved before it was (1,)
+            state_dict[prefix + "log_scale"] = scale.reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         mean_square = (x - self.bias).pow(2).mean(dim=-1, keepdim=True)
