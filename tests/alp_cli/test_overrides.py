@@ -49,3 +49,29 @@ def test_values_are_parsed_as_yaml_and_bad_paths_fail():
         apply_overrides(RAW, ["train.epochs.x=1"])
     with pytest.raises(ConfigError, match="key.path=value"):
         apply_overrides(RAW, ["train.epochs"])
+
+
+def test_a_mapping_without_a_name_is_the_default_component_and_switching_drops_its_options():
+    # the YAML left the name implicit: its options were the default encoder's, and kept
+    from alp_train.config import default_component_names
+
+    names = default_component_names()
+    raw = {"model": {"audio_encoder": {"num_layers": 6, "d_model": 192}},
+           "train": {"optimizer": {"weight_decay": 0.1}}}
+    out = apply_overrides(raw, ["model.audio_encoder.name=conformer",
+                                "train.optimizer.name=scaled-adam"], implied_names=names)
+    assert out["model"]["audio_encoder"] == {"name": "conformer"}
+    assert out["train"]["optimizer"] == {"name": "scaled-adam"}
+    same = apply_overrides(raw, [f"model.audio_encoder.name={names[('model', 'audio_encoder')]}"],
+                           implied_names=names)
+    assert same["model"]["audio_encoder"]["num_layers"] == 6  # the same component: kept
+
+
+def test_load_run_config_knows_the_default_names(tmp_path):
+    from alp_cli.commands.run import load_run_config
+    from alp_train.config import resolve_run
+
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  audio_encoder: {num_layers: 6, d_model: 192}\n")
+    resolved = resolve_run(load_run_config(str(path), ["model.audio_encoder.name=conformer"]))
+    assert resolved.audio_encoder.config.num_layers == 4  # the conformer's own default

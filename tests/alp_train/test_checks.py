@@ -246,3 +246,28 @@ def test_more_local_processes_than_gpus_is_refused(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setenv("LOCAL_RANK", "0")
     check(config(train={**ddp, "nproc": 3, "device": "cuda"}))
+
+
+def test_scaled_adam_with_deepspeed_is_refused_before_any_work():
+    pytest.importorskip("deepspeed")
+    # ZeRO hands the optimizer flat partitions: it failed at setup, or scaled per group
+    with pytest.raises(ConfigError, match="scaled-adam needs each parameter whole"):
+        check(config(train={"engine": {"name": "deepspeed"},
+                            "optimizer": {"name": "scaled-adam"}}))
+
+
+def test_a_text_rate_without_a_text_tower_is_refused():
+    with pytest.raises(ConfigError, match="train.text_lr: objective 'captioning' builds no "
+                                          "text tower"):
+        check(config(objective={"name": "captioning"}, train={"text_lr": 1e-5}))
+    check(config(train={"text_lr": 1e-5}))
+
+
+@pytest.mark.parametrize(("optimizer", "match"), [
+    ({"name": "scaled-adam", "param_min_rms": 5.0}, "param_min_rms .* below param_max_rms"),
+    ({"name": "scaled-adam", "betas": [0.9, 1.0]}, r"betas: .*each beta must be in \[0, 1\)"),
+    ({"name": "adamw", "betas": [0.9, 1.5]}, r"betas: .*each beta must be in \[0, 1\)"),
+])
+def test_optimizer_options_the_optimizer_would_reject_fail_at_check_time(optimizer, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve_run(config(train={"optimizer": optimizer}))

@@ -278,3 +278,28 @@ def test_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError):
         ScaledAdam(p, param_min_rms=1.0, param_max_rms=0.5)
     assert ScaledAdam(p).defaults["lr"] == 0.045
+
+
+def test_the_recipe_groups_of_one_rate_are_one_group_as_in_icefall() -> None:
+    # ScaledAdam has no weight decay: the decay / no-decay split only cut its clipping (one
+    # factor per group, from the group's norm) into two, which differs from icefall
+    from alp_train.optim.configs import ScaledAdamConfig
+    from alp_train.optim.groups import optimizer_groups
+    from alp_train.optim.schedules import build_scaled_adam
+
+    split = _model()
+    groups = optimizer_groups({"m": split}, 0.05)
+    assert [g["name"] for g in groups] == ["m.decay", "m.no_decay"]
+    opt = build_scaled_adam(ScaledAdamConfig(), groups, 0.05)
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["name"] == "m.decay+m.no_decay"
+    whole = _model()
+    ref = ScaledAdam([{"params": [p for g in optimizer_groups({"m": whole}, 0.05)
+                                  for p in g["params"]], "lr": 0.05}],
+                     betas=(0.9, 0.98), clipping_scale=2.0)
+    _train(split, opt, range(30))  # a gradient spike at step 9 clips
+    _train(whole, ref, range(30))
+    for (name, a), b in zip(split.named_parameters(), whole.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=name)
+    text = optimizer_groups({"m": _model()}, 0.05, {"m": 0.01})
+    assert [g["lr"] for g in build_scaled_adam(ScaledAdamConfig(), text, 0.05).param_groups] \
+        == [0.01]

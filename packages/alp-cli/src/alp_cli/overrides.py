@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +43,20 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
-def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+def apply_overrides(config: dict[str, Any], overrides: list[str],
+                    implied_names: Mapping[tuple[str, ...], str] | None = None
+                    ) -> dict[str, Any]:
     """Return a copy of ``config`` with each override set (creating nested mappings).
 
     ``...name=other`` on a component mapping that named another component replaces the
-    mapping (the old component's options would not fit the new one).
+    mapping (the old component's options would not fit the new one). ``implied_names``
+    gives the component a mapping without ``name`` stands for (the default's), so
+    ``model.audio_encoder.name=conformer`` over ``audio_encoder: {num_layers: 6}`` drops
+    the default encoder's ``num_layers`` too.
     """
     import copy
 
+    implied = implied_names or {}
     result = copy.deepcopy(config)
     for text in overrides:
         parts, value = parse_override(text)
@@ -63,8 +70,8 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
                 raise ConfigError(f"override {text!r}: {where} is a {type(child).__name__}, "
                                   "not a mapping, so it has no sub-keys")
             node = child
-        if (parts[-1] == "name" and isinstance(node.get("name"), str)
-                and node["name"] != value):
+        current = node.get("name", implied.get(tuple(parts[:-1])))
+        if parts[-1] == "name" and isinstance(current, str) and current != value:
             # switching a component drops the options given for the old one (Hydra's config
             # groups do the same); options set by later overrides still apply
             node.clear()

@@ -59,6 +59,10 @@ def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
         raise ConfigError(f"objective {resolved.objective.record.name!r} reads {sorted(needs)}; "
                           "the model makes text_embeds (text tower) and caption_logits "
                           "(caption decoder): it reads nothing the model trains")
+    if cfg.train.text_lr is not None and "text_embeds" not in needs:
+        raise ConfigError(f"train.text_lr: objective {resolved.objective.record.name!r} "
+                          "builds no text tower, so there is no text group to give a rate; "
+                          "remove train.text_lr")
     from alp_eval.configs import BenchmarkTaskConfig
 
     for i, task in enumerate(resolved.eval_tasks):

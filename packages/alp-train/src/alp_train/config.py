@@ -198,6 +198,18 @@ COMPONENT_PATHS: tuple[tuple[str, ...], ...] = (
     ("train", "schedule"))
 
 
+def default_component_names() -> dict[tuple[str, ...], str]:
+    """The component each :data:`COMPONENT_PATHS` mapping picks when it gives no ``name``."""
+    names: dict[tuple[str, ...], str] = {}
+    defaults = RunConfig().model_dump()
+    for path in COMPONENT_PATHS:
+        node: Any = defaults
+        for key in path:
+            node = node[key]
+        names[path] = node["name"]
+    return names
+
+
 def with_component_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """Lay component mappings over the embedded default's, where they pick the same component.
 

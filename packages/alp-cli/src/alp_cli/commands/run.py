@@ -30,8 +30,10 @@ def load_run_config(config: str | None, overrides: list[str]) -> dict:
 
     if config is not None and "=" in config and not config.endswith((".yaml", ".yml")):
         overrides, config = [config, *overrides], None  # `alp run train.epochs=1`
+    from alp_train.config import default_component_names
+
     raw = load_yaml(config) if config else {}
-    return apply_overrides(raw, overrides)
+    return apply_overrides(raw, overrides, implied_names=default_component_names())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -149,6 +149,13 @@ class DeepSpeedZeroEngine(Engine):
             raise ConfigError("train.grad_cache: not supported with the deepspeed engine yet "
                               "(DeepSpeed reduces gradients inside each backward); use "
                               "train.engine.name=single or ddp")
+        optimizer = run.train.optimizer.get("name", "adamw")
+        if optimizer == "scaled-adam":  # it scales each update by its parameter's own RMS
+            raise ConfigError("train.optimizer: scaled-adam needs each parameter whole, but "
+                              "DeepSpeed's ZeRO hands the optimizer flat partitions of every "
+                              "group (one RMS per group, scalars merged into tensors); use "
+                              "train.engine.name=single or ddp with scaled-adam, or adamw "
+                              "with deepspeed")
 
     def __init__(self, config: DeepSpeedEngineConfig, train: Any, dist: Any,
                  micro_batch: int = 1) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from alp_core import ComponentConfig
+
+
+def _betas(value: tuple[float, float]) -> tuple[float, float]:
+    if not all(0.0 <= b < 1.0 for b in value):
+        raise ValueError(f"each beta must be in [0, 1), got {list(value)}")
+    return value
 
 __all__ = ["AdamWConfig", "ConstantConfig", "EdenConfig", "ScaledAdamConfig",
            "WarmupCosineConfig"]
@@ -18,6 +24,8 @@ class AdamWConfig(ComponentConfig):
     eps: float = Field(1e-8, gt=0)
     fused: bool | None = Field(None, description="torch's fused kernel (GPU); None: torch decides")
 
+    _check_betas = field_validator("betas")(_betas)
+
 
 class ScaledAdamConfig(ComponentConfig):
     """ScaledAdam (Zipformer): updates scaled by each parameter's RMS (the study: lr 0.045)."""
@@ -28,6 +36,15 @@ class ScaledAdamConfig(ComponentConfig):
     scalar_lr_scale: float = Field(0.1, gt=0)
     param_min_rms: float = Field(1e-5, gt=0)
     param_max_rms: float = Field(3.0, gt=0)
+
+    _check_betas = field_validator("betas")(_betas)
+
+    @model_validator(mode="after")
+    def _rms_range(self) -> ScaledAdamConfig:
+        if self.param_min_rms >= self.param_max_rms:
+            raise ValueError(f"param_min_rms ({self.param_min_rms}) must be below "
+                             f"param_max_rms ({self.param_max_rms})")
+        return self
 
 
 class WarmupCosineConfig(ComponentConfig):

@@ -62,10 +62,19 @@ def build_constant(config: ConstantConfig, optimizer: torch.optim.Optimizer
 
 def build_scaled_adam(config: Any, param_groups: list[dict[str, Any]], lr: float
                       ) -> torch.optim.Optimizer:
-    """ScaledAdam (Zipformer) over the groups; its size-relative updates need no weight decay."""
+    """ScaledAdam (Zipformer) over the groups; its size-relative updates need no weight decay,
+    so the decay / no-decay split is undone: groups of one rate become one group, as in
+    icefall (its gradient clipping takes one factor per group, from the group's whole norm)."""
     from alp_train.optim.scaled_adam import ScaledAdam
 
-    groups = [{k: v for k, v in g.items() if k != "no_decay"} for g in param_groups]
+    merged: dict[float, dict[str, Any]] = {}
+    for group in param_groups:
+        rate = group.get("lr", lr)
+        into = merged.setdefault(rate, {"params": [], "lr": rate, "names": []})
+        into["params"].extend(group["params"])
+        into["names"].append(group.get("name", f"group{len(into['names'])}"))
+    groups = [{"params": g["params"], "lr": g["lr"], "name": "+".join(g["names"])}
+              for g in merged.values()]
     return ScaledAdam(groups, lr=lr, betas=tuple(config.betas), eps=config.eps,
                       clipping_scale=config.clipping_scale,
                       scalar_lr_scale=config.scalar_lr_scale,
