@@ -87,3 +87,26 @@ def test_bad_sources_name_the_problem(tmp_path):
     (tmp_path / "other.json").write_text('{"schema": "something-else"}')
     with pytest.raises(ConfigError, match="not an ALP evaluation report"):
         load_columns([str(tmp_path / "other.json")])
+
+
+def test_averages_over_different_tasks_show_no_difference_and_say_why(tmp_path):
+    # b lacks urbansound8k: its sound average covers esc50 alone, a's both; the shared task
+    # rose by 0.2 while the averages were equal, and the Δ column said +0.000
+    def report(folder, results):
+        write_benchmark_report(build_report({"m": results}, {}), folder)
+        return str(folder)
+
+    a = report(tmp_path / "a", [_bench("esc50", "sound", 0.5, 0.0),
+                                _bench("urbansound8k", "sound", 0.9, 0.0),
+                                _bench("gtzan", "music", 0.6, 0.0)])
+    b = report(tmp_path / "b", [_bench("esc50", "sound", 0.7, 0.0),
+                                _bench("gtzan", "music", 0.65, 0.0)])
+    written = compare_reports([a, b], tmp_path / "out", charts=False)
+    md = written["text"]
+    assert "| esc50/linear-probe | accuracy | 0.500 ± 0.000 | 0.700 ± 0.000 | +0.200 |" in md
+    assert "| domain: sound | linear probe average * | 0.700 | 0.700 | — |" in md
+    assert "| domain: music | linear probe average | 0.600 | 0.650 | +0.050 |" in md
+    assert "| benchmark average | mean of primaries * |" in md
+    assert any("b has no result for urbansound8k/linear-probe" in n for n in written["notes"])
+    rows = json.loads((tmp_path / "out" / "compare.json").read_text())["rows"]
+    assert {r["task"]: r["comparable"] for r in rows}["domain: music"] is True

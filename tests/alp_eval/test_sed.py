@@ -378,3 +378,17 @@ def test_event_accepts_tuples_and_pairs_all_combinations():
     ref = {"a": [(1.0, 2.0, "x"), (1.3, 2.3, "x")]}
     est = {"a": [(1.15, 2.15, "x"), (0.9, 1.9, "x")]}
     assert event_based_metrics(ref, est)["f1"] == 1.0
+
+
+def test_median_window_is_the_closest_odd_frame_count():
+    from alp_eval.protocol.sed_probe import median_window
+
+    def closest_odd(seconds, hop):  # brute force; a tie goes to the larger window
+        target = seconds / hop
+        return min(range(1, 200, 2), key=lambda n: (abs(n - target), -n))
+
+    cases = [(0.45, 0.08), (0.476, 0.04), (0.45, 0.01), (0.45, 0.02), (0.45, 0.04),
+             (0.45, 0.1), (0.3, 0.1), (0.05, 0.1), (1.0, 0.16), (0.6, 0.1)]
+    for seconds, hop in cases:
+        assert median_window(seconds, hop) == closest_odd(seconds, hop), (seconds, hop)
+    assert median_window(0.45, 0.08) == 5  # 5.6 frames: 5, not 7

@@ -297,3 +297,17 @@ def test_compiles_as_one_graph_for_every_length():
             torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
     assert counters["stats"]["unique_graphs"] == 1
     torch._dynamo.reset()
+
+
+def test_training_after_an_inference_mode_pass_at_the_same_length():
+    # the cached position table built under inference_mode was an inference tensor, which
+    # autograd cannot save: a later training (or eval-with-grad) pass at that length failed
+    torch.manual_seed(0)
+    enc = build_zipformer_encoder(ZipformerConfig(preset="tiny", pos_dropout=0.0))
+    x, lengths = torch.randn(2, 100, 80), torch.tensor([100, 60])
+    enc.eval()
+    with torch.inference_mode():
+        enc(x, lengths)
+    enc.train()
+    enc(x, lengths)[0].sum().backward()
+    assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)

@@ -5,7 +5,9 @@ folder holding either (``eval_report.json`` first); ``LABEL=PATH`` names its col
 model of a report is a column (``label`` alone for a one-model report, else
 ``label:model``). Rows are each task's primary metric (mean ± std when the report has a std),
 then the domain averages, the benchmark average, the probe average and the retrieval mean;
-after every column but the first comes its difference to the first. Charts (matplotlib,
+after every column but the first comes its difference to the first. An average whose columns
+cover different tasks (a task one report lacks) is marked ``*`` and shows no difference, with
+a note naming the missing tasks. Charts (matplotlib,
 optional) show the primary metric of each task of a domain, one bar per column, std as error
 bars (attention-probe results apart, as ``<domain>-attention``); tasks without a domain
 (run-split tasks) are charted as ``other``.
@@ -24,8 +26,8 @@ from typing import Any
 from alp_core.errors import ConfigError
 from alp_eval.report import BENCHMARK_JSON, SCHEMA, domain_group
 
-__all__ = ["Column", "Row", "compare_reports", "load_columns", "plot_domains",
-           "render_comparison", "comparison_rows"]
+__all__ = ["Column", "Row", "compare_reports", "comparison_rows", "load_columns",
+           "plot_domains", "render_comparison", "uneven_tasks"]
 
 RUN_REPORT = "report.json"
 COMPARE_MD = "compare.md"
@@ -53,6 +55,8 @@ class Row:
     values: list[float | None]
     stds: list[float | None] = field(default_factory=list)
     domain: str | None = None
+    #: False for an average whose columns cover different tasks: no difference is shown
+    comparable: bool = True
 
 
 def _report_path(path: Path) -> Path:
@@ -127,19 +131,37 @@ def comparison_rows(columns: Sequence[Column]) -> list[Row]:
             values.append(_num(metrics.get(metric)))
             stds.append(_num(metrics.get(f"{metric}_std")))
         rows.append(Row(name, metric, values, stds, domain or OTHER))
+    # a task some column lacks makes the averages over it cover different tasks per column
+    uneven = {r.domain for r in rows if any(v is None for v in r.values)}
     groups = sorted({(g, d) for c in columns for g, ds in c.summary.get("domains", {}).items()
                      for d in ds}, key=lambda gd: (gd[0] != "linear", gd))
     for group, domain in groups:
         values = [_num(c.summary.get("domains", {}).get(group, {}).get(domain, {}).get("mean"))
                   for c in columns]
-        rows.append(Row(f"domain: {domain}", f"{group} probe average", values))
+        scope = domain if group == "linear" else f"{domain}-{group}"
+        rows.append(Row(f"domain: {domain}", f"{group} probe average", values,
+                        comparable=scope not in uneven))
     for key, label in (("benchmark_average", "benchmark average"),
                        ("probe_average", "probe average"),
                        ("retrieval_mean", "retrieval mean")):
         values = [_num(c.summary.get(key)) for c in columns]
         if any(v is not None for v in values):
-            rows.append(Row(label, "mean of primaries", values))
+            rows.append(Row(label, "mean of primaries", values, comparable=not uneven))
     return rows
+
+
+def uneven_tasks(columns: Sequence[Column], rows: Sequence[Row]) -> list[str]:
+    """One note per column that lacks tasks another column has (its averages differ in
+    scope: the comparison shows no difference for them)."""
+    notes = []
+    for k, column in enumerate(columns):
+        lacking = [r.task for r in rows if r.comparable and r.domain is not None
+                   and r.values[k] is None and any(v is not None for v in r.values)]
+        if lacking:
+            notes.append(f"{column.name} has no result for {', '.join(lacking)}: averages "
+                         "over those tasks cover different tasks per column (marked *, no "
+                         "difference shown)")
+    return notes
 
 
 def _cell(text: str) -> str:
@@ -167,9 +189,10 @@ def render_comparison(columns: Sequence[Column], rows: Sequence[Row],
               "| --- | --- |" + " ---: |" * (len(header) - 2)]
     for row in rows:
         stds = row.stds or [None] * len(row.values)
-        cells = [_cell(row.task), _cell(row.metric), _value(row.values[0], stds[0])]
+        metric = row.metric if row.comparable else f"{row.metric} *"
+        cells = [_cell(row.task), _cell(metric), _value(row.values[0], stds[0])]
         for value, std in zip(row.values[1:], stds[1:]):
-            delta = ("—" if value is None or row.values[0] is None
+            delta = ("—" if value is None or row.values[0] is None or not row.comparable
                      else f"{value - row.values[0]:+.3f}")
             cells += [_value(value, std), delta]
         lines.append("| " + " | ".join(cells) + " |")
@@ -221,7 +244,7 @@ def compare_reports(sources: Sequence[str], out_dir: str | os.PathLike,
     rows = comparison_rows(columns)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
+    notes: list[str] = uneven_tasks(columns, rows)
     images: list[Path] = []
     if charts:
         try:
@@ -233,7 +256,8 @@ def compare_reports(sources: Sequence[str], out_dir: str | os.PathLike,
     data = {"columns": [{"name": c.name, "source": c.source, "fingerprint": c.fingerprint}
                         for c in columns],
             "rows": [{"task": r.task, "metric": r.metric, "domain": r.domain,
-                      "values": r.values, "stds": r.stds} for r in rows],
+                      "values": r.values, "stds": r.stds, "comparable": r.comparable}
+                     for r in rows],
             "charts": [str(p) for p in images], "notes": notes}
     (out / COMPARE_JSON).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return {"markdown": out / COMPARE_MD, "json": out / COMPARE_JSON, "charts": images,

@@ -35,9 +35,8 @@ EventTuple = tuple[float, float, str]
 
 
 def median_window(seconds: float, hop: float) -> int:
-    """The odd number of frames closest to ``seconds`` (at least 1)."""
-    frames = max(1, int(round(seconds / hop)))
-    return frames if frames % 2 else frames + 1
+    """The odd number of frames closest to ``seconds`` (at least 1; a tie goes up)."""
+    return max(1, 2 * math.floor((seconds / hop - 1) / 2 + 0.5) + 1)
 
 
 def clipped_events(clip: BenchmarkClip, seconds: float) -> list[EventTuple]:

@@ -66,8 +66,11 @@ class CompactRelPositionalEncoding(nn.Module):
         else:  # kept on the input's device: no host-to-device copy per forward
             if (self._cache is None or self._cache[0] != seq_len
                     or self._cache[1].device != like.device):
-                self._cache = (seq_len, compact_rel_positions(seq_len, self.dim,
-                                                              self.length_factor, like.device))
+                # a normal tensor even when first built under torch.inference_mode (e.g. an
+                # embedding extraction): an inference tensor could not be saved for backward
+                with torch.inference_mode(False):
+                    self._cache = (seq_len, compact_rel_positions(
+                        seq_len, self.dim, self.length_factor, like.device))
             table = self._cache[1]
         return self.dropout(table.to(dtype=like.dtype))
 
