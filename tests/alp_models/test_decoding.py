@@ -234,3 +234,26 @@ def test_config_sets_generation_defaults():
     record = new_plugin_manager().get("caption_decoder", "transformer")
     with pytest.raises(ConfigError, match="num_beams"):
         record.build({**TINY, "num_beams": 0}, memory_dim=MEMORY_DIM)
+
+
+def test_a_batch_whose_clips_all_have_no_frame_decodes_the_same_on_every_path():
+    # forward and the uncached loop failed on 0-frame memory while the cached loop ran
+    dec = _decoder(3, max_tokens=6)
+    empty, lengths = torch.zeros(2, 0, MEMORY_DIM), torch.zeros(2, dtype=torch.long)
+    one = torch.zeros(2, 1, MEMORY_DIM)  # what it stands for: one zero frame to attend to
+    cached = dec.generate(empty, lengths)
+    assert torch.equal(cached, dec.generate(empty, lengths, use_cache=False))
+    assert torch.equal(cached, dec.generate(one, lengths))
+    ids = torch.tensor([[0, 4, 4], [0, 4, 1]])
+    mask = torch.ones(2, 3)
+    torch.testing.assert_close(dec(ids, mask, True, empty, lengths), dec(ids, mask, True, one,
+                                                                           lengths))
+
+
+def test_the_transformer_encoder_takes_a_batch_without_frames():
+    from alp_models.audio.transformer import TransformerAudioEncoder
+    from alp_models.configs import TransformerAudioEncoderConfig
+
+    enc = TransformerAudioEncoder(TransformerAudioEncoderConfig(num_layers=1)).eval()
+    frames, lengths = enc(torch.zeros(2, 0, 80), torch.tensor([0, 0]))
+    assert frames.shape == (2, 0, enc.output_dim) and lengths.tolist() == [0, 0]

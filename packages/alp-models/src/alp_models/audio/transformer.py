@@ -129,6 +129,8 @@ class TransformerAudioEncoder(nn.Module):
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         check_inputs(features, lengths, self.config.input_dim)
         lengths = lengths.to(features.device)  # lengths may come on the CPU
+        if features.shape[1] == 0:  # no frames at all: the conv stem cannot run
+            return features.new_zeros(features.shape[0], 0, self.output_dim), lengths.clone()
         if self.input_norm is not None:
             features = self.input_norm(features)
         x, out_lengths = self.subsampling(features, lengths)

@@ -117,6 +117,15 @@ class TransformerCaptionDecoder(nn.Module):
         return self.tokenizer(captions)
 
     # -- masks and inputs ----------------------------------------------------------------
+    @staticmethod
+    def _some_frames(memory: Tensor) -> Tensor:
+        """``memory`` with at least one frame: a batch whose clips all have none gets one
+        zero frame, which its empty clips attend to (as an empty clip among longer ones
+        attends to the padding), so every decoding path runs and agrees."""
+        if memory.dim() != 3 or memory.shape[1] > 0:
+            return memory
+        return memory.new_zeros(memory.shape[0], 1, memory.shape[2])
+
     def _memory_padding(self, memory: Tensor, memory_lengths: Tensor, batch: int) -> Tensor:
         """Validate the encoder frames; (B, S) True at padded frames (none for empty clips)."""
         _check_shape("memory", memory, (batch, "frames", self.memory_dim))
@@ -175,6 +184,7 @@ class TransformerCaptionDecoder(nn.Module):
         if isinstance(causal, bool):
             causal = torch.full((b,), causal, dtype=torch.bool, device=input_ids.device)
         causal = _check_shape("causal", causal, (b,)).bool()
+        memory = self._some_frames(memory)
         padding = self._memory_padding(memory, memory_lengths, b)
         return self._logits(input_ids, attention_mask, causal, self.memory_proj(memory), padding)
 
@@ -328,6 +338,7 @@ class TransformerCaptionDecoder(nn.Module):
                 f"(caption_decoder.max_tokens), got {max_tokens}"
             )
         _check_shape("memory", memory, ("batch", "frames", self.memory_dim))
+        memory = self._some_frames(memory)
         padding = self._memory_padding(memory, memory_lengths, memory.shape[0])
         return limit, padding, self.memory_proj(memory)
 
