@@ -243,3 +243,32 @@ def test_loss_outputs_are_checked():
         to_loss_output(1.0, "mine")
     with pytest.raises(ValueError, match="weight must be >= 0"):
         WeightedSumLoss({"infonce": (InfoNCELoss(), -1.0)})
+
+
+def test_a_coca_step_reads_the_device_a_few_times_not_once_per_value(monkeypatch):
+    # each .item()/int()/bool() of a GPU tensor waits for the device; the CoCa step made 22
+    # such reads (validation flags and metrics one by one), now one per group of values
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Reads(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                Reads.count += 1
+            return func(*args, **(kwargs or {}))
+
+    lists = []
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: lists.append(1) or original(t))
+    coca = build({"name": "coca", "captioning": {"parallel_probability": 0.5}},
+                 special_ids=IDS)
+    a, t = embeddings()
+    logits = torch.randn(4, 5, VOCAB, dtype=torch.float64, requires_grad=True)
+    with Reads():
+        step = coca.prepare({"caption_ids": TOKENS})
+        out = coca.compute({**step, "audio_embeds": a, "text_embeds": t,
+                            "caption_logits": logits})
+    assert Reads.count + len(lists) <= 5
+    terms = sum(w * out.metrics[f"{label}/loss"] for label, w in coca.weights.items())
+    assert out.metrics["loss"] == pytest.approx(float(out.loss.detach())) == pytest.approx(terms)

@@ -70,7 +70,8 @@ def to_loss_output(result: Any, owner: str = "objective") -> LossOutput:
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         raise ValueError(f"{owner} loss must be a scalar tensor, got {got}")
-    metrics.setdefault("loss", float(loss.detach()))
+    if "loss" not in metrics:  # (setdefault would read the device even when it is there)
+        metrics["loss"] = float(loss.detach())
     return LossOutput(loss=loss, metrics=metrics)
 
 

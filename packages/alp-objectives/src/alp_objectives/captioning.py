@@ -66,9 +66,6 @@ def _check_tokens(
         raise ValueError(
             f"tokens must have length >= 2 (BOS + at least one target), got {tuple(tokens.shape)}"
         )
-    if (tokens < 0).any():
-        row = int((tokens < 0).any(dim=1).nonzero()[0])
-        raise ValueError(f"tokens row {row} holds negative ids; expected ids in [0, vocab)")
     if attention_mask is None:
         return None
     if attention_mask.shape != tokens.shape:
@@ -165,24 +162,9 @@ class CaptioningLoss(Objective):
         mask = _check_tokens(tokens, attention_mask)
         real = tokens != self.pad_id if mask is None else mask
         batch = tokens.shape[0]
-        if self.vocab_size is not None and int(tokens.max()) >= self.vocab_size:
-            row = int((tokens >= self.vocab_size).any(dim=1).nonzero()[0])
-            raise ValueError(f"tokens row {row} holds ids >= vocab_size {self.vocab_size}")
         in_real, tgt_real = real[:, :-1], real[:, 1:]
         is_eos = tgt_real & (tokens[:, 1:] == self.eos_id)
         content = (tgt_real & ~is_eos).sum(dim=1)
-        if (content == 0).any():
-            empty_rows = (content == 0).nonzero().flatten()[:5].tolist()
-            raise ValueError(
-                f"tokens rows {empty_rows} hold no caption tokens (only BOS/EOS/padding); every "
-                f"caption needs at least one real token after BOS"
-            )
-        if self.bos_id is not None:
-            bad = ~real[:, 0] | (tokens[:, 0] != self.bos_id)
-            if bad.any():
-                row = int(bad.nonzero()[0])
-                raise ValueError(f"tokens row {row} does not start with bos_id {self.bos_id}")
-
         if parallel is None:
             parallel = self.draw_parallel(batch, tokens.device, generator)
         elif parallel.shape != (batch,) or parallel.dtype != torch.bool:
@@ -191,7 +173,30 @@ class CaptioningLoss(Objective):
                 f"{parallel.dtype} {tuple(parallel.shape)}"
             )
         parallel = parallel.to(tokens.device)
-        if parallel.any() and self.mask_id is None:
+        # every check reads one flag per row; one device read for all of them (each
+        # .any()/int() on a GPU tensor would wait for the device on its own)
+        no_bos = (torch.zeros_like(parallel) if self.bos_id is None
+                  else ~real[:, 0] | (tokens[:, 0] != self.bos_id))
+        too_big = (torch.zeros_like(parallel) if self.vocab_size is None
+                   else (tokens >= self.vocab_size).any(dim=1))
+        flags = torch.stack([(tokens < 0).any(dim=1), too_big, content == 0, no_bos,
+                             parallel]).tolist()
+        negative, too_big_rows, empty, bad_bos, rows_parallel = (
+            [i for i, flag in enumerate(row) if flag] for row in flags)
+        if negative:
+            raise ValueError(f"tokens row {negative[0]} holds negative ids; expected ids in "
+                             "[0, vocab)")
+        if too_big_rows:
+            raise ValueError(f"tokens row {too_big_rows[0]} holds ids >= vocab_size "
+                             f"{self.vocab_size}")
+        if empty:
+            raise ValueError(
+                f"tokens rows {empty[:5]} hold no caption tokens (only BOS/EOS/padding); every "
+                f"caption needs at least one real token after BOS"
+            )
+        if bad_bos:
+            raise ValueError(f"tokens row {bad_bos[0]} does not start with bos_id {self.bos_id}")
+        if rows_parallel and self.mask_id is None:
             raise ValueError("parallel rows need a mask_id; build CaptioningLoss with mask_id")
 
         rows = parallel[:, None]
@@ -228,16 +233,22 @@ class CaptioningLoss(Objective):
         with torch.no_grad():
             valid = targets != IGNORE_INDEX
             correct = (logits.argmax(dim=-1) == targets) & valid
-            n_tokens = int(valid.sum())
-            metrics = {"loss": loss.item(), "token_acc": int(correct.sum()) / n_tokens,
-                       "n_tokens": float(n_tokens)}
             par = (torch.zeros(batch, dtype=torch.bool, device=targets.device)
                    if parallel is None else parallel.to(targets.device))
-            for name, rows in (("token_acc_ar", ~par), ("token_acc_parallel", par)):
-                count = int(valid[rows].sum())
+            rows = par[:, None]
+            # one device read for every metric
+            numbers = torch.stack([
+                loss.detach().double(), valid.sum().double(), correct.sum().double(),
+                (valid & ~rows).sum().double(), (correct & ~rows).sum().double(),
+                (valid & rows).sum().double(), (correct & rows).sum().double(),
+                par.double().mean()]).tolist()
+            value, n_tokens, n_correct, n_ar, ok_ar, n_par, ok_par, fraction = numbers
+            metrics = {"loss": value, "token_acc": n_correct / n_tokens, "n_tokens": n_tokens}
+            for name, count, hits in (("token_acc_ar", n_ar, ok_ar),
+                                      ("token_acc_parallel", n_par, ok_par)):
                 if count:
-                    metrics[name] = int(correct[rows].sum()) / count
-            metrics["parallel_fraction"] = float(par.float().mean())
+                    metrics[name] = hits / count
+            metrics["parallel_fraction"] = fraction
         return LossOutput(loss=loss, metrics=metrics)
 
     def _check_logits(
@@ -259,25 +270,29 @@ class CaptioningLoss(Objective):
             raise TypeError(f"targets must be an integer tensor, got {targets.dtype}")
         if self.vocab_size is not None and vocab != self.vocab_size:
             raise ValueError(f"logits vocab dim is {vocab}, expected vocab_size {self.vocab_size}")
-        valid = targets != IGNORE_INDEX
-        if not valid.any():
-            raise ValueError(
-                "targets hold no tokens to score (all padding / ignore_index); expected at least "
-                "one caption token in the batch"
-            )
-        bad_ids = valid & ((targets < 0) | (targets >= vocab))
-        if bad_ids.any():
-            row = int(bad_ids.any(dim=1).nonzero()[0])
-            raise ValueError(
-                f"targets row {row} holds ids outside the logits' vocabulary [0, {vocab}) "
-                f"(or {IGNORE_INDEX} to ignore)"
-            )
         if parallel is not None and (parallel.shape != (batch,) or parallel.dtype != torch.bool):
             raise ValueError(
                 f"parallel must be a bool tensor of shape ({batch},), got "
                 f"{parallel.dtype} {tuple(parallel.shape)}"
             )
-        if not torch.isfinite(logits).all():
-            rows = (~torch.isfinite(logits)).flatten(1).any(dim=1).nonzero().flatten()[:5]
-            raise ValueError(f"logits hold NaN or inf values (rows {rows.tolist()}...)")
+        valid = targets != IGNORE_INDEX
+        bad_ids = valid & ((targets < 0) | (targets >= vocab))
+        # one device read for the three checks: per row, any token to score, any id out of
+        # range, any non-finite logit
+        flags = torch.stack([valid.any(dim=1), bad_ids.any(dim=1),
+                             (~torch.isfinite(logits)).flatten(1).any(dim=1)]).tolist()
+        scored, out_of_range, non_finite = (
+            [i for i, flag in enumerate(row) if flag] for row in flags)
+        if not scored:
+            raise ValueError(
+                "targets hold no tokens to score (all padding / ignore_index); expected at least "
+                "one caption token in the batch"
+            )
+        if out_of_range:
+            raise ValueError(
+                f"targets row {out_of_range[0]} holds ids outside the logits' vocabulary "
+                f"[0, {vocab}) (or {IGNORE_INDEX} to ignore)"
+            )
+        if non_finite:
+            raise ValueError(f"logits hold NaN or inf values (rows {non_finite[:5]}...)")
         return batch, length, vocab

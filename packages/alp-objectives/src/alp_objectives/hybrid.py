@@ -71,13 +71,18 @@ class WeightedSumLoss(Objective):
     def compute(self, step: Mapping[str, Any]) -> LossOutput:
         total: torch.Tensor | None = None
         metrics: dict[str, float] = {}
+        logged: float | None = 0.0
         for label, term in self._objectives():
             out = term.compute(step)
             weighted = self.weights[label] * out.loss
             total = weighted if total is None else total + weighted
             metrics.update({f"{label}/{k}": float(v) for k, v in out.metrics.items()})
+            term_loss = out.metrics.get("loss")
+            logged = (None if logged is None or term_loss is None
+                      else logged + self.weights[label] * float(term_loss))
         assert total is not None
-        metrics["loss"] = float(total.detach())
+        # the terms' logged losses already came to the host: no device read for the sum
+        metrics["loss"] = float(total.detach()) if logged is None else logged
         return LossOutput(loss=total, metrics=metrics)
 
     def forward(self, step: Mapping[str, Any]) -> LossOutput:

@@ -31,12 +31,15 @@ def _check_embeddings(named: dict[str, torch.Tensor], allow_empty: bool) -> None
         if t.shape[0] == 0 and not allow_empty:
             raise ValueError(f"{name} is empty (batch size 0); expected at least one row")
         shapes[name] = tuple(t.shape)
-        if not torch.isfinite(t).all():
-            bad = (~torch.isfinite(t)).any(dim=1).nonzero().flatten()[:5].tolist()
-            raise ValueError(f"{name} holds NaN or inf values (rows {bad}...)")
     if len({s for s in shapes.values()}) > 1:
         listed = ", ".join(f"{k} {v}" for k, v in shapes.items())
         raise ValueError(f"embeddings must share one shape (batch, dim); got {listed}")
+    # one device read for every tensor's rows (a .all() per tensor would wait once each)
+    flags = torch.stack([(~torch.isfinite(t)).any(dim=1) for t in named.values()]).tolist()
+    for name, row_flags in zip(named, flags):
+        bad = [i for i, flag in enumerate(row_flags) if flag]
+        if bad:
+            raise ValueError(f"{name} holds NaN or inf values (rows {bad[:5]}...)")
 
 
 def check_ids(ids: torch.Tensor, batch: int) -> None:
