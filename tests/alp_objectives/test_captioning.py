@@ -234,3 +234,19 @@ def test_bad_logits_name_the_tensor(logits, targets, parallel, match):
 def test_logits_vocab_checked_against_vocab_size():
     with pytest.raises(ValueError, match="vocab dim is 5, expected vocab_size 10"):
         make_loss(vocab_size=VOCAB)(torch.randn(2, 3, 5), GOOD_TARGETS)
+
+
+def test_eval_mode_scores_every_row_autoregressively_and_draws_nothing():
+    # in eval mode (a validation loss) the modes were drawn at random on every pass, from
+    # the training's random stream
+    loss_fn = CaptioningLoss(CaptioningConfig(parallel_probability=0.5), pad_id=1, eos_id=2,
+                             mask_id=3, bos_id=0, vocab_size=20)
+    tokens = torch.tensor([[0, 5, 6, 2, 1]] * 8)
+    loss_fn.eval()
+    state = torch.get_rng_state()
+    for _ in range(3):
+        assert not loss_fn.prepare({"caption_ids": tokens})["caption_parallel"].any()
+    assert torch.equal(torch.get_rng_state(), state)
+    loss_fn.train()
+    drawn = [loss_fn.prepare({"caption_ids": tokens})["caption_parallel"] for _ in range(4)]
+    assert any(d.any() for d in drawn)  # training still mixes the modes

@@ -1,6 +1,8 @@
 """Gloo processes: the ring-chunked (and gathered) SigLIP equals the single-process loss.
 
-Both modes also run uneven batches (2 + 4 + 3 rows) and batches with an empty rank (4 + 0 + 5).
+Both modes also run uneven batches (2 + 4 + 3 rows) and batches with an empty rank (4 + 0 + 5):
+the mean of the rank losses is the one-big-batch loss there too, and DDP's gradient average
+the one-big-batch gradient.
 
 Three ranks rather than two, so that the ring's direction matters (with two, the left and the
 right neighbour are one rank and a reversed ring would pass unnoticed).
@@ -74,18 +76,6 @@ def rank_results(spawn_ranks):
     return spawn_ranks(_worker, WORLD)
 
 
-def _weighted_reference(a, t, ids, sizes):
-    """Sum over ranks of each rank's loss: rows weighted by 1 / their rank's row count."""
-    loss_fn = SigLIPLoss(SigLIPConfig(**CONFIG)).double()
-    scale, bias = loss_fn.logit_scale(), loss_fn.bias()
-    ids = torch.arange(a.shape[0]) if ids is None else ids
-    signs = (ids[:, None] == ids[None, :]).double() * 2 - 1
-    weights = torch.cat([torch.full((n,), 1.0 / max(n, 1), dtype=torch.float64)
-                         for n in sizes])
-    rows = -F.logsigmoid(signs * (scale * a @ t.t() + bias)).sum(dim=1)
-    return (weights * rows).sum(), loss_fn
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["chunked", "gather"])
 @pytest.mark.parametrize("use_ids", [False, True])
@@ -133,27 +123,31 @@ def test_chunked_never_builds_more_than_a_local_block(rank_results, use_ids):
 @pytest.mark.parametrize("use_ids", [False, True])
 @pytest.mark.parametrize("mode", ["chunked", "gather"])
 @pytest.mark.parametrize("case", list(UNEVEN))
-def test_uneven_batches_match_row_weighted_reference(rank_results, case, mode, use_ids):
-    """Rank r's loss is S_r / B_r (0 for an empty rank), so the plain sum over ranks weights
-    each row by 1 / B_r, and sum_r (B_r / N) * loss_r is the single-process loss."""
+def test_uneven_batches_give_the_one_big_batch_loss_and_gradients(rank_results, case, mode,
+                                                                  use_ids):
+    """Rank r's loss is S_r / (N / W) (S_r: its rows' sum over all texts), so the mean over
+    the ranks (what DDP's gradient average takes) is the single-process loss over all N rows,
+    and every gradient is W times the single-process one, as with even batches. (It was
+    S_r / B_r: the rows of the rank with fewer were weighted up, by 2x for 2 + 4 rows.)"""
     sizes = UNEVEN[case]
     out = {r: rank_results[(case, mode, use_ids, r)] for r in range(WORLD)}
     a, t, ids = _data()
-    single = SigLIPLoss(SigLIPConfig(**CONFIG)).double()(a, t, ids if use_ids else None)
-    weighted = sum(sizes[r] / sum(sizes) * out[r]["loss"] for r in range(WORLD))
-    assert weighted == pytest.approx(single.loss.item(), rel=1e-10)
     a.requires_grad_()
     t.requires_grad_()
-    reference, loss_fn = _weighted_reference(a, t, ids if use_ids else None, sizes)
-    reference.backward()
-    assert sum(out[r]["loss"] for r in range(WORLD)) == pytest.approx(reference.item(), rel=1e-10)
+    loss_fn = SigLIPLoss(SigLIPConfig(**CONFIG)).double()
+    single = loss_fn(a, t, ids if use_ids else None)
+    single.loss.backward()
+    mean_loss = sum(out[r]["loss"] for r in range(WORLD)) / WORLD
+    assert mean_loss == pytest.approx(single.loss.item(), rel=1e-10)
     for r in range(WORLD):
         rows = _rows(r, sizes)
-        torch.testing.assert_close(out[r]["audio"], a.grad[rows], rtol=1e-10, atol=1e-12)
-        torch.testing.assert_close(out[r]["text"], t.grad[rows], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(out[r]["audio"], WORLD * a.grad[rows], rtol=1e-10,
+                                   atol=1e-12)
+        torch.testing.assert_close(out[r]["text"], WORLD * t.grad[rows], rtol=1e-10,
+                                   atol=1e-12)
     for name, param in (("scale", loss_fn.log_logit_scale), ("bias", loss_fn.logit_bias)):
-        total = sum(out[r][name] for r in range(WORLD))
-        assert total == pytest.approx(param.grad.item(), rel=1e-10)
+        total = sum(out[r][name] for r in range(WORLD))  # DDP's mean: total / WORLD
+        assert total / WORLD == pytest.approx(param.grad.item(), rel=1e-10)
 
 
 @pytest.mark.slow

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from alp_objectives.base import Objective
 from alp_objectives.configs import CaptioningConfig
+from alp_objectives.distributed import world_info
 from alp_objectives.outputs import LossOutput
 
 IGNORE_INDEX = -100
@@ -131,13 +133,18 @@ class CaptioningLoss(Objective):
     def prepare(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """Decoder inputs and targets for the batch's ``caption_ids`` (and ``caption_mask``).
 
-        Modes are drawn per sample from the global torch generator (seeded by the run).
+        Modes are drawn per sample from the global torch generator (seeded by the run) in
+        training; in eval mode every row is autoregressive, so a validation loss is the same on
+        every pass and draws nothing from the training's random stream.
         """
         if "caption_ids" not in batch:
             raise KeyError(
                 "captioning needs 'caption_ids' (B, L) in the batch: captions tokenised by the "
                 f"caption decoder's tokenizer; the batch holds only {sorted(batch)}")
-        prepared = self.decoder_inputs(batch["caption_ids"], batch.get("caption_mask"))
+        tokens = batch["caption_ids"]
+        fixed = None if self.training else torch.zeros(
+            tokens.shape[0], dtype=torch.bool, device=tokens.device)
+        prepared = self.decoder_inputs(tokens, batch.get("caption_mask"), parallel=fixed)
         return {
             "decoder_input_ids": prepared.input_ids,
             "decoder_attention_mask": prepared.attention_mask,
@@ -217,7 +224,8 @@ class CaptioningLoss(Objective):
         targets: torch.Tensor,
         parallel: torch.Tensor | None = None,
     ) -> LossOutput:
-        """Mean label-smoothed cross-entropy over all non-ignored target tokens of the batch.
+        """Mean label-smoothed cross-entropy over all non-ignored target tokens of the batch
+        (with ``sync_tokens`` over several ranks, weighted by the rank's share of the tokens).
 
         ``logits`` (B, T, V) from the decoder, ``targets`` (B, T) from :meth:`decoder_inputs`,
         ``parallel`` (B,) bool (None: all AR) only splits the token-accuracy metrics.
@@ -230,6 +238,14 @@ class CaptioningLoss(Objective):
             logits.reshape(-1, vocab), targets.reshape(-1), ignore_index=IGNORE_INDEX,
             label_smoothing=self.config.label_smoothing, reduction="mean",
         )
+        _, world = world_info()
+        if world > 1 and self.config.sync_tokens:
+            # ranks hold different token counts T_r: weight the rank's mean by W * T_r / T, so
+            # the mean over ranks (DDP's gradient average) is the mean over all T tokens
+            counts = (targets != IGNORE_INDEX).sum().to(loss.dtype).reshape(1)
+            total = counts.clone()
+            dist.all_reduce(total)
+            loss = loss * (world * counts[0] / total[0])
         with torch.no_grad():
             valid = targets != IGNORE_INDEX
             correct = (logits.argmax(dim=-1) == targets) & valid

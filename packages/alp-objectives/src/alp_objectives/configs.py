@@ -39,6 +39,11 @@ class CaptioningConfig(ComponentConfig):
         0.0, ge=0.0, le=1.0,
         description="per-sample probability of the CapPa parallel mode (all-mask inputs)",
     )
+    sync_tokens: bool = Field(
+        True, description="with torch.distributed running, weight each rank's token mean by "
+        "its share of all ranks' tokens (one all-reduce of the count), so the mean over ranks "
+        "that DDP takes is the mean over every token of the global batch",
+    )
 
 
 class SigLIPConfig(ComponentConfig):

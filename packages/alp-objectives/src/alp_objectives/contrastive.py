@@ -4,12 +4,13 @@ Each rank scores its local rows against the global batch (memory local x global,
 global x global); positives are found by clip id, so several captions of one clip in a batch
 are all positives rather than false negatives.
 
-Ranks may hold different row counts B_r (N = sum B_r). Each rank's loss is the mean over its
-own B_r rows, so the global loss on the concatenated batch (the mean over all N rows) is
-sum_r (B_r / N) * loss_r; the plain sum over ranks (what the gradients of a DDP step add up
-to) weights every row by 1 / B_r of its rank. With equal B_r that is WORLD x the global loss.
-A rank with 0 rows returns a zero loss that is still joined to the gathers, so its backward
-takes part in the gradient exchange (its ``a2t_top1`` metric is NaN: no rows to score).
+Ranks may hold different row counts B_r (N = sum B_r, W ranks; duration-bucketed batches
+differ at almost every step). Each rank's loss is the mean over its own rows weighted by
+W * B_r / N, so the mean over the ranks, which DDP's gradient average takes, is the loss over
+all N rows and its gradient the one-big-batch gradient (with equal B_r the weight is 1; the
+metrics are weighted alike, so their mean over ranks is the global one). A rank with 0 rows
+returns a zero loss that is still joined to the gathers, so its backward takes part in the
+gradient exchange.
 """
 
 from __future__ import annotations
@@ -145,9 +146,17 @@ class InfoNCELoss(ContrastiveObjective):
             values["embedding_reg"] = reg
         with torch.no_grad():
             hit = positives.gather(1, logits_a2t.argmax(dim=1, keepdim=True)).squeeze(1)
-            values["a2t_top1"] = hit.float().mean()
-            values["loss"] = loss
-            # one device sync for all the metrics (each .item() would be one)
+            values["a2t_top1"] = hit.float().mean() if batch else hit.float().sum()
+        if distributed and batch * len(sizes) != sum(sizes):
+            # ranks with different row counts: DDP averages the ranks' losses, so each rank's
+            # row mean is weighted by W * B_r / N, which makes the rank average the mean over
+            # all N rows (and its gradient the one-big-batch gradient, not one over-weighting
+            # the rows of the rank with fewer)
+            weight = len(sizes) * batch / sum(sizes)
+            loss = loss * weight
+            values = {k: v if k == "logit_scale" else v * weight for k, v in values.items()}
+        values["loss"] = loss
+        with torch.no_grad():  # one device read for all the metrics (each .item() is one)
             numbers = torch.stack([v.detach().double().reshape(()) for v in values.values()])
         metrics = dict(zip(values, numbers.tolist()))
         return LossOutput(loss=loss, metrics=metrics)

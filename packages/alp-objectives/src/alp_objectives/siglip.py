@@ -6,9 +6,10 @@ sends to r + 1 and receives from r - 1, world - 1 times) and each rank scores it
 rows against one chunk at a time: the largest block is local x chunk, never global x global.
 
 Both distributed modes take a different row count B_r on each rank (and B_r = 0 on some):
-rank r's loss is its rows' sum over all texts divided by B_r (0 without rows), so the plain sum
-over ranks weights every row by 1 / B_r of its rank; the single-process loss on the
-concatenated batch (N rows) equals sum_r (B_r / N) * loss_r.
+rank r's loss is its rows' sum over all texts divided by N / W (N = sum B_r over W ranks; by
+B_r itself when all are equal), so the mean over the ranks, which DDP's gradient average
+takes, is the single-process loss on the concatenated batch and its gradient the
+one-big-batch gradient.
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ class SigLIPLoss(ContrastiveObjective):
 
     Input: ``audio_embeds`` (B, E) and ``text_embeds`` (B, E), row i of each from the same
     pair, and optionally ``clip_ids`` (B,) int64; z_ij is +1 where the ids match (the diagonal
-    when no ids are given) and -1 elsewhere. B is the local batch, so each rank's loss is its
-    rows' part of the global sum over its row count. ``block_shapes`` lists the (rows, columns)
+    when no ids are given) and -1 elsewhere. Each rank's loss is its rows' part of the global
+    sum over N / W (the module docstring). ``block_shapes`` lists the (rows, columns)
     of the logits blocks the last forward built.
     """
 
@@ -159,12 +160,14 @@ class SigLIPLoss(ContrastiveObjective):
             check_ids(clip_ids, batch)
         scale = self.logit_scale().to(audio_embeds)
         bias = self.bias().to(audio_embeds)
+        exchanged = world > 1 and self.config.distributed != "local"
+        sizes = gather_sizes(batch, audio_embeds.device) if exchanged else [batch]
 
         total = audio_embeds.new_zeros(())
         stats = audio_embeds.new_zeros(3, dtype=torch.float64)  # sum p(positive), #pos, #hits
         pairs = 0
         self.block_shapes = []
-        for text, positives in self._blocks(text_embeds, clip_ids, batch):
+        for text, positives in self._blocks(text_embeds, clip_ids, batch, sizes):
             logits = scale * audio_embeds @ text.t() + bias
             signs = positives.to(logits.dtype) * 2 - 1
             total = total - F.logsigmoid(signs * logits).sum()
@@ -174,25 +177,33 @@ class SigLIPLoss(ContrastiveObjective):
                                       positives.sum().double(),
                                       ((logits > 0) == positives).sum().double()])
                 pairs += positives.numel()
-        loss = total / max(batch, 1)  # a rank without rows: 0, still joined to the exchange
-        pos_prob, pos_count, hits = stats.tolist()  # one device sync for all the metrics
+        # the sum over this rank's pairs over its rows; with rows differing between ranks
+        # over N / W rows instead: DDP averages the ranks' losses, and the average is then the
+        # sum over all pairs / N (the one-big-batch loss and gradient)
+        rows = batch if batch * len(sizes) == sum(sizes) else sum(sizes) / len(sizes)
+        loss = total / max(rows, 1)  # a rank without rows: 0, still joined to the exchange
+        with torch.no_grad():  # one device read for all the metrics
+            numbers = torch.cat([stats, torch.stack([loss.detach(), scale.detach(),
+                                                     bias.detach()]).double()]).tolist()
+        pos_prob, pos_count, hits, value, scale_value, bias_value = numbers
         nan = float("nan")
-        metrics = {"loss": loss.item(), "logit_scale": scale.item(), "logit_bias": bias.item(),
+        metrics = {"loss": value, "logit_scale": scale_value, "logit_bias": bias_value,
                    "pos_prob": pos_prob / pos_count if pos_count else nan,
                    "pair_acc": hits / pairs if pairs else nan}
         return LossOutput(loss=loss, metrics=metrics)
 
     def _blocks(
-        self, text_embeds: torch.Tensor, clip_ids: torch.Tensor | None, batch: int
+        self, text_embeds: torch.Tensor, clip_ids: torch.Tensor | None, batch: int,
+        sizes: list[int],
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(text columns, boolean positives of the local rows) for each logits block."""
+        """(text columns, boolean positives of the local rows) for each logits block;
+        ``sizes``: every rank's rows (``[batch]`` when nothing is exchanged)."""
         rank, world = world_info()
         mode = self.config.distributed
         if world == 1 or mode == "local":
             yield text_embeds, _positives(clip_ids, clip_ids, batch, batch, own=True,
                                           device=text_embeds.device)
             return
-        sizes = gather_sizes(batch, text_embeds.device)
         if mode == "chunked":
             for source, text, ids in ring_chunks(text_embeds, clip_ids, sizes):
                 yield text, _positives(clip_ids, ids, batch, sizes[source],
