@@ -49,8 +49,9 @@ class _GatheringTask(torch.nn.Module):
 
 
 class _PerClipTask(torch.nn.Module):
-    """Loss = mean of id² over the batch (a per-clip loss, so the validation mean over every
-    clip is known); its forward still takes part in a collective."""
+    """Loss = mean of id² over the global batch, as ALP's objectives weight it: each rank's
+    sum over its clips / (N / W), so the mean over ranks is the global batch's mean (a per-clip
+    loss, so the validation mean over every clip is known); its forward is a collective."""
 
     min_batch = 1
 
@@ -58,9 +59,10 @@ class _PerClipTask(torch.nn.Module):
         return batch
 
     def forward(self, step):
-        dist.all_reduce(torch.zeros(1))
         ids = torch.tensor(step["ids"], dtype=torch.float64)
-        return types.SimpleNamespace(loss=(ids**2).mean())
+        count = torch.tensor([float(len(ids))], dtype=torch.float64)
+        dist.all_reduce(count)
+        return types.SimpleNamespace(loss=(ids**2).sum() * dist.get_world_size() / count[0])
 
 
 def _collate(items):

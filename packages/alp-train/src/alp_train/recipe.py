@@ -46,7 +46,6 @@ from alp_train.checkpoint import Checkpointer, Progress, save_model
 from alp_train.config import ResolvedRun
 from alp_train.distributed import (
     DistInfo,
-    all_agree,
     broadcast_object,
     dist_info_from_env,
     gather_objects,
@@ -470,21 +469,27 @@ def validation_loss(engine: Engine, task: TrainTask, loader: Any,
     ``on_skipped`` (the run's bad-clip budget), as in training.
     """
     task.eval()
-    total, count = 0.0, 0
+    total, count = 0.0, 0.0
     try:
         set_loader_epoch(loader, 0)
         for batch in loader:
             if on_skipped is not None and batch.get("skipped"):
                 on_skipped(batch["skipped"])
-            if not all_agree(len(batch["ids"]) >= task.min_batch, engine.dist):
+            # every rank's size (agreed: a contrastive forward gathers across ranks); a batch
+            # is left out where some rank holds fewer clips than the objective needs
+            sizes = gather_objects(len(batch["ids"]), engine.dist)
+            if min(sizes) < task.min_batch:
                 continue
             with engine.autocast():
                 out = task(task.prepare(batch, engine.device))
-            total += float(out.loss) * len(batch["ids"])
-            count += len(batch["ids"])
+            # the objectives weight each rank's loss so that the mean over ranks is the
+            # global batch's loss: each rank adds its share of that batch's clips
+            share = sum(sizes) / len(sizes)
+            total += float(out.loss) * share
+            count += share
     finally:
         task.train()
-    sums = engine.reduce_metrics({"total": total, "count": float(count)})
+    sums = engine.reduce_metrics({"total": total, "count": count})
     clips = round(sums["count"] * engine.dist.world_size)  # reduce_metrics gives the mean
     return (sums["total"] / sums["count"] if sums["count"] > 0 else math.nan), clips
 
