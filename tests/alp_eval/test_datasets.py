@@ -308,6 +308,9 @@ def test_crema_d_speaker_disjoint_folds_and_header_only_file(tmp_path):
     assert [(s.id, s.reason.split(" (")[0]) for s in bench.skipped] == [
         ("1006_MTI_SAD_XX", "no audio samples")]
     assert len(bench.protocol) == 5 and bench.notes[0] == "fold 1: actors 1001, 1006"
+    # the release names one file with a one-letter level; it refused the whole dataset
+    _audio(root / "AudioWAV" / "1003_ITH_SAD_X.wav")
+    assert _by_id(load_crema_d(root, max_missing=0.1))["1003_ITH_SAD_X"].labels == ("sad",)
     _audio(root / "AudioWAV" / "1001_DFA_XYZ_XX.wav")
     with pytest.raises(DataError, match=r"1001_DFA_XYZ_XX.wav:name: label 'XYZ'"):
         load_crema_d(root, max_missing=0.1)
@@ -383,6 +386,12 @@ def test_gtzan_fault_filtered_lists(tmp_path):
     bench = load_gtzan(root, split_dir="splits", max_missing=0.2)
     assert bench.counts() == {"train": 2, "val": 1, "test": 1}
     assert [(s.id, s.source) for s in bench.skipped] == [("pop.00077", "test_filtered.txt:2")]
+    # the lists usually sit outside the dataset (another repository): an absolute folder
+    # was read as a folder under root
+    outside = tmp_path / "sota-music-tagging-models" / "split" / "gtzan"
+    for file in ("train_filtered.txt", "valid_filtered.txt", "test_filtered.txt"):
+        _lines(outside / file, (root / "splits" / file).read_text().split())
+    assert load_gtzan(root, split_dir=str(outside), max_missing=0.2).counts() == bench.counts()
     _lines(root / "splits" / "test_filtered.txt", ["polka/polka.00001.wav"])
     with pytest.raises(DataError, match=r"test_filtered.txt:1: label 'polka'"):
         load_gtzan(root, split_dir="splits")

@@ -193,8 +193,9 @@ def _manual_window(pre: PretrainedALP, wave: torch.Tensor, space: str) -> torch.
 @pytest.mark.parametrize("space", ["joint", "encoder"])
 def test_long_file_is_the_duration_weighted_mean_of_its_windows(loaded, files, space):
     wave = torch.from_numpy(sf.read(str(files["long"]), dtype="float32")[0])
-    pieces = [wave[:10 * SR], wave[10 * SR:20 * SR], wave[20 * SR:]]
-    assert [p.shape[0] / SR for p in pieces] == [10.0, 10.0, 5.0]
+    # the last window ends at the file's end, a full window (15-25 s) weighted by the 5 s it adds
+    pieces = [wave[:10 * SR], wave[10 * SR:20 * SR], wave[-10 * SR:]]
+    assert wave.shape[0] == 25 * SR and [p.shape[0] / SR for p in pieces] == [10.0] * 3
     embs = [_manual_window(loaded, p, space) for p in pieces]
     mean = (10 * embs[0] + 10 * embs[1] + 5 * embs[2]) / 25
     if space == "joint":
@@ -207,19 +208,22 @@ def test_long_file_is_the_duration_weighted_mean_of_its_windows(loaded, files, s
     assert (got - unweighted.float()).abs().max() > 1e-4  # the weights matter
 
 
-def test_overlapping_windows_and_a_dropped_last_window(loaded):
+def test_overlapping_windows_and_a_short_tail(loaded):
     wave = torch.from_numpy(_tone(25.0, seed=5))
     starts = [0, 5, 10, 15]  # hop 5 s: the window at 15 s reaches the end
     embs = [_manual_window(loaded, wave[s * SR:(s + 10) * SR], "joint") for s in starts]
     want = F.normalize(sum(embs) / 4, dim=0).float()
     got = loaded.embed_audio([wave], hop_seconds=5.0)[0]
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-    # 20 s + 100 samples: the 100-sample tail is shorter than one fbank window: dropped
+    # 20 s + 100 samples: the tail is the last full 10 s, weighted by its 100 new samples
+    # (alone, 100 samples are not one fbank frame; a Zipformer needs 9 frames)
     tail = torch.cat([wave[:20 * SR], wave[-100:]])
-    two = [_manual_window(loaded, tail[:10 * SR], "joint"),
-           _manual_window(loaded, tail[10 * SR:20 * SR], "joint")]
+    three = [_manual_window(loaded, tail[:10 * SR], "joint"),
+             _manual_window(loaded, tail[10 * SR:20 * SR], "joint"),
+             _manual_window(loaded, tail[-10 * SR:], "joint")]
+    mean = (10 * SR * three[0] + 10 * SR * three[1] + 100 * three[2]) / (20 * SR + 100)
     torch.testing.assert_close(loaded.embed_audio([tail])[0],
-                               F.normalize(sum(two) / 2, dim=0).float(), atol=1e-5, rtol=0)
+                               F.normalize(mean, dim=0).float(), atol=1e-5, rtol=0)
 
 
 def test_a_file_embeds_the_same_in_any_batch(loaded, files):
@@ -362,3 +366,20 @@ def test_a_captioning_model_has_no_joint_space(tmp_path):
     with pytest.raises(ConfigError, match="needs a text_encoder or a caption_decoder"):
         PretrainedALP.from_config({"model": {**MODEL, "text_encoder": None,
                                              "caption_decoder": None}})
+
+
+def test_an_encoder_with_a_minimum_length_embeds_short_tails_and_short_clips():
+    # a Zipformer takes no fewer than 9 fbank frames: a 10.05 s clip's 0.05 s tail, embedded
+    # alone, failed the whole call (and `alp embed`, retrieval tasks, zero-shot with it)
+    model = PretrainedALP.from_config({"model": {**MODEL, "audio_encoder": {
+        "name": "zipformer", "preset": "tiny"}, "caption_decoder": None}})
+    assert model.model.audio_encoder.min_input_frames == 9
+    long, short = torch.from_numpy(_tone(10.05, seed=2)), torch.from_numpy(_tone(0.05, seed=3))
+    got = model.embed_audio([long, short], space="encoder")
+    first = model.embed_audio([long[:10 * SR]], space="encoder")[0].double()
+    last = model.embed_audio([long[-10 * SR:]], space="encoder")[0].double()
+    want = (10 * SR * first + 800 * last) / (10 * SR + 800)
+    torch.testing.assert_close(got[0], want.float(), atol=1e-5, rtol=0)
+    # 0.05 s is zero-padded up to the 9 frames (0.105 s) the encoder takes
+    padded = torch.nn.functional.pad(short, (0, 400 + 8 * 160 - short.shape[0]))
+    torch.testing.assert_close(got[1], model.embed_audio([padded], space="encoder")[0])

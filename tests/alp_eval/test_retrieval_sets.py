@@ -72,6 +72,11 @@ def test_audiocaps_retrieval_equals_ranking_the_embeddings_by_hand(tmp_path, enc
     assert result.metrics["a2t_mAP@10"] == pytest.approx(a2t["mAP@10"], abs=1e-6)
     assert result.metrics["t2a_R@5"] == pytest.approx(t2a["R@5"], abs=1e-6)
     assert torch.isfinite(torch.tensor(list(result.metrics.values()))).all()
+    # decoded on --workers threads (the option was accepted and ignored), same result
+    threaded = RetrievalSetTask(RETRIEVAL_SET_CONFIGS["audiocaps-retrieval"](root=str(root)),
+                                batch_size=4, workers=3)
+    assert threaded.workers == 3
+    assert threaded.run_benchmark(encoder)[0].metrics == pytest.approx(result.metrics)
 
 
 def test_an_unreadable_clip_is_left_out_within_the_recipes_budget(tmp_path, encoder):

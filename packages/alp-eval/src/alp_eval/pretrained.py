@@ -270,8 +270,10 @@ class PretrainedALP:
         1-D waveforms at ``sample_rate`` (default: the model's; resampled when different).
 
         Inputs longer than ``window_seconds`` are cut into windows every ``hop_seconds``
-        (default: the window, no overlap); a last window shorter than one fbank window is
-        dropped. Each window is embedded alone -- windows of equal length share a forward pass
+        (default: the window, no overlap); the last window ends at the input's end, moved back
+        to a full window and weighted by the seconds it adds (a short tail is never embedded
+        alone, which an encoder with a minimum input length, the Zipformer, cannot take); an
+        input shorter than that minimum is zero-padded to it. Each window is embedded alone -- windows of equal length share a forward pass
         of at most ``batch_size`` windows, so none is padded -- and an input's embedding is
         the mean of its windows weighted by their seconds. ``joint``: unit-norm audio
         embeddings of the audio-text space, the mean normalised again; ``encoder``: the
@@ -310,26 +312,36 @@ class PretrainedALP:
             wave = taf.resample(wave, rate, self.sample_rate)
         return wave
 
-    def _windows(self, wave: Tensor, win: int, hop: int) -> list[Tensor]:
+    @property
+    def _min_samples(self) -> int:
+        """The fewest samples a window may have: one fbank frame, or as many frames as the
+        encoder needs (``audio_encoder.min_input_frames``, e.g. the Zipformer's 9)."""
+        frames = int(getattr(self.model.audio_encoder, "min_input_frames", 1) or 1)
+        return self.fbank.window_samples + (frames - 1) * self.fbank.shift_samples
+
+    def _windows(self, wave: Tensor, win: int, hop: int) -> list[tuple[Tensor, int]]:
+        """``(window, weight in samples)`` of a wave: windows every ``hop``; the last one
+        ends at the wave's end (moved back to a full window, weighted by the samples it
+        adds: a short tail is never embedded alone); a wave shorter than the encoder takes
+        is zero-padded up to that (as the training transform pads short clips)."""
         n = int(wave.shape[0])
         if n <= win:
-            return [wave]
+            short = self._min_samples - n
+            return [(F.pad(wave, (0, short)) if short > 0 else wave, n)]
         out = []
         for start in range(0, n, hop):
-            piece = wave[start:start + win]
-            if out and piece.shape[0] < self.fbank.window_samples:
-                break
-            out.append(piece)
             if start + win >= n:
+                out.append((wave[n - win:], n - start))
                 break
+            out.append((wave[start:start + win], win))
         return out
 
     def _embed_waves(self, waves: list[Tensor], win: int, hop: int, batch_size: int,
                      space: Space) -> Tensor:
-        pieces = [(i, piece) for i, wave in enumerate(waves)
-                  for piece in self._windows(wave, win, hop)]
+        pieces = [(i, piece, weight) for i, wave in enumerate(waves)
+                  for piece, weight in self._windows(wave, win, hop)]
         by_length: dict[int, list[int]] = {}
-        for j, (_, piece) in enumerate(pieces):
+        for j, (_, piece, _) in enumerate(pieces):
             by_length.setdefault(int(piece.shape[0]), []).append(j)
         embedded: list[Tensor | None] = [None] * len(pieces)
         embed = (self.model.pooled_audio if space == "encoder" else self.model.embed_audio)
@@ -344,8 +356,8 @@ class PretrainedALP:
                     embedded[j] = e
         sums = torch.zeros(len(waves), self.embedding_dim(space), dtype=torch.float64)
         weights = torch.zeros(len(waves), dtype=torch.float64)
-        for (i, piece), e in zip(pieces, embedded, strict=True):
-            seconds = piece.shape[0] / self.sample_rate
+        for (i, _, weight), e in zip(pieces, embedded, strict=True):
+            seconds = weight / self.sample_rate
             sums[i] += seconds * e
             weights[i] += seconds
         mean = sums / weights[:, None]

@@ -91,7 +91,8 @@ def load_gtzan(root: str | os.PathLike, *, audio_dir: str | None = None,
     else:
         seen: dict[str, str] = {}
         for split, file in GTZAN_LISTS.items():
-            list_path = require_file(name, root, f"{split_dir}/{file}".lstrip("/"))
+            # an absolute split_dir (the lists come from another repository) stays absolute
+            list_path = require_file(name, root, str(Path(split_dir or ".") / file))
             for line, rel in read_lines(name, list_path):
                 stem = os.path.splitext(os.path.basename(rel))[0]
                 genre = stem.split(".")[0]

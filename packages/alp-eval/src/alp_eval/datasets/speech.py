@@ -32,8 +32,8 @@ __all__ = ["load_crema_d", "load_speech_commands", "load_voxceleb1", "load_voxli
 VOXCELEB_SPLITS = {"1": "train", "2": "val", "3": "test"}
 CREMA_EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy",
                   "NEU": "neutral", "SAD": "sad"}
-CREMA_LEVELS = ("LO", "MD", "HI", "XX")
-_CREMA_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})\.wav$")
+CREMA_LEVELS = ("LO", "MD", "HI", "XX", "X")  # 1040_ITH_SAD_X.wav: one letter in the release
+_CREMA_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})\.wav$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 
 
@@ -85,7 +85,8 @@ def load_crema_d(root: str | os.PathLike, *, folds: int = 5,
     speaker-disjoint folds, the actor at position i of the sorted actor ids going to fold
     ``i % folds + 1`` (91 actors, 5 folds: 19/18/18/18/18 actors), evaluated by
     leave-one-fold-out cross-validation. Header-only files (1076_MTI_SAD_XX.wav in the
-    release) are skipped."""
+    release) are skipped; ``1040_ITH_SAD_X.wav`` (a one-letter level, renamed upstream only
+    in 2022, so still in most copies) is read."""
     name, root = "CREMA-D", Path(root).absolute()
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise ConfigError(f"{name}: folds={folds!r}; accepted: an integer >= 2")

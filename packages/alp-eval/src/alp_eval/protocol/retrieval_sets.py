@@ -84,6 +84,7 @@ class RetrievalSetTask:
         if config.benchmark not in RETRIEVAL_SETS:
             raise ConfigError(f"RetrievalSetTask needs one of {sorted(RETRIEVAL_SETS)}")
         self.config, self.name, self.batch_size = config, config.benchmark, batch_size
+        self.workers = max(1, int(workers))  # decoding threads (soundfile releases the GIL)
 
     def run(self, ctx: EvalContext) -> list[TaskResult]:
         raise ConfigError(f"eval task {self.name!r} reads its own corpus: run it with `alp eval "
@@ -105,6 +106,7 @@ class RetrievalSetTask:
         import torch
 
         from alp_data.audio import load_audio
+        from alp_data.scrub import scrub_url
         from alp_eval.retrieval import RetrievalTask
 
         cfg = self.config
@@ -117,21 +119,34 @@ class RetrievalSetTask:
             raise DataError(f"{self.name}: the test split under {cfg.root} holds no clips")
         kept, audio, failed = [], [], []
         rate = int(encoder.sample_rate)
-        for start in range(0, len(entries), self.batch_size):
-            waves = []
-            for entry in entries[start:start + self.batch_size]:
-                span = min(entry.duration, cfg.max_seconds) if entry.duration else cfg.max_seconds
-                try:
-                    waves.append(load_audio(entry.audio, rate, offset=entry.offset,
-                                            duration=span))
-                except DataError as err:
-                    failed.append({"id": entry.id, "path": entry.audio, "error": str(err)})
-                    continue
-                kept.append(entry)
-            if waves:
-                audio.append(encoder.embed_audio(waves, sample_rate=rate,
-                                                 batch_size=self.batch_size,
-                                                 window_seconds=cfg.window_seconds))
+
+        def decode(entry: Any) -> Any:
+            span = min(entry.duration, cfg.max_seconds) if entry.duration else cfg.max_seconds
+            try:
+                return load_audio(entry.audio, rate, offset=entry.offset, duration=span)
+            except DataError as err:
+                return err
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(self.workers)
+        try:
+            for start in range(0, len(entries), self.batch_size):
+                waves = []
+                batch = entries[start:start + self.batch_size]
+                for entry, wave in zip(batch, pool.map(decode, batch), strict=True):
+                    if isinstance(wave, DataError):
+                        failed.append({"id": entry.id, "path": scrub_url(entry.audio),
+                                       "error": str(wave)})
+                        continue
+                    waves.append(wave)
+                    kept.append(entry)
+                if waves:
+                    audio.append(encoder.embed_audio(waves, sample_rate=rate,
+                                                     batch_size=self.batch_size,
+                                                     window_seconds=cfg.window_seconds))
+        finally:
+            pool.shutdown()
         if not kept:
             raise DataError(f"{self.name}: none of the {len(entries)} test clips could be "
                             f"decoded (first: {failed[0]['error']})")

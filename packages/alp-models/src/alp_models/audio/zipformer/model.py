@@ -26,8 +26,11 @@ class ZipformerAudioEncoder(nn.Module):
     """Zipformer over filterbank frames with the ALP audio-encoder contract.
 
     Attributes ``output_dim`` (width of the output frames) and ``frame_rate`` (output frames
-    per second of a 100 Hz input: 25.0 for the ``base`` preset).
+    per second of a 100 Hz input: 25.0 for the ``base`` preset); ``min_input_frames``: the
+    fewest input frames a batch may have (the conv2d front end's kernel).
     """
+
+    min_input_frames = MIN_INPUT_FRAMES
 
     def __init__(self, config: ZipformerConfig) -> None:
         super().__init__()
