@@ -273,9 +273,10 @@ class PretrainedALP:
         (default: the window, no overlap); the last window ends at the input's end, moved back
         to a full window and weighted by the seconds it adds (a short tail is never embedded
         alone, which an encoder with a minimum input length, the Zipformer, cannot take); an
-        input shorter than that minimum is zero-padded to it. Each window is embedded alone -- windows of equal length share a forward pass
-        of at most ``batch_size`` windows, so none is padded -- and an input's embedding is
-        the mean of its windows weighted by their seconds. ``joint``: unit-norm audio
+        input shorter than that minimum is zero-padded to it. Each window is embedded alone --
+        windows of equal length share a forward pass of at most ``batch_size`` windows, so
+        none is padded -- and an input's embedding is the mean of its windows weighted by
+        their seconds. ``joint``: unit-norm audio
         embeddings of the audio-text space, the mean normalised again; ``encoder``: the
         masked mean of the encoder frames (what linear probes read).
         """
