@@ -28,3 +28,24 @@ def alp_objectives():
     assert main(["plugins"]) == 2
     err = capsys.readouterr().err
     assert "conflicting plugins" in err and "alp-objectives" in err and "fake-clash" in err
+
+
+def test_a_plugin_command_that_cannot_load_leaves_every_other_command_working(site, capsys):
+    # a misspelled lazy path of a plugin command crashed `alp plugins`, `alp run`, every command
+    site("fake-cmd", "fake_cmd", """
+from alp_core import CommandRecord, hookimpl
+def add(parser):
+    parser.add_argument("--x")
+@hookimpl
+def alp_cli_commands():
+    return [CommandRecord("broken", "a broken command", "fake_cmd:add_argumnets", "fake_cmd:run"),
+            CommandRecord("norun", "a command whose run is misspelled", "fake_cmd:add",
+                          "fake_cmd:rnu")]
+""")
+    assert main(["plugins"]) == 0
+    captured = capsys.readouterr()
+    assert "fake_cmd (fake-cmd 1.0): command 'broken': AttributeError" in captured.out
+    assert main(["norun"]) == 2
+    err = capsys.readouterr().err
+    assert "alp norun: error: the command's plugin 'fake_cmd' (fake-cmd) cannot load" in err
+    assert "'fake_cmd:rnu'" in err and "Traceback" not in err

@@ -155,3 +155,33 @@ def test_registration_does_not_import_torch():
             "heavy = [m for m in ('torch', 'transformers', 'torchaudio') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_external_entry_point_named_like_a_builtin_cannot_knock_it_out(site):
+    # the first distribution on sys.path won the name: alp_train's engines disappeared
+    site("squatter", "fake_squat", "x = 1\n", entry_name="alp_train")
+    pm = new_plugin_manager()
+    assert "single" in pm.names("engine")
+    (failure,) = [f for f in pm.failures if f.plugin == "alp_train"]
+    assert failure.distribution == "squatter" and "already taken by alp-train" in failure.error
+
+
+def test_a_distribution_without_a_name_is_skipped_not_fatal(site, tmp_path):
+    site("fake-noname", "fake_noname", GOOD.format(name="noname-loss"))
+    info = next((tmp_path / "site").glob("fake_noname-*.dist-info"))
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nVersion: 1.0\n")
+    pm = new_plugin_manager()  # crashed: 'NoneType' object has no attribute 'lower'
+    assert "infonce" in pm.names("objective")
+
+
+def test_a_hook_that_raises_is_logged(site, caplog):
+    site("fake-loud", "fake_loud", """
+        from alp_core import hookimpl
+        @hookimpl
+        def alp_objectives():
+            raise RuntimeError("bad json")
+    """)
+    pm = new_plugin_manager()
+    with caplog.at_level("WARNING"):
+        pm.names("objective")
+    assert "alp_objectives failed" in caplog.text and "bad json" in caplog.text

@@ -20,9 +20,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands = {}
-    for record in get_plugin_manager().records("command").values():
-        p = sub.add_parser(record.name, help=record.help, description=record.help)
-        resolve_factory(record.add_arguments)(p)
+    pm = get_plugin_manager()
+    for record in pm.records("command").values():
+        try:  # a plugin command that cannot load must not take every other command down
+            add_arguments = resolve_factory(record.add_arguments)
+            p = sub.add_parser(record.name, help=record.help, description=record.help)
+            add_arguments(p)
+        except Exception as exc:
+            pm.report_failure(record, f"command {record.name!r}: {type(exc).__name__}: {exc}")
+            continue
         commands[record.name] = record
     return parser, commands
 
@@ -40,8 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    record = commands[args.command]
     try:
-        return int(resolve_factory(commands[args.command].run)(args) or 0)
+        run = resolve_factory(record.run)
+    except Exception as exc:
+        print(f"alp {args.command}: error: the command's plugin {record.plugin!r} "
+              f"({record.distribution or '?'}) cannot load {record.run!r}: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(run(args) or 0)
     except ALPError as err:
         print(f"alp {args.command}: error: {err}", file=sys.stderr)
         return 2 if type(err).__name__ != "LaunchError" else 1

@@ -34,8 +34,19 @@ BUILTIN_DISTRIBUTIONS = frozenset(
 _KIND_TO_HOOK = {kind: hook for hook, kind in hookspecs.HOOK_KINDS.items()}
 
 
-def _normalise(dist_name: str) -> str:
-    return dist_name.lower().replace("_", "-").replace(".", "-")
+def _normalise(dist_name: str | None) -> str:
+    return (dist_name or "").lower().replace("_", "-").replace(".", "-")
+
+
+def _distribution(ep: md.EntryPoint) -> str:
+    """The normalised name of an entry point's distribution ("" when its metadata has none)."""
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ""
+    try:
+        return _normalise(dist.metadata["Name"])
+    except Exception:  # no METADATA file at all
+        return ""
 
 
 def external_plugins_disabled() -> bool:
@@ -94,9 +105,12 @@ class ALPPluginManager(pluggy.PluginManager):
         """Import every entry point of ``group``; failures are recorded, not raised."""
         only_builtin = external_plugins_disabled()
         seen: set[tuple[str, str]] = set()
-        for ep in md.entry_points(group=group):
+        # ALP's own plugins first: an external entry point of the same name is the one
+        # reported as taken, never a built-in knocked out by whatever comes first on sys.path
+        for ep in sorted(md.entry_points(group=group),
+                         key=lambda ep: _distribution(ep) not in BUILTIN_DISTRIBUTIONS):
             dist = getattr(ep, "dist", None)
-            dist_name = _normalise(dist.metadata["Name"]) if dist is not None else ""
+            dist_name = _distribution(ep)
             version = dist.version if dist is not None else ""
             if (dist_name, ep.name) in seen:
                 continue
@@ -118,6 +132,14 @@ class ALPPluginManager(pluggy.PluginManager):
                 log.warning("ALP plugin %r (%s) failed to import: %s", ep.name, dist_name, exc)
                 continue
             self.add_plugin(plugin, ep.name, dist_name, version)
+
+    def report_failure(self, record: Any, error: str) -> None:
+        """Record that a registered component of ``record``'s plugin cannot be used (shown by
+        ``alp plugins``) and warn."""
+        self.failures.append(PluginFailure(record.plugin, record.distribution, record.version,
+                                           error))
+        log.warning("ALP plugin %r (%s) skipped: %s", record.plugin,
+                    record.distribution or "?", error)
 
     # -- records -----------------------------------------------------------------------
     def records(self, kind: str) -> dict[str, Any]:
@@ -143,6 +165,8 @@ class ALPPluginManager(pluggy.PluginManager):
             except Exception as exc:
                 self.failures.append(PluginFailure(info.plugin, info.distribution, info.version,
                                                    f"{hook.name}: {_short(exc)}"))
+                log.warning("ALP plugin %r (%s): %s failed, its %s are skipped: %s",
+                            info.plugin, info.distribution or "?", hook.name, kind, exc)
                 continue
             for rec in items:
                 rec = replace(rec, plugin=info.plugin, distribution=info.distribution,
