@@ -179,3 +179,63 @@ def test_fsdp2_kill_and_resume_continues_the_same_run(installed_example, tmp_pat
     assert sorted(got) == sorted(want) == list(range(1, 31))
     for step in want:
         assert got[step][0] == pytest.approx(want[step][0], rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_fsdp2_shards_nested_blocks_and_a_resume_takes_the_new_rates(installed_example,
+                                                                     tmp_path):
+    """A Zipformer (stacks of layers: ModuleLists inside ModuleLists) failed at start-up,
+    sharded top-down; and a resume with overrides kept the checkpoint's rates."""
+    from alp_train.optim.schedules import warmup_cosine
+
+    env = _run_env(installed_example)
+    args = [f"data.cache_dir={tmp_path / 'cache'}", *FAST, "data.batch_size=4",
+            "train.nproc=2", "train.engine.name=fsdp2", "train.checkpoint.every_steps=2",
+            "model.audio_encoder={name: zipformer, preset: tiny}"]
+    run_dir = tmp_path / "run"
+    done = alp(env, "run", SMOKE, *args, f"output_dir={run_dir}", "train.max_steps=2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = alp(env, "run", "--resume", str(run_dir), *args, "train.max_steps=4",
+               "train.lr=0.001", "train.schedule.warmup_fraction=0")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rates = {r["step"]: r["lr"] for r in rows if r["event"] == "train"}
+    assert sorted(rates) == [1, 2, 3, 4]
+    assert [rates[3], rates[4]] == pytest.approx([0.001 * warmup_cosine(4, 0)(s)
+                                                  for s in (2, 3)], rel=1e-6)
+
+
+def test_fsdp2_in_one_process_steps_like_the_single_engine_with_a_loss_scaler():
+    """One process is the single engine: its fp16 loss scaler unscales before clipping (the
+    overridden step applied gradients still multiplied by the scale)."""
+    import types
+
+    import torch
+
+    sys.path.insert(0, str(EXAMPLE / "src"))
+    try:
+        from alp_plugin_example.engine import FSDP2Engine
+    finally:
+        sys.path.remove(str(EXAMPLE / "src"))
+    from tests.alp_train.test_loop import batch, make_task
+
+    from alp_train.distributed import DistInfo
+    from alp_train.engines.configs import SingleEngineConfig
+    from alp_train.engines.torch_engines import SingleEngine
+
+    stats = []
+    for cls in (SingleEngine, FSDP2Engine):
+        task = make_task()
+        train = types.SimpleNamespace(precision="fp32", grad_accum_steps=1, grad_clip=100.0)
+        config = SingleEngineConfig() if cls is SingleEngine else types.SimpleNamespace(
+            reshard_after_forward=True, shard_module_lists=True)
+        engine = cls(config, train, DistInfo())
+        engine.setup(task, lambda m: torch.optim.SGD(m.parameters(), lr=0.1),
+                     lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1.0))
+        engine.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)  # as fp16 sets up
+        out = engine.forward(task.prepare(batch(4, 1), engine.device))
+        engine.backward(out.loss)
+        stats.append(engine.step(True))
+    assert stats[1]["grad_norm"] == pytest.approx(stats[0]["grad_norm"], rel=1e-9)
+    assert stats[1]["grad_norm"] < 1e3  # not the scaled norm

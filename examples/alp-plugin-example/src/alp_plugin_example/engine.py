@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from alp_core import ConfigError
-from alp_train.engines.base import BuildOptimizer, BuildSchedule
+from alp_train.engines.base import BuildOptimizer, BuildSchedule, load_keeping_settings
 from alp_train.engines.torch_engines import SingleEngine
 from alp_train.state_io import load_state, save_state
 
@@ -85,7 +85,10 @@ class FSDP2Engine(SingleEngine):
         if self.config.shard_module_lists:
             blocks = [block for module in task.modules() if isinstance(module, nn.ModuleList)
                       for block in module if any(True for _ in block.parameters())]
-            for block in blocks:
+            # FSDP2 wraps bottom-up: a block holding other blocks (a Zipformer stack of
+            # layers) after the blocks inside it, which modules() lists later
+            depth = {id(m): name.count(".") for name, m in task.named_modules()}
+            for block in sorted(blocks, key=lambda b: -depth[id(b)]):
                 fully_shard(block, mesh=mesh, reshard_after_forward=reshard)
         # the root unit takes every parameter not in a block (embeddings, projections, the
         # objective's temperature); the root never reshards after forward: backward needs it
@@ -99,6 +102,8 @@ class FSDP2Engine(SingleEngine):
 
     def step(self, boundary: bool) -> dict[str, float]:
         """Clip by the global norm over all shards, step, schedule (at a boundary)."""
+        if not self.sharded:  # one process: the single engine's step (its fp16 loss scaler)
+            return super().step(boundary)
         if not boundary:
             return {}
         assert self.optimizer is not None
@@ -170,6 +175,13 @@ class FSDP2Engine(SingleEngine):
             raise RuntimeError(f"{weights} is missing: fsdp2 restores the weights from it")
         options = self._options()
         set_model_state_dict(self.task, load_file(str(weights)), options=options)
-        set_optimizer_state_dict(self.task, self.optimizer, state["optimizer"],
-                                 options=options)
-        self.schedule.load_state_dict(state["schedule"])
+
+        def load() -> None:
+            assert self.task is not None and self.optimizer is not None
+            set_optimizer_state_dict(self.task, self.optimizer, state["optimizer"],
+                                     options=options)
+            self.schedule.load_state_dict(state["schedule"])
+
+        # the moments and the schedule's position from the checkpoint, the rates and the
+        # schedule's settings from the resumed run's config (as the built-in engines do)
+        load_keeping_settings(self.optimizer, self.schedule, load)
