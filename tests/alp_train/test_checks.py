@@ -271,3 +271,16 @@ def test_a_text_rate_without_a_text_tower_is_refused():
 def test_optimizer_options_the_optimizer_would_reject_fail_at_check_time(optimizer, match):
     with pytest.raises(ConfigError, match=match):
         resolve_run(config(train={"optimizer": optimizer}))
+
+
+def test_an_attention_pooler_whose_heads_do_not_divide_the_embedding_is_refused():
+    # it passed the checks, then failed inside the model build after the run folder was made
+    with pytest.raises(ConfigError, match="model.pooler.num_heads is 3 but model.embed_dim"):
+        check(config(model={"pooler": {"name": "attention", "num_heads": 3},
+                            "embed_dim": 32}))
+    check(config(model={"pooler": {"name": "attention", "num_heads": 4}, "embed_dim": 32}))
+
+
+def test_init_from_weights_that_are_not_there_are_refused_at_check_time(tmp_path: Path):
+    with pytest.raises(ConfigError, match="model.init_from.path: no safetensors weights at"):
+        check(config(model={"init_from": {"path": str(tmp_path / "nowhere")}}))

@@ -52,6 +52,15 @@ def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
     if cfg.data.audio.sample_rate != fbank.sample_rate:
         raise ConfigError(f"data.audio.sample_rate is {cfg.data.audio.sample_rate} but "
                           f"data.fbank.sample_rate is {fbank.sample_rate}; set them equal")
+    pooler = cfg.model.pooler
+    if pooler.name == "attention" and cfg.model.embed_dim % pooler.num_heads:
+        raise ConfigError(f"model.pooler.num_heads is {pooler.num_heads} but model.embed_dim "
+                          f"is {cfg.model.embed_dim}: attention pooling needs heads that "
+                          "divide the embedding size")
+    if cfg.model.init_from is not None:
+        from alp_models.weights import weights_file
+
+        weights_file(cfg.model.init_from.path)  # before a run folder is made
     from alp_train.recipe import objective_needs
 
     needs = objective_needs(resolved)  # builds the objective: CoCa checks its terms here
