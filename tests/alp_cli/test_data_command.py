@@ -68,3 +68,16 @@ def test_prepare_wavcaps_with_its_blacklist(tmp_path, capsys):
                  "subset=FreeSound", "blacklist=[bl.json]"]) == 0
     assert "left out 1 clips on purpose" in capsys.readouterr().out
     assert [e.id for e in read_manifest(out / "train.jsonl")] == ["5"]
+
+
+def test_a_plugin_source_whose_factory_cannot_be_imported_is_named(site, tmp_path, capsys):
+    site("fake-corpus", "fake_corpus", """
+from alp_core import DataSourceRecord, EmptyConfig, hookimpl
+@hookimpl
+def alp_data_sources():
+    return [DataSourceRecord("my-corpus", EmptyConfig, "fake_corpus:bulid")]
+""")
+    assert main(["data", "prepare", "my-corpus", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "data source 'my-corpus' of plugin 'fake_corpus' (fake-corpus)" in err
+    assert "'fake_corpus:bulid', which cannot be imported" in err and "Traceback" not in err

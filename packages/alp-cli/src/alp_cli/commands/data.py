@@ -66,12 +66,20 @@ def summarize(manifests: dict) -> list[tuple[str, int, int, float]]:
 
 def prepare(args: argparse.Namespace) -> int:
     from alp_cli.overrides import apply_overrides
+    from alp_core import ConfigError
     from alp_core.manager import get_plugin_manager
+    from alp_core.records import resolve_factory
 
     record = get_plugin_manager().get("data_source", args.source)
     values = apply_overrides({}, list(args.options))
     if args.root is not None:
         values["root"] = args.root
+    try:  # a plugin's misspelled lazy path: named as `alp run --check` names it
+        resolve_factory(record.factory)
+    except Exception as err:
+        raise ConfigError(f"data source {record.name!r} of plugin {record.plugin!r} "
+                          f"({record.distribution or 'no distribution'}) has factory "
+                          f"{record.factory!r}, which cannot be imported: {err}") from None
     source = record.build(values)
     manifests = source.prepare(args.out)
     print(f"{args.source} -> {args.out}")
