@@ -43,7 +43,8 @@ def _worker(rank: int, port: int, out: dict) -> None:
             logits = _logits()[ROWS[rank]].clone().requires_grad_()
             res = _loss(sync)(logits, TARGETS[ROWS[rank]])
             res.loss.backward()
-            out[(sync, rank)] = (res.loss.item(), res.metrics["loss"], logits.grad.clone())
+            out[(sync, rank)] = (res.loss.item(), res.metrics["loss"], logits.grad.clone(),
+                                 res.metrics["token_acc"])
     finally:
         dist.destroy_process_group()
 
@@ -62,5 +63,7 @@ def test_the_mean_over_ranks_is_the_token_mean_of_the_whole_batch(ranks):
     assert [ranks[(True, r)][1] for r in range(WORLD)] == losses  # the logged value too
     for r in range(WORLD):  # DDP's average of W x these is the single-process gradient
         torch.testing.assert_close(ranks[(True, r)][2], WORLD * logits.grad[ROWS[r]])
+    accuracy = sum(ranks[(True, r)][3] for r in range(WORLD)) / WORLD  # weighted alike
+    assert accuracy == pytest.approx(single.metrics["token_acc"], rel=1e-12)
     unsynced = sum(ranks[(False, r)][0] for r in range(WORLD)) / WORLD
     assert abs(unsynced - single.loss.item()) > 1e-3  # what a plain per-rank mean gives

@@ -54,6 +54,7 @@ class _PerClipTask(torch.nn.Module):
     loss, so the validation mean over every clip is known); its forward is a collective."""
 
     min_batch = 1
+    rank_weighted = True
 
     def prepare(self, batch, device):
         return batch
@@ -63,6 +64,25 @@ class _PerClipTask(torch.nn.Module):
         count = torch.tensor([float(len(ids))], dtype=torch.float64)
         dist.all_reduce(count)
         return types.SimpleNamespace(loss=(ids**2).sum() * dist.get_world_size() / count[0])
+
+
+class _PlainMeanTask(_PerClipTask):
+    """A plugin's plain per-rank mean of id² (no rank weighting): the validation loss must
+    still be the mean over every clip."""
+
+    rank_weighted = False
+
+    def forward(self, step):
+        dist.all_reduce(torch.zeros(1))
+        return types.SimpleNamespace(loss=(torch.tensor(step["ids"], dtype=torch.float64)
+                                           ** 2).mean())
+
+
+class _GatheringWeightedTask(_PerClipTask):
+    """A weighted objective that needs 2 clips globally (a contrastive one): a rank with
+    one clip of a global batch still scores it."""
+
+    min_batch = 2
 
 
 def _collate(items):
@@ -169,6 +189,12 @@ def _worker(rank: int, port: int, out: dict) -> None:
         met: list = []
         out[f"every{rank}"] = validation_loss(engine, _PerClipTask(), real, on_skipped=met.extend)
         out[f"met{rank}"] = [c.id for c in met]
+        out[f"plain{rank}"] = validation_loss(engine, _PlainMeanTask(), real)
+        # 9 clips in batches of 4 over 2 ranks: rank 0 [4, 1], rank 1 [2, 2] after the split
+        wide = build_loader(list(range(9)), batch_size=4, shuffle=False, num_workers=0,
+                            collator=lambda items: {"ids": list(items), "skipped": []},
+                            rank=rank, world_size=2)
+        out[f"wide{rank}"] = validation_loss(engine, _GatheringWeightedTask(), wide)
         out[f"budget{rank}"] = _budget_run(rank, info)
         out[f"resumed{rank}"] = _checkpoint_round_trip(rank, info, port)
     finally:
@@ -200,6 +226,11 @@ def test_validation_over_ranks_scores_every_clip_once_and_reports_bad_ones(reduc
     expected = sum(i * i for i in range(9) if i != 5) / 8
     assert reduced["every0"] == reduced["every1"] == (pytest.approx(expected), 8)
     assert sorted(reduced["met0"] + reduced["met1"]) == ["c5"]
+    # a plain per-rank mean (no rank weighting) is added up by each rank's own clips
+    assert reduced["plain0"] == reduced["plain1"] == (pytest.approx(expected), 8)
+    # a batch where one rank holds 1 clip and the other 2 has 3 to score globally: kept
+    assert reduced["wide0"] == reduced["wide1"] == (pytest.approx(sum(i * i for i in range(9))
+                                                                  / 9), 9)
 
 
 def test_a_rank_over_the_bad_clip_budget_stops_every_rank_at_that_step(reduced):

@@ -78,3 +78,33 @@ def test_resume_restores_position_and_moments_but_takes_the_configured_settings(
     assert changed.optimizer.param_groups[0]["initial_lr"] == 0.004
     _train(changed, 1)  # and the schedule goes on from there with the new settings
     assert changed.schedule.last_epoch == 7
+
+
+@pytest.mark.parametrize("kind", ["sequential", "restarts"])
+def test_a_schedule_of_another_kind_resumes_whole_where_it_stood(kind, tmp_path):
+    # its position is not last_epoch alone (SequentialLR's children, T_cur): keeping the
+    # freshly built state over it broke the resume (an error, or the rate of step 0)
+    def engine() -> SingleEngine:
+        task = make_task()
+        train = types.SimpleNamespace(precision="fp32", grad_accum_steps=1, grad_clip=None)
+        eng = SingleEngine(SingleEngineConfig(), train, DistInfo())
+
+        def schedule(o):
+            if kind == "restarts":
+                return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=10)
+            return torch.optim.lr_scheduler.SequentialLR(o, [
+                torch.optim.lr_scheduler.LinearLR(o, 0.1, total_iters=3),
+                torch.optim.lr_scheduler.CosineAnnealingLR(o, 10)], milestones=[3])
+
+        eng.setup(task, lambda m: torch.optim.SGD(m.parameters(), lr=0.1), schedule)
+        return eng
+
+    first = engine()
+    _train(first, 6)
+    first.save_state(tmp_path)
+    resumed = engine()
+    resumed.load_state(tmp_path)
+    assert resumed.lr == first.lr
+    _train(first, 2)
+    _train(resumed, 2)
+    assert resumed.lr == pytest.approx(first.lr, rel=1e-12)

@@ -86,6 +86,13 @@ class Objective(nn.Module):
     optional_inputs: ClassVar[frozenset[str]] = frozenset()
 
     @property
+    def rank_weighted(self) -> bool:
+        """Whether, under torch.distributed, each rank's loss is weighted by its share of
+        the global batch (the mean over ranks is then the global loss): a training loop
+        adding up per-rank losses needs to know. False for a plain per-rank mean."""
+        return False
+
+    @property
     def requires(self) -> frozenset[str]:
         """The model outputs this objective reads (the engine builds what produces them)."""
         return frozenset(key for key in self.inputs.values() if key in MODEL_OUTPUTS)

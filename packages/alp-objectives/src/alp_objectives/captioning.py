@@ -153,6 +153,10 @@ class CaptioningLoss(Objective):
             "caption_parallel": prepared.parallel,
         }
 
+    @property
+    def rank_weighted(self) -> bool:
+        return self.config.sync_tokens
+
     def decoder_inputs(
         self,
         tokens: torch.Tensor,
@@ -239,13 +243,15 @@ class CaptioningLoss(Objective):
             label_smoothing=self.config.label_smoothing, reduction="mean",
         )
         _, world = world_info()
+        share = None  # W * T_r / T under sync_tokens
         if world > 1 and self.config.sync_tokens:
             # ranks hold different token counts T_r: weight the rank's mean by W * T_r / T, so
             # the mean over ranks (DDP's gradient average) is the mean over all T tokens
             counts = (targets != IGNORE_INDEX).sum().to(loss.dtype).reshape(1)
             total = counts.clone()
             dist.all_reduce(total)
-            loss = loss * (world * counts[0] / total[0])
+            share = world * counts[0] / total[0]
+            loss = loss * share
         with torch.no_grad():
             valid = targets != IGNORE_INDEX
             correct = (logits.argmax(dim=-1) == targets) & valid
@@ -257,9 +263,14 @@ class CaptioningLoss(Objective):
                 loss.detach().double(), valid.sum().double(), correct.sum().double(),
                 (valid & ~rows).sum().double(), (correct & ~rows).sum().double(),
                 (valid & rows).sum().double(), (correct & rows).sum().double(),
-                par.double().mean()]).tolist()
-            value, n_tokens, n_correct, n_ar, ok_ar, n_par, ok_par, fraction = numbers
-            metrics = {"loss": value, "token_acc": n_correct / n_tokens, "n_tokens": n_tokens}
+                par.double().mean(),
+                share.double() if share is not None else par.new_ones((), dtype=torch.float64),
+            ]).tolist()
+            value, n_tokens, n_correct, n_ar, ok_ar, n_par, ok_par, fraction, weight = numbers
+            # token_acc weighted like the loss (its mean over ranks is the global one); the
+            # per-mode accuracies stay this rank's own
+            metrics = {"loss": value, "token_acc": weight * n_correct / n_tokens,
+                       "n_tokens": n_tokens}
             for name, count, hits in (("token_acc_ar", n_ar, ok_ar),
                                       ("token_acc_parallel", n_par, ok_par)):
                 if count:

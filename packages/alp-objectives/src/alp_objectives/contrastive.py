@@ -85,6 +85,10 @@ class InfoNCELoss(ContrastiveObjective):
             self.log_logit_scale = None
             self._fixed_scale = math.exp(min(init, self._max_log_scale))
 
+    @property
+    def rank_weighted(self) -> bool:
+        return self.config.gather
+
     def logit_scale(self) -> torch.Tensor:
         """1 / temperature (clamped to ``max_logit_scale``)."""
         if self.log_logit_scale is None:

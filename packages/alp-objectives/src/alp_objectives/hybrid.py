@@ -33,6 +33,10 @@ class WeightedSumLoss(Objective):
     :meth:`compute` with the step (or the module itself, which does the same).
     """
 
+    @property
+    def rank_weighted(self) -> bool:
+        return all(term.rank_weighted for _, term in self._objectives())
+
     def __init__(self, terms: Mapping[str, tuple[nn.Module, float]]) -> None:
         super().__init__()
         if not terms:

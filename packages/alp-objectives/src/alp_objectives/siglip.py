@@ -121,6 +121,10 @@ class SigLIPLoss(ContrastiveObjective):
             self._fixed_scale = math.exp(min(init, self._max_log_scale))
         self.block_shapes: list[tuple[int, int]] = []
 
+    @property
+    def rank_weighted(self) -> bool:
+        return self.config.distributed != "local"
+
     def logit_scale(self) -> torch.Tensor:
         """exp(t') clamped to ``max_logit_scale``."""
         if self.log_logit_scale is None:
@@ -187,9 +191,14 @@ class SigLIPLoss(ContrastiveObjective):
                                                      bias.detach()]).double()]).tolist()
         pos_prob, pos_count, hits, value, scale_value, bias_value = numbers
         nan = float("nan")
+        # pair accuracy weighted like the loss (this rank's pairs over N / W rows' share), so
+        # its mean over ranks is the global one; pos_prob stays this rank's own mean
+        pair_acc = hits / pairs if pairs else nan
+        if rows != batch:
+            pair_acc = hits / (rows * sum(sizes)) if sum(sizes) else nan
         metrics = {"loss": value, "logit_scale": scale_value, "logit_bias": bias_value,
                    "pos_prob": pos_prob / pos_count if pos_count else nan,
-                   "pair_acc": hits / pairs if pairs else nan}
+                   "pair_acc": pair_acc}
         return LossOutput(loss=loss, metrics=metrics)
 
     def _blocks(

@@ -120,7 +120,11 @@ def train_loop(
             # one all-reduce carries that and the batch's usability, so every rank stops at
             # the same step (one rank raising alone would leave the others in a collective)
             over = bool(on_batch_skipped(batch.get("skipped", [])))
-            big_enough, within = agree_each([len(batch["ids"]) >= min_batch, not over], info)
+            # gradient caching: every rank takes the same path (a rank caching while another
+            # does not would wait in a different collective: the objective's replay gathers)
+            plain = not (plan.grad_cache_chunk and len(batch["ids"]) > plan.grad_cache_chunk)
+            big_enough, within, all_plain = agree_each(
+                [len(batch["ids"]) >= min_batch, not over, plain], info)
             if not within:
                 if on_over_budget is None:
                     raise DataError("a rank's bad clips are over the budget")
@@ -138,8 +142,10 @@ def train_loop(
                         f"{progress.step + 1} (epoch {progress.epoch}); lower train.lr or "
                         "check the data")
 
-            def run_step(step: dict[str, Any] = step, boundary: bool = boundary) -> Any:
-                if plan.grad_cache_chunk and len(step["ids"]) > plan.grad_cache_chunk:
+            def run_step(step: dict[str, Any] = step, boundary: bool = boundary,
+                         cached: bool = not all_plain) -> Any:
+                if cached:  # exact for any chunk count, one chunk included
+                    assert plan.grad_cache_chunk is not None
                     return contrastive_grad_cache(engine, task, step, plan.grad_cache_chunk,
                                                   boundary, check=finite)
                 with engine.accumulate(boundary):
@@ -222,6 +228,8 @@ def train_loop(
             if every and progress.epoch % every == 0:
                 checkpointer.save(progress)
     bar.close()
+    if info.distributed:  # the mean over ranks, as logged (every rank takes part)
+        last_loss = float(engine.reduce_metrics({"loss": last_loss})["loss"])
     peaks = gather_objects(round(engine.peak_memory_mb(), 1), info)
     states = gather_objects({k: round(v, 3) for k, v in engine.state_memory_mb().items()}, info)
     mlog.write("memory", peak_mem_mb_per_rank=peaks, state_mb_per_rank=states)

@@ -469,6 +469,7 @@ def validation_loss(engine: Engine, task: TrainTask, loader: Any,
     ``on_skipped`` (the run's bad-clip budget), as in training.
     """
     task.eval()
+    weighted = engine.dist.distributed and bool(getattr(task, "rank_weighted", False))
     total, count = 0.0, 0.0
     try:
         set_loader_epoch(loader, 0)
@@ -476,15 +477,18 @@ def validation_loss(engine: Engine, task: TrainTask, loader: Any,
             if on_skipped is not None and batch.get("skipped"):
                 on_skipped(batch["skipped"])
             # every rank's size (agreed: a contrastive forward gathers across ranks); a batch
-            # is left out where some rank holds fewer clips than the objective needs
+            # is left out where it holds fewer clips than the objective needs: globally for an
+            # objective that weights ranks (it gathers: one clip on a rank is enough), on
+            # every rank otherwise
             sizes = gather_objects(len(batch["ids"]), engine.dist)
-            if min(sizes) < task.min_batch:
+            if (min(sizes) < 1 or sum(sizes) < task.min_batch) if weighted else \
+                    min(sizes) < task.min_batch:
                 continue
             with engine.autocast():
                 out = task(task.prepare(batch, engine.device))
-            # the objectives weight each rank's loss so that the mean over ranks is the
-            # global batch's loss: each rank adds its share of that batch's clips
-            share = sum(sizes) / len(sizes)
+            # a weighted objective's rank mean is the global batch's loss: each rank adds
+            # its share of that batch's clips; a plain per-rank mean counts its own clips
+            share = sum(sizes) / len(sizes) if weighted else len(batch["ids"])
             total += float(out.loss) * share
             count += share
     finally:

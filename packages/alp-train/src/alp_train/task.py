@@ -98,6 +98,11 @@ class TrainTask(nn.Module):
         return compiled
 
     @property
+    def rank_weighted(self) -> bool:
+        """Whether the objective weights each rank's loss by its share of the global batch."""
+        return bool(getattr(self.objective, "rank_weighted", False))
+
+    @property
     def min_batch(self) -> int:
         """Contrastive objectives need in-batch negatives; captioning scores a single clip."""
         return 2 if "text_embeds" in self.objective.requires else 1

@@ -210,7 +210,18 @@ def optimizer_state_bytes(optimizer: Any) -> int:
 
 #: What a schedule's state keeps across a resume: where it stands. Everything else (base
 #: rates, warm-up and total steps, Eden's constants) comes from the resumed run's config.
-SCHEDULE_POSITION = frozenset({"last_epoch", "_step_count", "batch", "epoch"})
+#: LambdaLR (the built-in warm-up/cosine and constant) stands at ``last_epoch``; a schedule
+#: of another kind names its own position in a ``position_keys`` attribute (Eden does).
+SCHEDULE_POSITION = frozenset({"last_epoch", "_step_count"})
+
+
+def _position_keys(schedule: Any) -> frozenset[str] | None:
+    declared = getattr(schedule, "position_keys", None)
+    if declared is not None:
+        return frozenset(declared) | SCHEDULE_POSITION
+    if isinstance(schedule, torch.optim.lr_scheduler.LambdaLR):
+        return SCHEDULE_POSITION
+    return None  # its position may live anywhere (SequentialLR's children, T_cur, ...)
 
 
 def load_keeping_settings(optimizer: Any, schedule: Any, load: Callable[[], None]) -> None:
@@ -222,16 +233,25 @@ def load_keeping_settings(optimizer: Any, schedule: Any, load: Callable[[], None
     weight decay, and a schedule's state its base rates and settings: loaded as they are, an
     ``alp run --resume RUN train.lr=... train.epochs=...`` silently kept the old values (a
     run extended by epochs trained at rate 0). Without overrides the result is the same as
-    loading everything: the settings are equal and the rate is recomputed the same way.
+    loading everything: the settings are equal and the rate is recomputed the same way. A
+    schedule whose position this cannot tell apart from its settings (not a LambdaLR and
+    without ``position_keys``) is restored whole, settings included, with a warning.
     """
     import copy
     import warnings
 
+    keys = _position_keys(schedule)
+    if keys is None:
+        log.warning("resume: the %s schedule is restored whole from the checkpoint (its "
+                    "settings too); schedule overrides given now do not apply",
+                    type(schedule).__name__)
+        load()
+        return
     settings = [{k: v for k, v in g.items() if k not in ("params", "lr")}
                 for g in optimizer.param_groups]
     # a copy: LambdaLR's load_state_dict updates its factor objects in place
     configured = copy.deepcopy({k: v for k, v in vars(schedule).items()
-                                if k not in SCHEDULE_POSITION and k != "optimizer"})
+                                if k not in keys and k != "optimizer"})
     load()
     for group, kept in zip(optimizer.param_groups, settings, strict=True):
         group.update(kept)

@@ -61,6 +61,9 @@ class Eden(LRScheduler):
     loading re-applies the lr so the next optimizer step uses the restored value.
     """
 
+    #: where it stands (kept across a resume; its settings come from the resumed config)
+    position_keys = ("last_epoch", "_step_count", "batch", "epoch")
+
     def __init__(
         self,
         optimizer: Optimizer,
