@@ -71,6 +71,7 @@ def _ceiling_process(clips, barrier, results) -> None:
     torch.set_num_threads(1)  # one thread, as a loader worker has
     fbank = Fbank()
     decode_fbank_pass(clips, fbank)  # warm-up
+    results.put(None)  # ready: the first timed pass must not overlap anyone's warm-up
     while True:
         barrier.wait()
         start = time.perf_counter()
@@ -94,6 +95,8 @@ class ParallelCeiling:
                                   args=(clips, self.barrier, self.results)) for _ in range(n)]
         for proc in self.procs:
             proc.start()
+        for _ in range(n):  # every process warmed up before any pass is timed
+            self.results.get()
 
     def run(self) -> float:
         self.barrier.wait()

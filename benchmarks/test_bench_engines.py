@@ -1,7 +1,8 @@
 """Engines on 2 CPU processes against one: samples/s and what each rank holds (issue 7 (b)).
 
 Each case is a real `alp run` (the embedded default's model, a 160-clip demo corpus, 2 s
-crops, 30 optimizer steps, the same global batch of 16: one process x 16 or two x 8) in a
+crops, 30 optimizer steps without checkpoints, the same global batch of 16: one process x 16
+or two x 8) in a
 subprocess; the figures come from its metrics log: samples/s of training, the peak RSS of
 every rank, and each rank's parameters and optimizer state (ZeRO shards them: about 1/world).
 
@@ -44,7 +45,10 @@ def test_engine_throughput_and_memory(benchmark, case, cache, tmp_path):
     cmd = [sys.executable, "-m", "alp_cli.main", "run", f"output_dir={run_dir}",
            f"data.cache_dir={cache}", "data.source.num_clips=160", "data.source.max_seconds=2",
            "data.train_max_seconds=2", "train.max_steps=30", "train.progress=false",
-           "eval.baseline=false", "eval.tasks=[]", "data.num_workers=0", *CASES[case]]
+           "eval.baseline=false", "eval.tasks=[]", "data.num_workers=0",
+           # no checkpoint inside the timed steps: each engine writes its own (ZeRO-3 also
+           # gathers the weights), which is I/O, not the training step being compared
+           "train.checkpoint.every_epochs=null", *CASES[case]]
     env = {**os.environ, "OMP_NUM_THREADS": "1" if "train.nproc=2" in CASES[case] else "2"}
 
     def run() -> None:

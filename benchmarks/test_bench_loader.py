@@ -1,7 +1,8 @@
 """Data-loader throughput: clips/s and seconds of audio per second, against references.
 
-Run: make bench   (or: OMP_NUM_THREADS=1 .venv/bin/python -m pytest benchmarks/test_bench_loader.py
---benchmark-only -q -p no:cacheprovider)
+Run: make bench   (or: .venv/bin/python -m pytest benchmarks/test_bench_loader.py
+--benchmark-only -q -p no:cacheprovider). The module runs this process's torch on one thread
+(as every loader worker and ceiling process does), whatever OMP_NUM_THREADS says.
 
 ``test_loader_epoch`` times the default run's loader on the embedded demo corpus. The other
 tests share one file set (loader_cases.write_clips: NUM_CLIPS = 1024 mono PCM WAVs of 3-10 s,
@@ -87,6 +88,18 @@ LHOTSE_MAX_DURATION = 200.0  # seconds per batch: about 32 clips of 3-10 s
 ROUNDS = 5
 INTERLEAVED_ROUNDS = 16  # ceiling pass + loader epoch pairs behind vs_ceiling
 _RESULTS: dict[str, float] = {}  # clips/s by case, for the ratios of later tests
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """This process's ceiling passes on one thread, like each worker and ceiling process: a
+    per-core product of a two-thread pass over one-thread workers compared unlike things."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("num_workers", [0, 1, 2])

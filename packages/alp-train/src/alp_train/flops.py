@@ -6,14 +6,18 @@ convolutions, the work that dominates); MFU = FLOPs per step x steps/s / the dev
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import torch
 
-__all__ = ["PEAK_TFLOPS", "count_step_flops", "mfu", "peak_tflops"]
+__all__ = ["PEAK_TFLOPS", "count_step_flops", "mfu", "peak_for_name", "peak_tflops"]
 
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
-"""Dense bf16 tensor-core peaks (no sparsity) by device name fragment, in TFLOP/s."""
+PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0,
+               "A100": 312.0, "L40S": 362.0, "L40": 181.0, "L4": 121.0, "A10": 125.0}
+"""Dense bf16 tensor-core peaks (no sparsity) by device name, in TFLOP/s: matched as whole
+words, the most specific first (``L4`` is not ``L40S``, the H100 PCIe and NVL are not the
+SXM part)."""
 
 
 def count_step_flops(step: Callable[[], None]) -> float:
@@ -30,8 +34,15 @@ def peak_tflops(device: torch.device) -> float | None:
     """The bf16 peak of ``device`` when known (None on the CPU and unknown GPUs)."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+    return peak_for_name(torch.cuda.get_device_name(device))
+
+
+def peak_for_name(name: str) -> float | None:
+    """The bf16 peak of a device called ``name`` (``torch.cuda.get_device_name``), or None."""
+    for key in sorted(PEAK_TFLOPS, key=len, reverse=True):
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", name):
+            return PEAK_TFLOPS[key]
+    return None
 
 
 def mfu(flops_per_step: float, steps_per_s: float, device: torch.device) -> float | None:
