@@ -108,3 +108,34 @@ def test_spec_augment_in_place_masks_the_same_cells():
     assert torch.equal(feats, copy)  # not in place: the input is untouched
     same = SpecAugment()(copy, generator=torch.Generator().manual_seed(4), inplace=True)
     assert same is copy and torch.equal(copy, masked) and not torch.equal(copy, feats)
+
+
+def test_dither_is_drawn_from_each_clips_own_stream(tmp_path):
+    # it came from the global torch stream: the same clip differed on every call, and a loader
+    # epoch moved the stream dropout reads
+    from alp_data.dataset import AudioCaptionDataset
+    from alp_data.demo import DemoCorpusConfig, generate_demo_corpus
+    from alp_data.features import Fbank
+    from alp_data.loader import build_loader, set_loader_epoch
+    from alp_data.manifest import read_manifest
+
+    paths = generate_demo_corpus(tmp_path / "demo", DemoCorpusConfig(
+        num_clips=8, min_seconds=1.0, max_seconds=1.5, num_workers=1))
+    entries = read_manifest(paths["train"])[:4]
+    fbank = Fbank(FbankConfig(dither=1.0))
+    dataset = AudioCaptionDataset(entries, fbank=fbank, train=True, seed=0)
+    first, again = dataset[0]["features"], dataset[0]["features"]
+    assert torch.equal(first, again)
+    plain = AudioCaptionDataset(entries, fbank=Fbank(), train=True, seed=0)[0]["features"]
+    assert not torch.equal(first, plain)  # the dither is there
+    dataset.set_epoch(1)
+    assert not torch.equal(dataset[0]["features"], first)  # another epoch, other noise
+    dataset.set_epoch(0)
+    loader = build_loader(dataset, batch_size=4, shuffle=False, num_workers=0,
+                          collator=lambda items: items)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    set_loader_epoch(loader, 0)
+    batch = next(iter(loader))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(batch[0]["features"], first)  # the batch path draws the same noise

@@ -284,3 +284,9 @@ def test_an_attention_pooler_whose_heads_do_not_divide_the_embedding_is_refused(
 def test_init_from_weights_that_are_not_there_are_refused_at_check_time(tmp_path: Path):
     with pytest.raises(ConfigError, match="model.init_from.path: no safetensors weights at"):
         check(config(model={"init_from": {"path": str(tmp_path / "nowhere")}}))
+
+
+def test_dither_with_features_on_the_device_is_refused():
+    with pytest.raises(ConfigError, match="data.fbank.dither is not supported with "
+                                          "data.features_on=device"):
+        check(config(data={"features_on": "device", "fbank": {"dither": 1.0}}))

@@ -157,16 +157,18 @@ class Fbank:
         if wave.dim() != 1:
             raise ValueError(f"Fbank expects a mono wave (num_samples,), got {tuple(wave.shape)}")
 
-    def _frames(self, x: torch.Tensor, first: int, out: torch.Tensor, window: torch.Tensor
-                ) -> None:
+    def _frames(self, x: torch.Tensor, first: int, out: torch.Tensor, window: torch.Tensor,
+                generator: torch.Generator | None = None) -> None:
         """Kaldi's frames ``first ..`` of the wave ``x`` into ``out[:, :window]`` (one row per
         frame): dither, DC removal, preemphasis (sample 0 against itself), window (which
         carries the int16 scale, so dither is drawn in int16 units and divided by it)."""
         win, shift = self.window_samples, self.shift_samples
         frames = x.as_strided((out.shape[0], win), (shift, 1), x.storage_offset() + first * shift)
-        if self.config.dither != 0.0:
-            noise = torch.randn(frames.shape, device=x.device, dtype=x.dtype) * self.config.dither
-            frames = frames + noise / _INT16_SCALE
+        if self.config.dither != 0.0:  # from the clip's generator when given (reproducible)
+            noise = (torch.randn(frames.shape, device=x.device, dtype=x.dtype)
+                     if generator is None else
+                     torch.randn(frames.shape, generator=generator, dtype=x.dtype).to(x.device))
+            frames = frames + noise * self.config.dither / _INT16_SCALE
         frames = frames - frames.mean(dim=1, keepdim=True)
         body = out[:, :win]
         # x[j] - 0.97 * x[j - 1] rounded as kaldi.fbank does (a fused ``alpha=`` drifts more)
@@ -202,7 +204,8 @@ class Fbank:
         out.clamp_min_(_EPSILON).log_()
 
     def _compute(self, waves: Sequence[torch.Tensor], counts: Sequence[int],
-                 outs: Sequence[torch.Tensor], stacked: torch.Tensor | None = None) -> None:
+                 outs: Sequence[torch.Tensor], stacked: torch.Tensor | None = None,
+                 generators: Sequence[torch.Generator | None] | None = None) -> None:
         """Features of ``waves[i]`` into ``outs[i]`` (``(counts[i], bins)``, contiguous).
 
         On the CPU each wave's frames go through the FFT in blocks of ``_CPU_BLOCK_FRAMES``
@@ -213,24 +216,25 @@ class Fbank:
         device = waves[0].device
         plan = self._plan(device)
         bins = self.config.num_mel_bins
+        gens = list(generators) if generators is not None else [None] * len(waves)
         if device.type == "cpu":
             limit = min(max(counts), _CPU_BLOCK_FRAMES)
             buf = torch.empty(limit, self.fft_size, dtype=self.dtype)
             buf[:, self.window_samples:].zero_()  # the FFT's zero padding; rows are overwritten
-            for wave, count, out in zip(waves, counts, outs, strict=True):
+            for wave, count, out, gen in zip(waves, counts, outs, gens, strict=True):
                 x = wave.to(self.dtype).contiguous()
                 for first in range(0, count, limit):
                     take = min(count - first, limit)
-                    self._frames(x, first, buf[:take], plan.window)
+                    self._frames(x, first, buf[:take], plan.window, gen)
                     self._log_mel(buf[:take], plan, out[first:first + take])
             return
         total = sum(counts)
         buf = torch.zeros(total, self.fft_size, dtype=self.dtype, device=device)
         row = 0
-        for wave, count in zip(waves, counts, strict=True):
+        for wave, count, gen in zip(waves, counts, gens, strict=True):
             if count:
                 self._frames(wave.to(self.dtype).contiguous(), 0, buf[row:row + count],
-                             plan.window)
+                             plan.window, gen)
                 row += count
         target = stacked if stacked is not None else torch.empty(
             total, bins, dtype=torch.float32, device=device)
@@ -239,13 +243,16 @@ class Fbank:
             for out, piece in zip(outs, target.split(list(counts)), strict=True):
                 out.copy_(piece)
 
-    def __call__(self, wave: torch.Tensor) -> torch.Tensor:
+    def __call__(self, wave: torch.Tensor, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+        """Log-mel ``(num_frames, bins)`` of ``wave``; ``generator`` (a CPU generator) draws
+        the dither noise when ``dither`` > 0 (the global stream without one)."""
         self._check(wave)
         count = self.num_frames(wave.shape[0])
         out = torch.empty(count, self.config.num_mel_bins, dtype=torch.float32,
                           device=wave.device)
         if count:
-            self._compute([wave], [count], [out], stacked=out)
+            self._compute([wave], [count], [out], stacked=out, generators=[generator])
         return out
 
     def _checked_counts(self, waves: Sequence[torch.Tensor]) -> list[int]:
@@ -269,14 +276,16 @@ class Fbank:
         self._compute(waves, counts, outs, stacked=stacked)
         return outs
 
-    def padded(self, waves: Sequence[torch.Tensor], out: torch.Tensor | None = None
+    def padded(self, waves: Sequence[torch.Tensor], out: torch.Tensor | None = None,
+               generators: Sequence[torch.Generator | None] | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(features (B, T, F), lengths (B,))``: the features of ``waves`` zero-padded to the
         longest, row ``b`` equal to ``self(waves[b])`` on its first ``lengths[b]`` frames.
 
         ``out`` is where to write them: a contiguous float32 tensor ``(B, T', F)`` with
         ``T' >= T`` on the waves' device (e.g. a batch in shared memory); every element not
-        holding a frame is set to zero, so it may come uninitialised.
+        holding a frame is set to zero, so it may come uninitialised. ``generators`` (one per
+        wave) draw each wave's dither noise, as :meth:`__call__`'s ``generator``.
         """
         counts = self._checked_counts(waves)
         bins = self.config.num_mel_bins
@@ -295,8 +304,9 @@ class Fbank:
             row[count:].zero_()  # the padding only: the frames are written below
         keep = [i for i, count in enumerate(counts) if count]
         if keep:
+            gens = list(generators) if generators is not None else [None] * len(waves)
             self._compute([waves[i] for i in keep], [counts[i] for i in keep],
-                          [rows[i] for i in keep])
+                          [rows[i] for i in keep], generators=[gens[i] for i in keep])
         return out, torch.tensor(counts, dtype=torch.int64)
 
     def stacked(self, waves: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:

@@ -248,12 +248,19 @@ class ClipTransform:
         if isinstance(got, BadClip):
             return got
         item, wave, rand = got
-        feats = self.fbank(wave)
+        feats = self.fbank(wave, generator=self._dither(entry.id, epoch))
         if self.train and self.spec_augment is not None:
             feats = self.spec_augment(feats, generator=rand())
         item["features"] = feats
         item["num_frames"] = int(feats.shape[0])
         return item
+
+    def _dither(self, clip_id: str, epoch: int) -> torch.Generator | None:
+        """The dither noise's generator of a clip: its own stream, seeded by (seed, epoch,
+        clip id), apart from the crop/caption/SpecAugment one (None without dither)."""
+        if self.fbank.config.dither == 0.0:
+            return None
+        return clip_generator(self.seed, epoch, f"{clip_id}\0dither")
 
     def batch(self, clips: Sequence[ClipRequest | BadClip], epoch: int) -> ClipBatch:
         """Transform a batch (a :class:`BadClip` passes through, in its place): every item
@@ -275,7 +282,8 @@ class ClipTransform:
             return self._deferred(items, good, waves, augment)
         frames = max((self.fbank.num_frames(int(w.shape[0])) for w in waves), default=0)
         out, lease = leased_batch_tensor(len(waves), frames, self.fbank.num_mel_bins)
-        features, lengths = self.fbank.padded(waves, out=out)
+        features, lengths = self.fbank.padded(waves, out=out, generators=[
+            self._dither(item["id"], epoch) for item, _, _ in good])
         for row, (item, _, rand) in enumerate(good):
             feats = features[row, :int(lengths[row])]
             if augment is not None:

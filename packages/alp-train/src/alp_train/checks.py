@@ -52,6 +52,10 @@ def check_run(resolved: ResolvedRun, world_size: int | None = None) -> None:
     if cfg.data.audio.sample_rate != fbank.sample_rate:
         raise ConfigError(f"data.audio.sample_rate is {cfg.data.audio.sample_rate} but "
                           f"data.fbank.sample_rate is {fbank.sample_rate}; set them equal")
+    if cfg.data.features_on == "device" and fbank.dither != 0.0:
+        raise ConfigError("data.fbank.dither is not supported with data.features_on=device: "
+                          "the batch's dither noise would come from the training's random "
+                          "stream, not each clip's; set data.features_on=worker or dither 0")
     pooler = cfg.model.pooler
     if pooler.name == "attention" and cfg.model.embed_dim % pooler.num_heads:
         raise ConfigError(f"model.pooler.num_heads is {pooler.num_heads} but model.embed_dim "
