@@ -101,3 +101,21 @@ def test_retrieval_sets_run_through_alp_eval_and_need_a_text_tower(tmp_path, enc
                                                           "ffn_dim": 64, "max_tokens": 16}}})
     with pytest.raises(ConfigError, match="no text tower"):
         tasks[0].run_benchmark(audio_only)
+
+
+def test_a_clip_that_fails_to_decode_is_listed_in_the_markdown_report(tmp_path, encoder):
+    # the report read a 'reason' the retrieval sets did not record: alp eval raised after all
+    # its compute and wrote no eval_report.md; the retrieval mean was never shown there
+    root = _audiocaps(tmp_path)
+    wav = root / "audio" / "test" / "vid00000003_30.wav"
+    wav.write_bytes(wav.read_bytes()[:44 + 200])  # its header announces more than it holds
+    tasks = resolve_benchmark_tasks([{"name": "audiocaps-retrieval", "root": str(root)}])
+    report = evaluate_benchmarks({"tiny": encoder}, tasks, None, out_dir=tmp_path / "out")
+    details = report["results"]["tiny"]["audiocaps-retrieval"]["details"]
+    assert details["clips"]["failed_to_decode"] == 1
+    assert details["failed"][0]["reason"] == "unreadable"
+    md = (tmp_path / "out" / "eval_report.md").read_text()
+    assert "Failed clips:" in md and "vid00000003_30.wav (unreadable)" in md
+    assert "- clips: 6 listed, 1 failed to decode, 5 embedded; 25 captions" in md
+    assert "protocol: None" not in md
+    assert "**Retrieval mean**" in md

@@ -196,3 +196,49 @@ def test_pretrained_bert_folder_without_weights_is_a_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="must hold config.json and model.safetensors"):
         new_plugin_manager().get("text_encoder", "bert-pretrained").build({"path": str(tmp_path)})
+
+
+def test_pretrained_bert_reads_a_pretraining_checkpoint_with_the_old_layernorm_names(tmp_path):
+    # bert-base-uncased on the hub: a BertForPreTraining file (bert. prefix, cls.* heads) with
+    # LayerNorm.gamma/beta; it was refused (unexpected cls.*, missing LayerNorm weights)
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from transformers import BertConfig, BertForPreTraining, BertModel
+
+    from alp_core import new_plugin_manager
+    from alp_models.text.tokenizer import minilm_model_dir
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64)
+    BertForPreTraining(config).save_pretrained(tmp_path)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json"):
+        if (minilm_model_dir() / name).is_file():
+            shutil.copy(minilm_model_dir() / name, tmp_path / name)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    old = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias",
+                                                                    "LayerNorm.beta"): v
+           for k, v in state.items()}
+    save_file(old, str(tmp_path / "model.safetensors"))
+    encoder = new_plugin_manager().get("text_encoder", "bert-pretrained").build(
+        {"path": str(tmp_path), "pooling": "mean"}).eval()
+    reference = BertModel.from_pretrained(tmp_path, add_pooling_layer=False).eval()
+    ours = dict(encoder.bert.state_dict())
+    for name, value in reference.state_dict().items():
+        assert torch.equal(ours[name], value), name
+
+
+def test_captions_cut_at_max_tokens_are_counted_and_said_once(caplog):
+    # captions were cut to max_tokens without a word: a long MusicCaps description lost its end
+    tokenizer = CaptionTokenizer("bert-uncased", max_tokens=8)
+    long = "a slow piano piece with soft strings and a distant choir in a large hall"
+    with caplog.at_level("WARNING"):
+        out = tokenizer([long, "a dog barks"])
+        tokenizer([long])
+    assert out["input_ids"].shape == (2, 8) and tokenizer.truncated == 2
+    warnings = [r for r in caplog.records if "cut to their first 8" in r.getMessage()]
+    assert len(warnings) == 1 and "1 of 2 in this batch" in warnings[0].getMessage()
+    tokenizer(["a dog barks"])
+    assert tokenizer.truncated == 2

@@ -269,15 +269,24 @@ def _benchmark_table(tasks: Mapping[str, Mapping[str, Any]], names: list[str]) -
     cached = " (read from the cache)" if extraction.get("from_cache") else ""
     probes = [tasks[n]["details"].get("probe", n) for n in names]
     lines = [
-        f"## {details['benchmark']} ({details.get('domain')}, {details.get('task_type')})", "",
-        f"- protocol: {details.get('protocol')}; rounds run: {details.get('n_rounds')}",
-        f"- clips: {clips.get('listed')} listed, {clips.get('skipped_by_loader')} skipped by "
-        f"the loader (missing audio), {clips.get('failed_to_decode')} failed to decode, "
-        f"{clips.get('embedded')} embedded (first {details.get('max_seconds')} s of each)",
-        f"- extraction: {extraction.get('clips_per_s')} clips/s, "
-        f"{extraction.get('audio_s_per_s')} audio s/s{cached}; probe fit: "
-        + ", ".join(f"{p} {tasks[n]['details'].get('fit_seconds')} s"
-                    for p, n in zip(probes, names)),
+        f"## {details['benchmark']} ({details.get('domain')}, {details.get('task_type')})", ""]
+    if details.get("task_type") == "retrieval":  # a retrieval set: no protocol, no probe
+        lines += [
+            f"- clips: {clips.get('listed')} listed, {clips.get('failed_to_decode')} failed "
+            f"to decode, {clips.get('embedded')} embedded; {details.get('captions')} "
+            f"captions; {details.get('seconds')} s"]
+    else:
+        lines += [
+            f"- protocol: {details.get('protocol')}; rounds run: {details.get('n_rounds')}",
+            f"- clips: {clips.get('listed')} listed, {clips.get('skipped_by_loader')} skipped "
+            f"by the loader (missing audio), {clips.get('failed_to_decode')} failed to "
+            f"decode, {clips.get('embedded')} embedded (first {details.get('max_seconds')} s "
+            "of each)",
+            f"- extraction: {extraction.get('clips_per_s')} clips/s, "
+            f"{extraction.get('audio_s_per_s')} audio s/s{cached}; probe fit: "
+            + ", ".join(f"{p} {tasks[n]['details'].get('fit_seconds')} s"
+                        for p, n in zip(probes, names))]
+    lines += [
         "",
         "| metric | " + " | ".join(_cell(p) for p in probes) + " |",
         "| --- |" + " ---: |" * len(names),
@@ -296,7 +305,8 @@ def _benchmark_table(tasks: Mapping[str, Mapping[str, Any]], names: list[str]) -
                      + " | ".join(_pm(tasks[n]["metrics"], metric) for n in names) + " |")
     failed = details.get("failed") or []
     if failed:
-        shown = "; ".join(f"{_cell(f['path'])} ({f['reason']})" for f in failed)
+        shown = "; ".join(f"{_cell(f['path'])} ({f.get('reason') or f.get('error', '?')})"
+                          for f in failed)
         lines += ["", f"Failed clips: {shown}"]
     return [*lines, ""]
 
@@ -318,6 +328,10 @@ def render_benchmark_markdown(report: Mapping[str, Any]) -> str:
         for names in _benchmarks(tasks).values():
             lines += _benchmark_table(tasks, names)
         summary = report["summary"][model]
+        if summary.get("n_retrieval_tasks"):
+            lines += [f"**Retrieval mean** (the retrieval sets' primary metrics): "
+                      f"{_fmt(summary.get('retrieval_mean'))} "
+                      f"(n={summary.get('n_retrieval_tasks')})", ""]
         domains = summary.get("domains", {})
         if not domains:
             continue

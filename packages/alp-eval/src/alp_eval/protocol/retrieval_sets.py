@@ -137,6 +137,7 @@ class RetrievalSetTask:
                 for entry, wave in zip(batch, pool.map(decode, batch), strict=True):
                     if isinstance(wave, DataError):
                         failed.append({"id": entry.id, "path": scrub_url(entry.audio),
+                                       "reason": getattr(wave, "reason", "") or "unreadable",
                                        "error": str(wave)})
                         continue
                     waves.append(wave)

@@ -84,14 +84,26 @@ def build_bert_text_encoder(config: BertTextEncoderConfig, **_: object) -> BertT
     return BertTextEncoder(bert, tokenizer, config.pooling)
 
 
+def _bert_key(key: str) -> str:
+    """A checkpoint key as ``BertModel`` names it: without the ``bert.`` prefix of a
+    pre-training checkpoint, and with the old ``LayerNorm.gamma``/``beta`` names of the
+    original release (bert-base-uncased on the hub) as ``weight``/``bias``."""
+    key = key.removeprefix("bert.")
+    if ".LayerNorm." in key or key.startswith("LayerNorm."):
+        key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace(
+            "LayerNorm.beta", "LayerNorm.bias")
+    return key
+
+
 def load_bert_weights(bert: BertModel, weights: Path) -> None:
-    """Load a ``BertModel`` safetensors file strictly (pooler and buffers in the file ignored)."""
+    """Load a ``BertModel`` safetensors file strictly; ignored: the pooler, buffers, and a
+    pre-training checkpoint's heads (``cls.*``: masked-LM and next-sentence)."""
     from safetensors.torch import load_file
 
     state = {
-        k.removeprefix("bert."): v
-        for k, v in load_file(str(weights)).items()
-        if not k.removeprefix("bert.").startswith("pooler.") and not k.endswith("position_ids")
+        _bert_key(k): v for k, v in load_file(str(weights)).items()
+        if not k.removeprefix("bert.").startswith(("pooler.", "cls."))
+        and not k.endswith("position_ids")
     }
     expected = {k for k in bert.state_dict() if not k.endswith("position_ids")}
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)

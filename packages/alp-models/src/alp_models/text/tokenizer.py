@@ -10,6 +10,7 @@ third of a loader worker's collate time.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from alp_core.errors import ConfigError
 
 __all__ = ["BUNDLED_TOKENIZERS", "CaptionTokenizer", "minilm_model_dir",
            "resolve_tokenizer_dir"]
+
+log = logging.getLogger(__name__)
 
 BUNDLED_TOKENIZERS = {"bert-uncased": Path(__file__).parent / "vocab" / "bert-uncased"}
 """Tokenizers shipped with alp-models (files only, no weights): name -> folder."""
@@ -66,6 +69,7 @@ class CaptionTokenizer:
         self.max_tokens = int(max_tokens)
         self._tokenizer: Any = None
         self._backend: Any = None  # the configured tokenizers.Tokenizer; False: none (slow)
+        self.truncated = 0  # captions cut at max_tokens so far (in this process)
 
     @property
     def hf_tokenizer(self) -> Any:
@@ -111,6 +115,9 @@ class CaptionTokenizer:
         backend = self._fast_backend() if captions else False
         if backend:
             encoded = backend.encode_batch(list(captions))
+            cut = sum(1 for e in encoded if e.overflowing)
+            if cut:
+                self._note_truncation(cut, len(encoded))
             return {"input_ids": torch.from_numpy(np.array([e.ids for e in encoded],
                                                            dtype=np.int64)),
                     "attention_mask": torch.from_numpy(np.array(
@@ -124,12 +131,25 @@ class CaptionTokenizer:
             "attention_mask": encoded["attention_mask"].long(),
         }
 
+    def _note_truncation(self, cut: int, total: int) -> None:
+        """Count captions cut at ``max_tokens``; say so once per process (captions are
+        embedded from their first tokens only: raise the tower's ``max_tokens`` to keep
+        more)."""
+        first = self.truncated == 0
+        self.truncated += cut
+        if first:
+            log.warning("captions longer than %d tokens are cut to their first %d (%d of %d "
+                        "in this batch; raise the text tower's max_tokens to keep more); "
+                        "CaptionTokenizer.truncated counts them", self.max_tokens,
+                        self.max_tokens, cut, total)
+
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "max_tokens": self.max_tokens}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path, self.max_tokens = state["path"], state["max_tokens"]
         self._tokenizer = self._backend = None
+        self.truncated = 0
 
     def __repr__(self) -> str:
         return f"CaptionTokenizer(path={self.path!r}, max_tokens={self.max_tokens})"
