@@ -166,3 +166,21 @@ def test_captions_vary_across_clips(corpus):
 def test_bad_config_is_rejected(values, key):
     with pytest.raises(ValidationError, match=key):
         DemoCorpusConfig(**values)
+
+
+def test_a_knock_count_counts_only_the_knocks_the_clip_holds():
+    # clip 332: two knocks of the second group start past the clip's 1.59 s end and are not
+    # placed; its captions said "five times"
+    from alp_data.demo.corpus import render_clip
+
+    _, row = render_clip(332, DemoCorpusConfig(num_clips=3000))
+    assert row["labels"]["event"] == "door_knock"
+    assert any("three times" in c for c in row["captions"])
+    assert not any("five times" in c for c in row["captions"])
+
+
+def test_caption_mentions_matches_whole_words_not_inside_others():
+    caption = "A woman with a high-pitched, thin voice speaks unhurriedly with a level tone."
+    assert not caption_mentions(caption, "speaking_rate", "fast")  # "hurried" in "unhurriedly"
+    # spk04: a man with this high, thin voice ("male" in "female", "man" in "woman")
+    assert not caption_mentions(caption, "speaker", "spk04")

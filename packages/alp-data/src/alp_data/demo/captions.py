@@ -7,6 +7,7 @@ captions say. :data:`KEYWORDS` lists the words that count as mentioning each pro
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -56,14 +57,20 @@ KEYWORDS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+def _names(text: str, word: str) -> bool:
+    """``word`` (or a stem: ``silen``) at the start of a word of ``text``: ``male`` is not
+    in ``female``, nor ``hurried`` in ``unhurriedly``."""
+    return re.search(rf"\b{re.escape(word)}", text) is not None
+
+
 def caption_mentions(caption: str, task: str, value: str) -> bool:
     """Whether ``caption`` names class ``value`` of probe ``task`` (a speaker by its traits)."""
     text = caption.lower()
     if task == "speaker":
         s = SPEAKER_BY_NAME[value]
         groups = [_SPEAKER_TRAITS[s.gender], _SPEAKER_TRAITS[s.pitch], _SPEAKER_TRAITS[s.timbre]]
-        return all(any(word in text for word in group) for group in groups)
-    return any(word in text for word in KEYWORDS[task][value])
+        return all(any(_names(text, word) for word in group) for group in groups)
+    return any(_names(text, word) for word in KEYWORDS[task][value])
 
 
 class _Words:

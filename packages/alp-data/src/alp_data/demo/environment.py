@@ -86,8 +86,9 @@ def _door_knock(n: int, sr: int, rng: Rng) -> tuple[np.ndarray, int | None]:
             body = np.sin(2 * np.pi * low * t) * np.exp(-t / 0.03)
             body += 0.6 * np.sin(2 * np.pi * mid * t) * np.exp(-t / 0.015)
             body[:40] += rng.standard_normal(40) * 0.5
-            dsp.place(out, body, group_start + int(k * rng.uniform(0.15, 0.24) * sr))
-            total += 1
+            onset = group_start + int(k * rng.uniform(0.15, 0.24) * sr)
+            dsp.place(out, body, onset)
+            total += onset < n  # a knock past the clip's end is not placed: not counted
     return out, total
 
 
