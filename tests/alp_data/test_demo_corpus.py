@@ -184,3 +184,19 @@ def test_caption_mentions_matches_whole_words_not_inside_others():
     assert not caption_mentions(caption, "speaking_rate", "fast")  # "hurried" in "unhurriedly"
     # spk04: a man with this high, thin voice ("male" in "female", "man" in "woman")
     assert not caption_mentions(caption, "speaker", "spk04")
+
+
+def test_a_cached_corpus_from_another_generator_version_is_written_again(tmp_path):
+    # a newer generator may caption differently: a cache from an older one is not reused
+    from alp_data.sources import DemoSource
+
+    config = DemoCorpusConfig(num_clips=6, min_seconds=0.5, max_seconds=0.6, num_workers=1)
+    source = DemoSource(config)
+    paths = source.prepare(tmp_path)
+    info = tmp_path / "corpus.json"
+    stamp = paths["train"].stat().st_mtime_ns
+    assert source.prepare(tmp_path)["train"].stat().st_mtime_ns == stamp  # reused
+    summary = json.loads(info.read_text())
+    info.write_text(json.dumps({**summary, "version": "alp-demo-1"}))
+    source.prepare(tmp_path)
+    assert json.loads(info.read_text())["version"] != "alp-demo-1"  # generated again

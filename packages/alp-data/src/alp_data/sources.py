@@ -65,13 +65,15 @@ class DemoSource:
         self.config = config
 
     def prepare(self, out_dir: Path) -> dict[str, Path]:
-        from alp_data.demo import generate_demo_corpus
+        from alp_data.demo import VERSION, generate_demo_corpus
 
         out_dir = Path(out_dir)
         info = out_dir / "corpus.json"
         splits = {"train": out_dir / "train.jsonl", "test": out_dir / "test.jsonl"}
         if info.is_file() and all(p.is_file() for p in splits.values()):
-            stored = json.loads(info.read_text()).get("config")
-            if stored == self.config.model_dump(mode="json"):
+            stored = json.loads(info.read_text())
+            # the same config from the same generator (a newer one may caption differently)
+            if stored.get("config") == self.config.model_dump(mode="json") and \
+                    stored.get("version") == VERSION:
                 return splits
         return {k: Path(v) for k, v in generate_demo_corpus(out_dir, self.config).items()}

@@ -23,7 +23,7 @@ from alp_core import ComponentConfig
 from alp_data.demo import dsp, environment, music, speech
 from alp_data.demo.captions import CAPTION_STYLES, make_captions
 
-VERSION = "alp-demo-1"
+VERSION = "alp-demo-2"  # 2: knock counts count only the knocks a clip holds
 DOMAINS = ("speech", "music", "environment")
 #: probe task -> (domain whose clips carry it, or None for every clip; its classes)
 TASKS: dict[str, tuple[str | None, tuple[str, ...]]] = {
