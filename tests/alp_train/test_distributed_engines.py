@@ -167,14 +167,20 @@ def test_zero_shards_export_to_the_gathered_model(tmp_path, corpus_cache, alp):
     ckpt = run_dir / "checkpoints" / "step-00000003"
     assert not (ckpt / "model.safetensors").exists() and (ckpt / "deepspeed" / "zero").is_dir()
     out = tmp_path / "exported.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"keep.me": torch.ones(2)}, str(tmp_path / "model.safetensors"))  # a bystander
     exported = subprocess.run([sys.executable, "-m", "alp_cli.main", "export", str(run_dir),
-                               "--out", str(out)], capture_output=True, text=True)
+                               "--out", str(out), "--checkpoint", "step-00000003"],
+                              capture_output=True, text=True)
     assert exported.returncode == 0, exported.stderr[-3000:]
     a = load_file(str(out))
     b = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
     params = {k for k in b if not k.endswith("position_ids") and b[k].is_floating_point()}
     assert params <= a.keys()
     assert all(torch.equal(a[k], b[k]) for k in params)
+    # the conversion wrote beside --out under its own name: the bystander is still there
+    assert load_file(str(tmp_path / "model.safetensors")).keys() == {"keep.me"}
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +275,22 @@ def test_deepspeed_zero3_trains_learnable_scalars_in_one_process(tmp_path, corpu
     weights = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
     assert weights["objective.logit_bias"].shape == (1,)
     assert rows[-1]["logit_bias"] != -10.0  # the bias trained (its init is -10)
+
+
+def test_sigterm_to_a_two_process_job_saves_and_exits_143(tmp_path, corpus_cache, alp):
+    """The launcher turned the signal into a raw SignalException traceback and exit code 1
+    (the workers did save); the single-process path already exited 143."""
+    import signal
+
+    run_dir = tmp_path / "run"
+    proc = alp.start(tmp_path / "log.txt", alp.SMOKE, f"output_dir={run_dir}",
+                     f"data.cache_dir={corpus_cache}", *alp.FAST, "train.epochs=300",
+                     "data.batch_size=4", "train.nproc=2", "train.engine.name=ddp")
+    alp.wait_for_step(run_dir, 4, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    out = (tmp_path / "log.txt").read_text()
+    assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
+    assert "SIGTERM received: the workers saved a checkpoint" in out
+    assert "Traceback" not in out and "SignalException" not in out
+    assert list((run_dir / "checkpoints").glob("step-*"))

@@ -19,7 +19,7 @@ from alp_train.checkpoint import Checkpointer, Progress
 from alp_train.distributed import DistInfo
 from alp_train.engines.torch_engines import SingleEngine, SingleEngineConfig
 from alp_train.loop import TrainPlan, train_loop
-from alp_train.metrics_log import MetricsLog, read_metrics
+from alp_train.metrics_log import MetricsLog, NullLog, read_metrics
 from alp_train.task import TrainTask
 
 MELS, VOCAB, LR = 4, 9, 0.1
@@ -274,3 +274,81 @@ def test_a_non_finite_loss_under_gradient_caching_stops_before_any_update(tmp_pa
     after = params(task)
     assert all(torch.isfinite(p).all() for p in after.values())
     assert any(not after[k].equal(before[k]) for k in before)  # step 1 did train
+
+
+def test_saving_a_step_again_never_leaves_it_half_deleted(tmp_path: Path, monkeypatch):
+    # the same step saved twice (an epoch's end on a periodic save; a preemption after a save)
+    # deleted the complete folder in place first: a kill then left a half-deleted checkpoint
+    # that --resume picked, or none at all
+    from alp_train.checkpoint import latest_checkpoint
+
+    task = make_task()
+    engine = make_engine(task)
+    checkpointer = Checkpointer(tmp_path, engine, DistInfo(), keep_last=1)
+    checkpointer.save(Progress(step=4))
+    original = Path.replace
+    calls = []
+
+    def killed_between_the_renames(self, target):
+        calls.append(Path(self).name)
+        if Path(self).name == "step-00000004.tmp":  # the new folder, about to be put in place
+            raise KeyboardInterrupt("killed")
+        return original(self, target)
+
+    monkeypatch.setattr(Path, "replace", killed_between_the_renames)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointer.save(Progress(step=4, samples=7))
+    monkeypatch.setattr(Path, "replace", original)
+    found = latest_checkpoint(tmp_path)  # the first save, complete, renamed aside
+    assert found is not None and found.name == "step-00000004.replaced"
+    assert Checkpointer(tmp_path, make_engine(make_task()), DistInfo()).load(found).step == 4
+    checkpointer.save(Progress(step=5))  # the next save clears what the kill left
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "latest", "step-00000005"]
+
+
+def test_a_signal_during_the_last_save_stops_the_run_and_rates_count_this_session(
+        tmp_path: Path):
+    # a SIGTERM that came while the epoch-end checkpoint was written was dropped: the run went
+    # on to evaluate and exited 0; and a resumed run's rates divided all samples by this
+    # session's seconds
+    from alp_train.signals import Preempted, StopFlag
+
+    task = make_task()
+    engine = make_engine(task)
+    stop = StopFlag()
+    checkpointer = Checkpointer(tmp_path, engine, DistInfo(), keep_last=2)
+    save = checkpointer.save
+
+    def save_then_signal(progress):
+        path = save(progress)
+        stop.signum = 15  # arrives during the final (epoch-end) save
+        return path
+
+    checkpointer.save = save_then_signal  # type: ignore[method-assign]
+    plan = TrainPlan(epochs=1, micro_batches_per_epoch=2, accum=1, log_every=1,
+                     checkpoint_every_epochs=1)
+    with MetricsLog(tmp_path / "metrics.jsonl") as mlog, pytest.raises(Preempted):
+        train_loop(engine, task, [batch(4, 1), batch(4, 2)], plan, Progress(), checkpointer,
+                   mlog, on_batch_skipped=lambda s: None, set_epoch=lambda e: None,
+                   stop=stop, show_progress=False)
+    events = [r["event"] for r in read_metrics(tmp_path / "metrics.jsonl")]
+    assert events[-1] == "preempted"
+
+    plan = TrainPlan(epochs=2, micro_batches_per_epoch=2, accum=1, log_every=1)
+    summary = train_loop(make_engine(task), task, [batch(4, 1), batch(4, 2)], plan,
+                         Progress(step=2, epoch=1, samples=8), Checkpointer(
+                             tmp_path / "b", engine, DistInfo()), NullLog(),
+                         on_batch_skipped=lambda s: None, set_epoch=lambda e: None,
+                         show_progress=False)
+    assert (summary.samples, summary.session_samples) == (16, 8)
+
+
+def test_a_damaged_checkpoint_file_is_an_error_naming_the_checkpoint(tmp_path: Path):
+    engine = make_engine(make_task())
+    checkpointer = Checkpointer(tmp_path, engine, DistInfo())
+    path = checkpointer.save(Progress(step=3))
+    (path / "progress.json").write_text('{"step": 3, "epo')  # cut short
+    with pytest.raises(RuntimeError, match=r"checkpoint .*step-00000003 cannot be read "
+                                           r"\(JSONDecodeError"):
+        Checkpointer(tmp_path, make_engine(make_task()), DistInfo()).load(path)

@@ -3,6 +3,7 @@ run never stopped; SIGTERM saves a checkpoint and exits cleanly."""
 
 from __future__ import annotations
 
+import json
 import signal
 
 import pytest
@@ -51,6 +52,10 @@ def test_sigkill_mid_epoch_then_resume_is_bit_exact(reference, tmp_path, corpus_
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
     text = (run_dir / "metrics.jsonl").read_text()
     assert text.count('"event": "resume"') == 1
+    # the steps between the checkpoint and the kill were logged by both runs: only once now
+    steps = [json.loads(line)["step"] for line in text.splitlines()
+             if json.loads(line)["event"] == "train"]
+    assert steps == list(range(1, STEPS + 1))
 
 
 def test_sigterm_saves_a_checkpoint_exits_cleanly_and_resumes(reference, tmp_path,

@@ -150,9 +150,18 @@ class Checkpointer:
             save_state({"ranks": rngs}, tmp, "rng")
             atomic_write_text(tmp / SKIPPED, json.dumps({"ranks": skipped}))
             atomic_write_text(tmp / "progress.json", json.dumps(asdict(progress), indent=2))
-            shutil.rmtree(final, ignore_errors=True)
+            # the same step saved again (a periodic save at an epoch's end, a preemption right
+            # after a save): the complete folder is renamed aside, never deleted in place, so a
+            # kill at any point leaves a complete checkpoint that latest_checkpoint finds
+            replaced = self.root / (name + ".replaced")
+            shutil.rmtree(replaced, ignore_errors=True)
+            if final.exists():
+                final.replace(replaced)
             tmp.replace(final)
             atomic_write_text(self.root / "latest", name)
+            for pattern in ("step-*.replaced", "step-*.tmp"):  # this save's, a killed one's
+                for stale in self.root.glob(pattern):
+                    shutil.rmtree(stale, ignore_errors=True)
             self._prune()
         self.engine.barrier()
         return final
@@ -167,13 +176,27 @@ class Checkpointer:
         return best
 
     def _prune(self) -> None:
-        done = sorted(p for p in self.root.glob("step-*") if not p.name.endswith(".tmp"))
+        done = sorted(p for p in self.root.glob("step-*")
+                      if not p.name.endswith((".tmp", ".replaced")))
         for old in done[:-self.keep_last]:
             shutil.rmtree(old, ignore_errors=True)
 
     def load(self, path: Path) -> Progress:
-        """Restore engine state, weights and this rank's RNG; return the saved progress."""
+        """Restore engine state, weights and this rank's RNG; return the saved progress.
+
+        A file of the checkpoint that cannot be read (cut short, damaged) is an error naming
+        the checkpoint and the file's complaint."""
         path = Path(broadcast_object(str(path), self.dist))
+        try:
+            return self._load(path)
+        except RuntimeError:
+            raise
+        except Exception as err:  # safetensors' and json's own errors name no file
+            raise RuntimeError(f"checkpoint {path} cannot be read ({type(err).__name__}: "
+                               f"{err}); a damaged copy or a full disk? resume from another "
+                               "checkpoint by removing this folder") from err
+
+    def _load(self, path: Path) -> Progress:
         self.engine.load_state(path)
         if (not self.engine.owns_weights and (path / WEIGHTS).is_file()
                 and self.engine.task is not None):

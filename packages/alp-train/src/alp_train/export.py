@@ -9,6 +9,7 @@ runs wrote).
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from alp_core import ConfigError
@@ -19,12 +20,18 @@ __all__ = ["export_weights"]
 
 
 def export_weights(run_dir: str | Path, out: str | Path, checkpoint: str | None = None) -> Path:
-    """Write the weights of ``checkpoint`` (default: the newest) of ``run_dir`` to ``out``."""
+    """Write the weights of ``checkpoint`` of ``run_dir`` to ``out``; by default the run's
+    final model (``checkpoint/model.safetensors``, what evaluation read), else (a run that
+    did not finish) its newest training checkpoint."""
     run_dir, out = Path(run_dir), Path(out)
-    source = run_dir / "checkpoints" / checkpoint if checkpoint else latest_checkpoint(run_dir)
+    final = run_dir / "checkpoint"
+    if checkpoint:
+        source: Path | None = run_dir / "checkpoints" / checkpoint
+    else:
+        source = final if (final / WEIGHTS).is_file() else latest_checkpoint(run_dir)
     if source is None or not source.is_dir():
-        raise ConfigError(f"alp export: no checkpoint {checkpoint or '(newest)'} under "
-                          f"{run_dir / 'checkpoints'}")
+        raise ConfigError(f"alp export: no final model under {final} and no checkpoint "
+                          f"{checkpoint or '(newest)'} under {run_dir / 'checkpoints'}")
     out.parent.mkdir(parents=True, exist_ok=True)
     if (source / WEIGHTS).is_file():
         shutil.copyfile(source / WEIGHTS, out)
@@ -35,7 +42,11 @@ def export_weights(run_dir: str | Path, out: str | Path, checkpoint: str | None 
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
     state = get_fp32_state_dict_from_zero_checkpoint(str(shards), tag=DS_TAG)
-    save_model(out.parent, {k: v.contiguous() for k, v in state.items()})
-    if out.name != WEIGHTS:
-        (out.parent / WEIGHTS).replace(out)
+    # written in a folder of its own, then moved: a model.safetensors beside out stays
+    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    try:
+        save_model(scratch, {k: v.contiguous() for k, v in state.items()})
+        (scratch / WEIGHTS).replace(out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return out

@@ -18,11 +18,29 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from alp_core import ALPError
 
-__all__ = ["LaunchError", "launch", "worker_main"]
+__all__ = ["LaunchError", "LaunchPreempted", "launch", "worker_main"]
 
 
 class LaunchError(ALPError):
     """A worker process failed; the message holds its rank and traceback."""
+
+
+class LaunchPreempted(Exception):
+    """The job stopped on SIGTERM/SIGINT (sent to this process or to a worker); the workers
+    saved a checkpoint at their next step. ``exit_code`` is 128 + the signal's number."""
+
+    def __init__(self, signum: int, run_dir: Path, detail: str = "") -> None:
+        import signal
+
+        self.signum = signum
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} received: the workers saved a checkpoint at their next "
+                         f"step{' (' + detail + ')' if detail else ''}; resume with: alp run "
+                         f"--resume {run_dir}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 @record
@@ -56,8 +74,12 @@ def launch(raw: dict[str, Any], run_dir: Path, nproc: int, resume: bool = False,
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"alp-{uuid.uuid4().hex[:8]}",
         rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
         monitor_interval=monitor_interval, start_method="spawn")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
     try:
         elastic_launch(config, worker_main)(raw, str(run_dir), resume)
+    except SignalException as err:  # this process got the signal; the agent stopped the ranks
+        raise LaunchPreempted(int(err.sigval), run_dir) from None
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
         detail = failure.message
@@ -65,6 +87,10 @@ def launch(raw: dict[str, Any], run_dir: Path, nproc: int, resume: bool = False,
             detail = detail.get("message", detail)
         if isinstance(detail, dict) or not detail:
             detail = str(failure)
+        text = str(detail)
+        for name, number in (("SIGTERM", 15), ("SIGINT", 2)):  # a worker's clean preemption
+            if f"Preempted: {name} received" in text:
+                raise LaunchPreempted(number, run_dir, f"rank {rank}") from None
         raise LaunchError(f"rank {rank} failed (exit code {failure.exitcode}); its error:\n"
                           f"{detail}\nfiles already written in {run_dir} are kept") from None
     return run_dir

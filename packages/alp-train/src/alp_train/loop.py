@@ -60,12 +60,18 @@ class TrainPlan:
 
 @dataclass
 class TrainSummary:
+    """Where training ended (``steps``, ``samples``, ``audio_seconds``: the run's totals, a
+    resumed run's earlier part included) and this session's own work (``seconds``,
+    ``session_samples``, ``session_audio_seconds``: what rates are computed from)."""
+
     steps: int
     samples: int
     seconds: float
     final_loss: float
     audio_seconds: float = 0.0
     flops_per_step: float | None = None
+    session_samples: int = 0
+    session_audio_seconds: float = 0.0
 
 
 def train_loop(
@@ -103,6 +109,7 @@ def train_loop(
     bar = ProgressBar(total, initial=progress.step, enabled=show_progress and info.is_main)
     t_begin = time.perf_counter()
     start, start_step = t_begin, progress.step
+    begin_samples, begin_audio = progress.samples, progress.audio_seconds
     window = {"samples": 0.0, "seconds": 0.0}
     last_loss, flops = float("nan"), None
     while progress.step < total:
@@ -228,6 +235,10 @@ def train_loop(
             if every and progress.epoch % every == 0:
                 checkpointer.save(progress)
     bar.close()
+    if any_rank(stop.raised, info):  # a signal during the last save: stop once it is saved
+        path = checkpointer.save(progress)
+        mlog.write("preempted", step=progress.step, checkpoint=str(path))
+        raise Preempted(stop.signum or 15, progress.step, str(path))
     if info.distributed:  # the mean over ranks, as logged (every rank takes part)
         last_loss = float(engine.reduce_metrics({"loss": last_loss})["loss"])
     peaks = gather_objects(round(engine.peak_memory_mb(), 1), info)
@@ -235,7 +246,10 @@ def train_loop(
     mlog.write("memory", peak_mem_mb_per_rank=peaks, state_mb_per_rank=states)
     seconds = time.perf_counter() - t_begin
     return TrainSummary(progress.step, progress.samples * info.world_size, seconds, last_loss,
-                        progress.audio_seconds * info.world_size, flops)
+                        progress.audio_seconds * info.world_size, flops,
+                        session_samples=(progress.samples - begin_samples) * info.world_size,
+                        session_audio_seconds=(progress.audio_seconds - begin_audio)
+                        * info.world_size)
 
 
 def _validate(validate: Callable[[], tuple[float, int]], progress: Progress,

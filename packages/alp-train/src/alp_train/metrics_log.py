@@ -12,15 +12,27 @@ from typing import Any
 
 from alp_core import ConfigError
 
-__all__ = ["MetricsLog", "NullLog", "read_metrics"]
+__all__ = ["STEP_EVENTS", "MetricsLog", "NullLog", "read_metrics"]
+
+
+#: Events that record a training step (what a resumed run logs again past its checkpoint).
+STEP_EVENTS = ("train", "validation")
 
 
 class MetricsLog:
-    """Append-only JSONL file of ``{"event", "time", ...}`` records (+ TensorBoard scalars)."""
+    """Append-only JSONL file of ``{"event", "time", ...}`` records (+ TensorBoard scalars).
 
-    def __init__(self, path: str | Path, tensorboard: bool = False) -> None:
+    ``resumed_at``: the step a resumed run continues from. The records of steps after it,
+    which the stopped run logged and the resumed one logs again, are dropped first (the file
+    rewritten atomically; TensorBoard purges them too), so every step is logged once.
+    """
+
+    def __init__(self, path: str | Path, tensorboard: bool = False,
+                 resumed_at: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resumed_at is not None and self.path.is_file():
+            self._drop_after(resumed_at)
         self._fh = self.path.open("a", encoding="utf-8")
         self._tb: Any = None
         if tensorboard:
@@ -29,7 +41,23 @@ class MetricsLog:
             except ImportError as err:
                 raise ConfigError("train.tensorboard: needs the tensorboard package "
                                   f"({err}); pip install 'alp-train[tensorboard]'") from None
-            self._tb = SummaryWriter(str(self.path.parent / "tensorboard"))
+            self._tb = SummaryWriter(str(self.path.parent / "tensorboard"),
+                                     purge_step=None if resumed_at is None else resumed_at + 1)
+
+    def _drop_after(self, step: int) -> None:
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut by the kill: dropped
+                continue
+            late = record.get("event") in STEP_EVENTS and isinstance(record.get("step"), int) \
+                and record["step"] > step
+            if not late:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        tmp.replace(self.path)
 
     def write(self, event: str, **values: Any) -> None:
         record = {"event": event, "time": round(time.time(), 3), **values}

@@ -281,7 +281,8 @@ def _run(resolved: ResolvedRun, info: DistInfo, run_dir: str | Path | None, resu
     budget = BadClipBudget(cfg.data.max_bad_clips)
     progress = restore(checkpointer, budget, info, cfg.seed, resume, say)
 
-    mlog = MetricsLog(path / "metrics.jsonl", cfg.train.tensorboard) if info.is_main \
+    mlog = MetricsLog(path / "metrics.jsonl", cfg.train.tensorboard,
+                      resumed_at=progress.step if resume else None) if info.is_main \
         else NullLog()
     with mlog:
         mlog.write("resume" if resume else "start", config=cfg.name, device=str(info.device),
@@ -377,11 +378,13 @@ def save_and_evaluate(resolved: ResolvedRun, state: dict[str, Any], objective: O
     save_model(path / "checkpoint", state,
                {"config": resolved.dump(), "state": {"step": summary.steps,
                                                      "epoch": progress.epoch}})
-    rate = summary.samples / max(summary.seconds, 1e-9)
+    # rates over this session's work (a resumed run's earlier steps took their own time)
+    rate = summary.session_samples / max(summary.seconds, 1e-9)
     mlog.write("train_end", steps=summary.steps, samples=summary.samples,
+               session_samples=summary.session_samples,
                seconds=round(summary.seconds, 2), final_loss=summary.final_loss,
                samples_per_s=round(rate, 2),
-               audio_hours_per_s=round(summary.audio_seconds / 3600
+               audio_hours_per_s=round(summary.session_audio_seconds / 3600
                                        / max(summary.seconds, 1e-9), 5),
                skipped_clips=len(skipped), skipped_batches=progress.skipped_batches)
     say(f"trained {summary.steps} steps in {summary.seconds:.1f} s ({rate:.1f} samples/s), "

@@ -14,8 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", default=None, metavar="FOLDER",
                         help="write a save_pretrained folder (config, weights, model card)")
     parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint folder name (default: the newest; with --pretrained "
-                        "alone: the run's final model), e.g. step-00000500")
+                        help="checkpoint folder name, e.g. step-00000500 (default: the "
+                        "run's final model, else its newest checkpoint)")
 
 
 def run(args: argparse.Namespace) -> int:

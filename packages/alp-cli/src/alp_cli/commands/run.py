@@ -71,14 +71,20 @@ def run(args: argparse.Namespace) -> int:
 
     nproc = resolved.config.train.nproc
     if nproc > 1 and not launched_by_torchrun():
-        from alp_train.launch import launch
+        from alp_train.launch import LaunchPreempted, launch
 
         run_dir = Path(args.resume) if args.resume else new_run_dir(resolved.config)
         if not args.resume:
             write_config(resolved, run_dir)
         print(f"starting {nproc} processes ({resolved.engine.record.name}); run folder: "
               f"{run_dir}", flush=True)
-        launch(resolved.dump(), run_dir, nproc, resume=bool(args.resume))
+        try:
+            launch(resolved.dump(), run_dir, nproc, resume=bool(args.resume))
+        except LaunchPreempted as stop:
+            import sys
+
+            print(f"alp run: {stop}", file=sys.stderr)
+            return stop.exit_code
         return 0
     from alp_train.signals import Preempted
 
