@@ -129,3 +129,12 @@ def test_nested_objectives_are_written_out_whole_and_read_back(objective):
         assert inner["weight"] == 0.5 and inner["label"] == "clip"
         assert dump["objective"]["terms"][1]["label_smoothing"] == 0.0
     assert resolve_run(dump).dump() == dump
+
+
+def test_the_deepspeed_launchers_local_rank_argument_is_accepted():
+    # `deepspeed -m alp_cli.main run ...` appends --local_rank=N: the parser refused it
+    from alp_cli.main import build_parser
+
+    parser, _ = build_parser()
+    args = parser.parse_args(["run", "configs/smoke.yaml", "train.epochs=1", "--local_rank=1"])
+    assert args.local_rank == 1 and args.overrides == ["train.epochs=1"]

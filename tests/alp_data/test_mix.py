@@ -196,11 +196,22 @@ def test_credentials_in_manifest_and_list_urls_stay_out_of_the_report(tmp_path):
     assert "SuperSecret9" not in str(err.value) and "missing.txt" in str(err.value)
 
 
+def test_vggsound_csv_as_published_excludes_its_test_rows(tmp_path):
+    # no header, rows "ytid,start,label,split": it needed a header added, and then every row
+    # (the training ones too) was excluded
+    vgg = _manifest(tmp_path / "vgg.jsonl", [_entry("aaaaaaaaaaa_10", 10),
+                                             _entry("bbbbbbbbbbb_1", 10)])
+    listed = tmp_path / "vggsound.csv"
+    listed.write_text('aaaaaaaaaaa,10,"dog barking",train\nbbbbbbbbbbb,1,people marching,test\n')
+    result = _run(tmp_path, [("vgg", vgg)], exclude=(str(listed),))
+    assert _ids(result) == ["aaaaaaaaaaa_10"]
+
+
 def test_exclusion_file_errors_name_file_line_and_columns(tmp_path):
     ac = _manifest(tmp_path / "ac.jsonl", [_entry("abcdefghijk_30", 10)])
-    bad_csv = tmp_path / "vggsound.csv"
+    bad_csv = tmp_path / "vggsound_renamed.csv"
     bad_csv.write_text("---g-f_I2yQ,1,people marching,test\n")
-    with pytest.raises(DataError, match=r"vggsound.csv:1: header .* youtube_id, ytid, id, "
+    with pytest.raises(DataError, match=r"vggsound_renamed.csv:1: header .* youtube_id, ytid, id, "
                                         "clip_id"):
         _run(tmp_path, [("ac", ac)], exclude=(str(bad_csv),))
     bad_txt = tmp_path / "ids.txt"

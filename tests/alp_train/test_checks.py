@@ -290,3 +290,36 @@ def test_dither_with_features_on_the_device_is_refused():
     with pytest.raises(ConfigError, match="data.fbank.dither is not supported with "
                                           "data.features_on=device"):
         check(config(data={"features_on": "device", "fbank": {"dither": 1.0}}))
+
+
+def test_deepspeed_not_installed_names_the_extra(monkeypatch):
+    import sys
+
+    from alp_train.checks import import_factories
+
+    resolved = resolve_run(config(train={"engine": {"name": "deepspeed"}}))
+    import_factories(resolved)  # the other components' modules, imported as usual
+    monkeypatch.setitem(sys.modules, "deepspeed", None)  # `import deepspeed` now fails
+    with pytest.raises(ConfigError, match=r"'deepspeed' needs the DeepSpeed package.*"
+                                          r"pip install 'alp-train\[deepspeed\]'"):
+        check_run(resolved)
+
+
+def test_an_objective_that_reads_nothing_the_model_makes_is_refused(site):
+    site("fake-blind", "fake_blind", """
+from alp_core import EmptyConfig, ObjectiveRecord, hookimpl
+from alp_objectives import Objective
+
+class Blind(Objective):
+    inputs = {"audio_embeds": "audio_embeds"}
+
+    def forward(self, audio_embeds):
+        return audio_embeds.sum()
+
+@hookimpl
+def alp_objectives():
+    return [ObjectiveRecord("blind", EmptyConfig, lambda config, **_: Blind())]
+""")
+    with pytest.raises(ConfigError, match="objective 'blind' reads .*it reads nothing the "
+                                          "model trains"):
+        check(config(objective={"name": "blind"}))

@@ -144,11 +144,15 @@ def test_a_failing_rank_ends_the_job_with_its_traceback(tmp_path, corpus_cache, 
     done = alp.run(alp.SMOKE, f"output_dir={tmp_path / 'run'}", f"data.cache_dir={corpus_cache}",
                    *alp.FAST, "train.max_steps=50", "objective.name=explode", "data.batch_size=4",
                    "train.nproc=2", "train.engine.name=ddp", timeout=240)
-    elapsed = time.monotonic() - t0
+    elapsed, ended = time.monotonic() - t0, time.time()
     assert done.returncode == 1
     assert "rank 1 failed" in done.stderr and "exploded at step 3 on purpose" in done.stderr
+    assert "Traceback" in done.stderr and "in forward" in done.stderr  # the rank's own stack
     assert elapsed < 120  # ended, not hung until a collective timeout (300 s)
-    assert (tmp_path / "run" / "metrics.jsonl").is_file()  # what was written stays
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text()
+               .splitlines()]  # what was written stays
+    last = max(r["time"] for r in records)  # the last record before the failing step
+    assert ended - last < 30  # the job ended seconds after the failure, start-up aside
 
 
 def test_zero_shards_export_to_the_gathered_model(tmp_path, corpus_cache, alp):

@@ -56,3 +56,26 @@ def test_tensorboard_has_the_jsonl_keys(run_dir):
     logged = {r["step"]: r["loss"] for r in _records(run_dir) if r["event"] == "train"}
     for event in acc.Scalars("train/loss"):
         assert event.value == pytest.approx(logged[event.step], rel=1e-6)
+
+
+def test_spec_augment_options_reach_the_training_transform(tmp_path):
+    # data.spec_augment took a config, but no test checked that it got to the transform
+    from alp_data.features import SpecAugmentConfig
+    from alp_train.config import resolve_run
+    from alp_train.distributed import DistInfo
+    from alp_train.recipe import setup_data, setup_model
+
+    raw = {"data": {"source": {"name": "demo", "num_clips": 12, "min_seconds": 0.5,
+                               "max_seconds": 0.6},
+                    "cache_dir": str(tmp_path), "num_workers": 0,
+                    "spec_augment": {"num_frame_masks": 3, "frames_mask_size": 7, "p": 1.0}}}
+    resolved = resolve_run(raw)
+    model, _ = setup_model(resolved)
+    data = setup_data(resolved, DistInfo(), model)
+    loader = data.loader(resolved.config, "train", DistInfo(), train=True, batch_size=4,
+                         sharded=True)
+    augment = loader.dataset.transform.spec_augment
+    assert augment.config == SpecAugmentConfig(num_frame_masks=3, frames_mask_size=7, p=1.0)
+    test = data.loader(resolved.config, "test", DistInfo(), train=False, batch_size=4,
+                       sharded=False)
+    assert test.dataset.transform.spec_augment is None  # evaluation is not augmented

@@ -41,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"alp: error: {err}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    # a rank started by torchrun or the DeepSpeed launcher says which it is in every line
+    rank = os.environ.get("RANK") if "LOCAL_RANK" in os.environ else None
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format=("" if rank is None else f"[rank {rank}] ")
+                        + "%(levelname)s %(name)s: %(message)s")
     if args.command is None:
         parser.print_help()
         return 0

@@ -56,6 +56,7 @@ import io
 import json
 import math
 import os
+import posixpath
 import re
 import shutil
 from collections.abc import Sequence
@@ -223,8 +224,15 @@ def read_id_list(path: str) -> list[str]:
     name = path[:-3] if path.endswith(".gz") else path
     if name.lower().endswith(".csv"):
         reader = csv.reader(io.StringIO(text))
-        header = [h.strip().lower() for h in next(reader, [])]
+        first = next(reader, [])
+        header = [h.strip().lower() for h in first]
         column = next((c for c in EXCLUDE_COLUMNS if c in header), None)
+        if column is None and posixpath.basename(name).lower() == "vggsound.csv":
+            # VGGSound's list as published: no header, rows "ytid,start,label,split"; its
+            # test split is what an evaluation excludes
+            rows = [first, *reader]
+            return [row[0].strip() for row in rows
+                    if len(row) >= 4 and row[3].strip().lower() == "test" and row[0].strip()]
         if column is None:
             raise DataError(f"--exclude {shown}:1: header {header} has no id column; accepted "
                             f"columns: {', '.join(EXCLUDE_COLUMNS)} (the first present is used)"

@@ -83,11 +83,15 @@ def launch(raw: dict[str, Any], run_dir: Path, nproc: int, resume: bool = False,
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
         detail = failure.message
-        if isinstance(detail, dict):
+        stack = ""
+        if isinstance(detail, dict):  # the rank's error file: its message and its traceback
+            stack = str((detail.get("extraInfo") or {}).get("py_callstack") or "")
             detail = detail.get("message", detail)
         if isinstance(detail, dict) or not detail:
             detail = str(failure)
         text = str(detail)
+        if stack.strip():
+            detail = stack.rstrip()  # the traceback ends with the message itself
         for name, number in (("SIGTERM", 15), ("SIGINT", 2)):  # a worker's clean preemption
             if f"Preempted: {name} received" in text:
                 raise LaunchPreempted(number, run_dir, f"rank {rank}") from None

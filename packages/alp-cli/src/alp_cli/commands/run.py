@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue a stopped run from its latest checkpoint (its "
                         "config.yaml, plus any overrides given)")
+    # the DeepSpeed launcher appends --local_rank=N (its env LOCAL_RANK says the same)
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
+                        help=argparse.SUPPRESS)
 
 
 def load_run_config(config: str | None, overrides: list[str]) -> dict:
