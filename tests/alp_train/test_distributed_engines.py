@@ -238,47 +238,36 @@ def test_deepspeed_in_one_process_without_a_launcher(tmp_path, corpus_cache, alp
     assert (run_dir / "checkpoints" / "step-00000004" / "deepspeed").is_dir()  # saved too
 
 
-def test_deepspeed_resume_with_more_steps_and_a_new_rate_trains_with_them(tmp_path,
+def test_deepspeed_zero3_with_learnable_scalars_resumes_with_the_new_rates(tmp_path,
                                                                           corpus_cache, alp):
-    """DeepSpeed restores its client schedule and the inner optimizer's groups from its own
-    checkpoint; the resumed run's config still decides the rates (it used to keep the old)."""
+    """SigLIP's learnable scale and bias and the Zipformer's BiasNorm scales are scalars: as
+    0-dim parameters DeepSpeed's broadcast failed ("cannot be 0 to view Float as Byte"), and
+    one-process ZeRO-3 lost LOCAL_RANK, which it reads at every forward. Then a resume with
+    more steps and a new rate: DeepSpeed restores its client schedule and the inner
+    optimizer's groups from its own checkpoint, and the resumed config must still decide the
+    rates (it kept the old ones)."""
     pytest.importorskip("deepspeed")
     from alp_train.metrics_log import read_metrics
     from alp_train.optim.schedules import warmup_cosine
 
     run_dir = tmp_path / "run"
     args = [f"data.cache_dir={corpus_cache}", *alp.FAST, "data.batch_size=8",
-            "train.engine.name=deepspeed", "train.engine.zero_stage=2",
-            "train.checkpoint.every_steps=2"]
-    done = alp.run(alp.SMOKE, f"output_dir={run_dir}", *args, "train.max_steps=4")
+            "train.engine.name=deepspeed", "train.engine.zero_stage=3",
+            "train.checkpoint.every_steps=2", "objective.name=siglip",
+            "model.audio_encoder={name: zipformer, preset: tiny}"]
+    done = alp.run(alp.SMOKE, f"output_dir={run_dir}", *args, "train.max_steps=2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    done = alp.run("--resume", str(run_dir), *args, "train.max_steps=8", "train.lr=0.001",
+    weights = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
+    assert weights["objective.logit_bias"].shape == (1,)
+    done = alp.run("--resume", str(run_dir), *args, "train.max_steps=4", "train.lr=0.001",
                    "train.schedule.warmup_fraction=0")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "train"]
-    assert [r["step"] for r in rows] == list(range(1, 9))
-    assert [r["lr"] for r in rows[4:]] == pytest.approx(
-        [0.001 * warmup_cosine(8, 0)(s) for s in range(4, 8)], rel=1e-6)
-
-
-def test_deepspeed_zero3_trains_learnable_scalars_in_one_process(tmp_path, corpus_cache, alp):
-    """SigLIP's learnable scale and bias and the Zipformer's BiasNorm scales are scalars:
-    as 0-dim parameters DeepSpeed's broadcast failed ("cannot be 0 to view Float as Byte");
-    and ZeRO-3 reads LOCAL_RANK at every forward, which the one-process start removed."""
-    pytest.importorskip("deepspeed")
-    from alp_train.metrics_log import read_metrics
-
-    run_dir = tmp_path / "run"
-    done = alp.run(alp.SMOKE, f"output_dir={run_dir}", f"data.cache_dir={corpus_cache}",
-                   *alp.FAST, "train.max_steps=2", "data.batch_size=8",
-                   "train.engine.name=deepspeed", "train.engine.zero_stage=3",
-                   "objective.name=siglip", "model.audio_encoder={name: zipformer, preset: tiny}")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["event"] == "train"]
-    assert len(rows) == 2 and all(math.isfinite(r["loss"]) for r in rows)
-    weights = load_file(str(run_dir / "checkpoint" / "model.safetensors"))
-    assert weights["objective.logit_bias"].shape == (1,)
-    assert rows[-1]["logit_bias"] != -10.0  # the bias trained (its init is -10)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["loss"]) for r in rows)
+    assert rows[1]["logit_bias"] != -10.0  # the bias trained (its init is -10)
+    assert [r["lr"] for r in rows[2:]] == pytest.approx(
+        [0.001 * warmup_cosine(4, 0)(s) for s in (2, 3)], rel=1e-6)
 
 
 def test_sigterm_to_a_two_process_job_saves_and_exits_143(tmp_path, corpus_cache, alp):

@@ -93,18 +93,20 @@ def _worker(rank: int, port: int, out: dict) -> None:
         dist.destroy_process_group()
 
 
-def test_ranks_on_both_sides_of_the_chunk_size_take_one_path_and_match_one_process(
-        spawn_ranks):
-    ranks = spawn_ranks(_worker, 2)
+@pytest.fixture(scope="module")
+def ranks(spawn_ranks):
+    return spawn_ranks(_worker, 2)
+
+
+def test_ranks_on_both_sides_of_the_chunk_size_take_one_path_and_match_one_process(ranks):
     single = _step(SingleEngine, SingleEngineConfig(), DistInfo(), slice(0, sum(SIZES)))
     for name, value in single.items():
         torch.testing.assert_close(ranks[0][name], ranks[1][name], rtol=0, atol=0, msg=name)
         torch.testing.assert_close(ranks[0][name], value, rtol=1e-10, atol=1e-12, msg=name)
 
 
-def test_the_final_loss_is_the_mean_over_ranks_not_rank_0s(spawn_ranks):
+def test_the_final_loss_is_the_mean_over_ranks_not_rank_0s(ranks):
     # each rank's loss is weighted by its share; the summary took rank 0's alone whenever the
     # last step was not a log step
-    ranks = spawn_ranks(_worker, 2)
     single = _final_loss(DistInfo(), slice(0, sum(SIZES)))
     assert ranks[("final", 0)] == ranks[("final", 1)] == pytest.approx(single, rel=1e-10)
