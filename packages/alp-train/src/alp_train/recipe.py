@@ -42,6 +42,7 @@ from alp_eval.suite import caption_samples, evaluate
 from alp_models.assembly import build_audio_text_model, component_seed
 from alp_models.configs import ProjectionConfig
 from alp_objectives.base import Objective, as_objective
+from alp_objectives.distributed import gather_sizes
 from alp_train.checkpoint import Checkpointer, Progress, save_model
 from alp_train.config import ResolvedRun
 from alp_train.distributed import (
@@ -483,7 +484,7 @@ def validation_loss(engine: Engine, task: TrainTask, loader: Any,
             # is left out where it holds fewer clips than the objective needs: globally for an
             # objective that weights ranks (it gathers: one clip on a rank is enough), on
             # every rank otherwise
-            sizes = gather_objects(len(batch["ids"]), engine.dist)
+            sizes = gather_sizes(len(batch["ids"]), engine.device)
             if (min(sizes) < 1 or sum(sizes) < task.min_batch) if weighted else \
                     min(sizes) < task.min_batch:
                 continue
