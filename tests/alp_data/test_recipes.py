@@ -308,6 +308,61 @@ def test_paraspeechcaps_splits_description_lists_and_relative_paths(tmp_path):
     assert read_manifest(only.prepare(tmp_path / "h")["train"]) == []
 
 
+def test_paraspeechcaps_reads_the_published_parquet_shards(tmp_path):
+    """The dataset as published: ``data/{split}-0000K-of-0000N.parquet`` with
+    ``text_description`` a list<string> column beside tag lists and numeric columns."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    data.mkdir()
+
+    def shard(name, rows):
+        columns = {key: [row[key] for row in rows] for key in rows[0]}
+        types = {"text_description": pa.list_(pa.string()), "intrinsic_tags": pa.list_(pa.string()),
+                 "duration": pa.float32()}
+        table = pa.table({k: pa.array(v, type=types.get(k)) for k, v in columns.items()})
+        pq.write_table(table, str(data / name))
+
+    def row(rel, texts, **extra):
+        return _psc_row(rel, texts, intrinsic_tags=["calm", "deep"], duration=1.5, **extra)
+
+    shard("train_base-00000-of-00002.parquet", [
+        row("voxceleb/id10001/a.wav", ["A man speaks calmly.", "Calm male voice."]),
+        row("voxceleb/id10001/b.wav", ["  "])])  # only blank descriptions: no caption
+    shard("train_base-00001-of-00002.parquet", [row("emilia/c.wav", ["Fast speech."])])
+    shard("holdout-00000-of-00001.parquet", [row("expresso/e.wav", ["Happy female voice."],
+                                                 gender="female")])
+    (data / "train_base.jsonl").write_text("not read: the Parquet shards come first\n")
+    for rel in ("voxceleb/id10001/a.wav", "voxceleb/id10001/b.wav", "emilia/c.wav",
+                "expresso/e.wav"):
+        _audio(tmp_path / "audio" / rel, 0.5, rate=16000)
+    recipe = ParaSpeechCaps(ParaSpeechCapsConfig(root=str(tmp_path),
+                                                 splits=["train_base", "holdout"],
+                                                 max_missing=0.5))
+    paths = recipe.prepare(tmp_path / "out")
+    train, test = _by_id(paths["train"]), _by_id(paths["test"])
+    assert sorted(train) == ["emilia/c", "voxceleb/id10001/a"] and list(test) == ["expresso/e"]
+    assert train["voxceleb/id10001/a"].captions == ("A man speaks calmly.", "Calm male voice.")
+    assert train["emilia/c"].labels["corpus_split"] == "train_base"
+    assert test["expresso/e"].labels["gender"] == "female"
+    skipped = recipe.report["skipped"]
+    assert [(s["id"], s["reason"]) for s in skipped] == [("voxceleb/id10001/b", "no caption")]
+
+
+def test_paraspeechcaps_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dev-00000-of-00001.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow fails
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(DataError, match=r"dev-00000-of-00001.parquet.*alp-data\[parquet\]"):
+        ParaSpeechCaps(ParaSpeechCapsConfig(root=str(tmp_path), splits=["dev"],
+                                            val_to="test")).prepare(tmp_path / "o")
+
+
 def test_paraspeechcaps_missing_split_file_is_named(tmp_path):
     (tmp_path / "data").mkdir()
     with pytest.raises(DataError, match=r"no holdout-\*.parquet or holdout.jsonl"):

@@ -4,7 +4,8 @@ style descriptions), ``transcription``, ``speakerid``, ``gender``, ... in the sp
 
 The audio comes from VoxCeleb1/2, EARS, Expresso and Emilia, downloaded by the user;
 ``relative_audio_path`` is joined to ``audio_dir``. Rows are read from the Parquet shards
-(needs ``pyarrow``) or from ``{split}.jsonl`` / ``{split}-*.jsonl`` exports of the same rows.
+(needs ``pyarrow``: the ``alp-data[parquet]`` extra) or from ``{split}.jsonl`` /
+``{split}-*.jsonl`` exports of the same rows.
 train_base and train_scaled -> train, holdout -> test, dev -> ``val_to``.
 """
 
@@ -54,8 +55,8 @@ def read_rows(path: str, bad: list[dict] | None = None) -> list[tuple[str, dict]
     try:
         import pyarrow.parquet as pq
     except ImportError as err:
-        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow), or "
-                        "export the split as {split}.jsonl") from err
+        raise DataError(f"{path}: reading Parquet needs pyarrow (pip install "
+                        "'alp-data[parquet]'), or export the split as {split}.jsonl") from err
     with fsspec.open(path, "rb") as handle:
         rows = pq.read_table(handle).to_pylist()
     return [(f"{path}[{i}]", row) for i, row in enumerate(rows)]
