@@ -23,6 +23,7 @@ TARGETS = torch.tensor([[3, 4, IGNORE, IGNORE, IGNORE],    # rank 0: 2 tokens
                         [5, 6, 3, 4, 2], [4, 4, 2, IGNORE, IGNORE],
                         [6, 5, 4, 2, IGNORE]])             # rank 1: 11 tokens
 ROWS = {0: slice(0, 1), 1: slice(1, 4)}
+PARALLEL = torch.tensor([True, False, True, False])  # rank 0: parallel rows only
 
 
 def _logits() -> torch.Tensor:
@@ -41,10 +42,10 @@ def _worker(rank: int, port: int, out: dict) -> None:
     try:
         for sync in (True, False):
             logits = _logits()[ROWS[rank]].clone().requires_grad_()
-            res = _loss(sync)(logits, TARGETS[ROWS[rank]])
+            res = _loss(sync)(logits, TARGETS[ROWS[rank]], PARALLEL[ROWS[rank]])
             res.loss.backward()
             out[(sync, rank)] = (res.loss.item(), res.metrics["loss"], logits.grad.clone(),
-                                 res.metrics["token_acc"])
+                                 res.metrics)
     finally:
         dist.destroy_process_group()
 
@@ -56,14 +57,23 @@ def ranks(spawn_ranks):
 
 def test_the_mean_over_ranks_is_the_token_mean_of_the_whole_batch(ranks):
     logits = _logits().requires_grad_()
-    single = _loss()(logits, TARGETS)
+    single = _loss()(logits, TARGETS, PARALLEL)
     single.loss.backward()
     losses = [ranks[(True, r)][0] for r in range(WORLD)]
     assert sum(losses) / WORLD == pytest.approx(single.loss.item(), rel=1e-12)
     assert [ranks[(True, r)][1] for r in range(WORLD)] == losses  # the logged value too
     for r in range(WORLD):  # DDP's average of W x these is the single-process gradient
         torch.testing.assert_close(ranks[(True, r)][2], WORLD * logits.grad[ROWS[r]])
-    accuracy = sum(ranks[(True, r)][3] for r in range(WORLD)) / WORLD  # weighted alike
-    assert accuracy == pytest.approx(single.metrics["token_acc"], rel=1e-12)
+    # the accuracies are the whole batch's on every rank (so also their mean over ranks),
+    # also the per-mode ones where rank 0 has no AR row
+    assert "token_acc_ar" in single.metrics and single.metrics["parallel_fraction"] == 0.5
+    for r in range(WORLD):
+        metrics = ranks[(True, r)][3]
+        for key in ("token_acc", "token_acc_ar", "token_acc_parallel", "parallel_fraction",
+                    "n_tokens"):
+            assert metrics[key] == pytest.approx(single.metrics[key], rel=1e-12), (r, key)
+    # without sync_tokens: this rank's own (rank 0 saw no AR row)
+    assert "token_acc_ar" not in ranks[(False, 0)][3]
+    assert ranks[(False, 0)][3]["parallel_fraction"] == 1.0
     unsynced = sum(ranks[(False, r)][0] for r in range(WORLD)) / WORLD
     assert abs(unsynced - single.loss.item()) > 1e-3  # what a plain per-rank mean gives

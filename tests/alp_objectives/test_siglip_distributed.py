@@ -45,7 +45,7 @@ def _run(loss_fn, a, t, ids, rows):
     res = loss_fn(la, lt, None if ids is None else ids[rows])
     res.loss.backward()
     return {"loss": res.loss.item(), "audio": la.grad.clone(), "text": lt.grad.clone(),
-            "pair_acc": res.metrics["pair_acc"],
+            "pair_acc": res.metrics["pair_acc"], "pos_prob": res.metrics["pos_prob"],
             "scale": loss_fn.log_logit_scale.grad.item(),
             "bias": loss_fn.logit_bias.grad.item(),
             "blocks": list(loss_fn.block_shapes)}
@@ -140,8 +140,9 @@ def test_uneven_batches_give_the_one_big_batch_loss_and_gradients(rank_results, 
     single.loss.backward()
     mean_loss = sum(out[r]["loss"] for r in range(WORLD)) / WORLD
     assert mean_loss == pytest.approx(single.loss.item(), rel=1e-10)
-    mean_acc = sum(out[r]["pair_acc"] for r in range(WORLD)) / WORLD  # weighted alike
-    assert mean_acc == pytest.approx(single.metrics["pair_acc"], rel=1e-12)
+    for r in range(WORLD):  # the whole batch's metrics on every rank (and so their mean)
+        for key in ("pair_acc", "pos_prob"):
+            assert out[r][key] == pytest.approx(single.metrics[key], rel=1e-12), (r, key)
     for r in range(WORLD):
         rows = _rows(r, sizes)
         torch.testing.assert_close(out[r]["audio"], WORLD * a.grad[rows], rtol=1e-10,

@@ -243,39 +243,40 @@ class CaptioningLoss(Objective):
             label_smoothing=self.config.label_smoothing, reduction="mean",
         )
         _, world = world_info()
-        share = None  # W * T_r / T under sync_tokens
-        if world > 1 and self.config.sync_tokens:
-            # ranks hold different token counts T_r: weight the rank's mean by W * T_r / T, so
-            # the mean over ranks (DDP's gradient average) is the mean over all T tokens
-            counts = (targets != IGNORE_INDEX).sum().to(loss.dtype).reshape(1)
-            total = counts.clone()
-            dist.all_reduce(total)
-            share = world * counts[0] / total[0]
-            loss = loss * share
+        synced = world > 1 and self.config.sync_tokens
         with torch.no_grad():
             valid = targets != IGNORE_INDEX
             correct = (logits.argmax(dim=-1) == targets) & valid
             par = (torch.zeros(batch, dtype=torch.bool, device=targets.device)
                    if parallel is None else parallel.to(targets.device))
             rows = par[:, None]
-            # one device read for every metric
-            numbers = torch.stack([
-                loss.detach().double(), valid.sum().double(), correct.sum().double(),
-                (valid & ~rows).sum().double(), (correct & ~rows).sum().double(),
-                (valid & rows).sum().double(), (correct & rows).sum().double(),
-                par.double().mean(),
-                share.double() if share is not None else par.new_ones((), dtype=torch.float64),
-            ]).tolist()
-            value, n_tokens, n_correct, n_ar, ok_ar, n_par, ok_par, fraction, weight = numbers
-            # token_acc weighted like the loss (its mean over ranks is the global one); the
-            # per-mode accuracies stay this rank's own
-            metrics = {"loss": value, "token_acc": weight * n_correct / n_tokens,
-                       "n_tokens": n_tokens}
-            for name, count, hits in (("token_acc_ar", n_ar, ok_ar),
-                                      ("token_acc_parallel", n_par, ok_par)):
-                if count:
-                    metrics[name] = hits / count
-            metrics["parallel_fraction"] = fraction
+            # token counts and hits of this rank: under sync_tokens summed over the ranks in
+            # the one all-reduce the loss weighting needs, so the accuracies are the global
+            # batch's (every rank reports the same value, and their mean is that value)
+            counts = torch.stack([
+                valid.sum(), correct.sum(), (valid & ~rows).sum(), (correct & ~rows).sum(),
+                (valid & rows).sum(), (correct & rows).sum(), par.sum(),
+                torch.tensor(batch, device=targets.device)]).double()
+            mine = counts[0].clone()
+            if synced:
+                dist.all_reduce(counts)
+        weight = None  # W * T_r / T under sync_tokens
+        if synced:
+            # ranks hold different token counts T_r: weight the rank's mean by W * T_r / T, so
+            # the mean over ranks (DDP's gradient average) is the mean over all T tokens
+            weight = (world * mine / counts[0]).to(loss.dtype)
+            loss = loss * weight
+        with torch.no_grad():  # one device read for every metric
+            numbers = torch.cat([loss.detach().double().reshape(1), counts]).tolist()
+        value, n_tokens, n_correct, n_ar, ok_ar, n_par, ok_par, n_parallel, rows_seen = numbers
+        # without sync_tokens on several ranks these are this rank's own
+        metrics = {"loss": value, "token_acc": n_correct / n_tokens if n_tokens else
+                   float("nan"), "n_tokens": n_tokens}
+        for name, count, hits in (("token_acc_ar", n_ar, ok_ar),
+                                  ("token_acc_parallel", n_par, ok_par)):
+            if count:
+                metrics[name] = hits / count
+        metrics["parallel_fraction"] = n_parallel / rows_seen if rows_seen else float("nan")
         return LossOutput(loss=loss, metrics=metrics)
 
     def _check_logits(

@@ -168,8 +168,8 @@ class SigLIPLoss(ContrastiveObjective):
         sizes = gather_sizes(batch, audio_embeds.device) if exchanged else [batch]
 
         total = audio_embeds.new_zeros(())
-        stats = audio_embeds.new_zeros(3, dtype=torch.float64)  # sum p(positive), #pos, #hits
-        pairs = 0
+        # sum p(positive), #positives, #hits (logit > 0 exactly on the positives), #pairs
+        stats = audio_embeds.new_zeros(4, dtype=torch.float64)
         self.block_shapes = []
         for text, positives in self._blocks(text_embeds, clip_ids, batch, sizes):
             logits = scale * audio_embeds @ text.t() + bias
@@ -179,26 +179,24 @@ class SigLIPLoss(ContrastiveObjective):
             with torch.no_grad():
                 stats += torch.stack([torch.sigmoid(logits[positives]).sum().double(),
                                       positives.sum().double(),
-                                      ((logits > 0) == positives).sum().double()])
-                pairs += positives.numel()
+                                      ((logits > 0) == positives).sum().double(),
+                                      torch.tensor(positives.numel(), dtype=torch.float64,
+                                                   device=stats.device)])
         # the sum over this rank's pairs over its rows; with rows differing between ranks
         # over N / W rows instead: DDP averages the ranks' losses, and the average is then the
         # sum over all pairs / N (the one-big-batch loss and gradient)
         rows = batch if batch * len(sizes) == sum(sizes) else sum(sizes) / len(sizes)
         loss = total / max(rows, 1)  # a rank without rows: 0, still joined to the exchange
+        if exchanged:  # the metrics of the global batch, the same on every rank
+            dist.all_reduce(stats)
         with torch.no_grad():  # one device read for all the metrics
             numbers = torch.cat([stats, torch.stack([loss.detach(), scale.detach(),
                                                      bias.detach()]).double()]).tolist()
-        pos_prob, pos_count, hits, value, scale_value, bias_value = numbers
+        pos_prob, pos_count, hits, pairs, value, scale_value, bias_value = numbers
         nan = float("nan")
-        # pair accuracy weighted like the loss (this rank's pairs over N / W rows' share), so
-        # its mean over ranks is the global one; pos_prob stays this rank's own mean
-        pair_acc = hits / pairs if pairs else nan
-        if rows != batch:
-            pair_acc = hits / (rows * sum(sizes)) if sum(sizes) else nan
         metrics = {"loss": value, "logit_scale": scale_value, "logit_bias": bias_value,
                    "pos_prob": pos_prob / pos_count if pos_count else nan,
-                   "pair_acc": pair_acc}
+                   "pair_acc": hits / pairs if pairs else nan}
         return LossOutput(loss=loss, metrics=metrics)
 
     def _blocks(
