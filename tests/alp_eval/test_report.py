@@ -75,6 +75,20 @@ def test_markdown_has_every_row_both_models_and_the_delta():
     assert "- run: demo" in text
 
 
+def test_the_summary_delta_is_over_the_tasks_both_models_scored():
+    """random-init's probe/mood primary is NaN: its probe average is over probe/kind alone
+    (0.5) and pretrained's over both (0.8); their difference (0.3) compares different task
+    sets, so the Δ is probe/kind's alone, and says so."""
+    results = _results()
+    results["random-init"][1] = TaskResult("probe/mood", {"accuracy": math.nan}, "accuracy", {})
+    text = render_markdown(build_report(results, {}))
+    line = next(x for x in text.splitlines() if x.startswith("**Probe average**"))
+    assert line == ("**Probe average**: pretrained 0.800 (2 tasks) · random-init 0.500 "
+                    "(1 tasks) · Δ +0.400 over the 1 tasks both scored")
+    retrieval = next(x for x in text.splitlines() if x.startswith("**Retrieval mean**"))
+    assert retrieval.endswith("· Δ +0.225")  # both scored it: the plain difference
+
+
 def test_single_model_has_no_delta_column():
     report = build_report({"only": _results()["pretrained"]}, {})
     assert "Δ" not in render_markdown(report)

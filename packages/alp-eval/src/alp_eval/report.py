@@ -77,21 +77,28 @@ def _domains(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, dict
             for group, domains in sorted(values.items())}
 
 
-def _summary(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Probe average (mean of probe primaries) and retrieval mean (mean of retrieval primaries);
-    for benchmark results also the domain averages and the benchmark average."""
-    groups: dict[str, list[float]] = {"probe": [], "retrieval": [], "benchmark": []}
+def _groups(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """The scored primaries by summary group (probe, retrieval, benchmark): task -> value.
+    A task whose primary is missing or was not finite (None in the JSON) is in no group."""
+    groups: dict[str, dict[str, float]] = {"probe": {}, "retrieval": {}, "benchmark": {}}
     for name, task in tasks.items():
         value = task["metrics"].get(task["primary"])
         if value is None:
             continue
         details = task.get("details", {})
         if name.startswith(PROBE_PREFIX):
-            groups["probe"].append(value)
+            groups["probe"][name] = value
         elif name.startswith(RETRIEVAL_PREFIX) or domain_group(details) == "retrieval":
-            groups["retrieval"].append(value)
+            groups["retrieval"][name] = value
         elif "domain" in details and domain_group(details) == "linear":
-            groups["benchmark"].append(value)
+            groups["benchmark"][name] = value
+    return groups
+
+
+def _summary(tasks: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Probe average (mean of probe primaries) and retrieval mean (mean of retrieval primaries);
+    for benchmark results also the domain averages and the benchmark average."""
+    groups = {group: list(values.values()) for group, values in _groups(tasks).items()}
     out: dict[str, Any] = {
         "probe_average": _mean(groups["probe"]),
         "n_probe_tasks": len(groups["probe"]),
@@ -185,6 +192,20 @@ def _prompt_lines(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _summary_delta(report: Mapping[str, Any], a: str, b: str, key: str) -> str:
+    """Δ of two models' averages; where one scored a task the other did not (a NaN primary),
+    the Δ is over the tasks both scored, and says so: averages over different task sets
+    do not compare."""
+    group = "probe" if key == "probe_average" else "retrieval"
+    mine = _groups(report["results"][a])[group]
+    theirs = _groups(report["results"][b])[group]
+    if mine.keys() == theirs.keys():
+        return f"Δ {_delta(report['summary'][a][key], report['summary'][b][key])}"
+    both = [name for name in mine if name in theirs]
+    delta = _delta(_mean([mine[n] for n in both]), _mean([theirs[n] for n in both]))
+    return f"Δ {delta} over the {len(both)} tasks both scored"
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """A Markdown table of every task metric per model (3 decimals) and the summary lines."""
     models: list[str] = list(report["models"])
@@ -216,7 +237,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     ):
         parts = [f"{m} {_fmt(summary[m][key])} ({summary[m][count]} tasks)" for m in models]
         if compare:
-            parts.append(f"Δ {_delta(summary[models[0]][key], summary[models[1]][key])}")
+            parts.append(_summary_delta(report, models[0], models[1], key))
         lines.append(f"**{label}**: " + " · ".join(parts))
         lines.append("")
     prompts = _prompt_lines(report)
