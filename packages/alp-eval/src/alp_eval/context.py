@@ -39,6 +39,17 @@ class SplitEmbeddings:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def sorted_by_id(self) -> SplitEmbeddings:
+        """The rows in clip-id order, so that what the tasks draw from a split (validation
+        rows, capped subsets) depends on which clips it holds, not on the order a loader gave
+        them in (a manifest and a stream of shuffled shards give the same clips in another
+        order)."""
+        order = sorted(range(len(self.ids)), key=self.ids.__getitem__)
+        return SplitEmbeddings(
+            [self.ids[i] for i in order], self.pooled[order],
+            None if self.audio_embeds is None else self.audio_embeds[order],
+            [self.captions[i] for i in order], [self.labels[i] for i in order])
+
 
 class CaptionGenerator(Protocol):
     """Captions of the test split by the model's caption decoder.

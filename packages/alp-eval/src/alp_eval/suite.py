@@ -45,8 +45,11 @@ def evaluate(model: Any, tasks: list[Any], loaders: Mapping[str, Iterable[Mappin
     ``notes`` (task name -> reason) when it is given.
     """
     model.to(device).eval()
-    train = extract_embeddings(model, skipping(loaders["train"], on_skipped), device=device)
-    test = extract_embeddings(model, skipping(loaders["test"], on_skipped), device=device)
+    # in clip-id order: the same clips give the same results whatever order the loader has
+    train = extract_embeddings(model, skipping(loaders["train"], on_skipped),
+                               device=device).sorted_by_id()
+    test = extract_embeddings(model, skipping(loaders["test"], on_skipped),
+                              device=device).sorted_by_id()
     tokenizer = getattr(model, "tokenizer", None)
 
     @torch.inference_mode()
