@@ -124,6 +124,25 @@ def test_deepspeed_json_that_only_adds_keys_merges(tmp_path: Path):
     assert merged["comms_logger"] == {"enabled": False}
 
 
+def test_zero3_says_which_linear_it_uses_and_a_json_cannot_contradict_it(tmp_path: Path):
+    from alp_train.engines.configs import DeepSpeedEngineConfig
+    from alp_train.engines.deepspeed_engine import build_deepspeed_config
+
+    train = resolve_run(config()).config.train
+
+    def zero(**options: Any) -> dict[str, Any]:
+        built = build_deepspeed_config(DeepSpeedEngineConfig(**options), train, 4, 2)
+        return built["zero_optimization"]
+
+    assert zero(zero_stage=3)["memory_efficient_linear"] is True  # DeepSpeed's default
+    assert zero(zero_stage=3, memory_efficient_linear=False)["memory_efficient_linear"] is False
+    assert "memory_efficient_linear" not in zero(zero_stage=2)  # stage 3's option only
+    raw = _deepspeed(tmp_path, {"zero_optimization": {"memory_efficient_linear": False}})
+    raw["train"]["engine"]["zero_stage"] = 3
+    with pytest.raises(ConfigError, match="memory_efficient_linear = False conflicts"):
+        check(raw)
+
+
 def test_deepspeed_json_must_not_choose_the_optimizer(tmp_path: Path):
     with pytest.raises(ConfigError, match="'optimizer'/'scheduler' are chosen by"):
         check(_deepspeed(tmp_path, {"optimizer": {"type": "Adam"}}))

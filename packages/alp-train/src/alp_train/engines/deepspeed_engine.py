@@ -55,6 +55,8 @@ def build_deepspeed_config(config: DeepSpeedEngineConfig, train: Any, micro_batc
         zero["offload_optimizer"] = {"device": "cpu"}
     if config.offload_params:
         zero["offload_param"] = {"device": "cpu"}
+    if config.zero_stage == 3:
+        zero["memory_efficient_linear"] = config.memory_efficient_linear
     ours: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": int(train.grad_accum_steps),
