@@ -79,7 +79,7 @@ def alp() -> types.SimpleNamespace:
     """The helpers above, for test modules (conftest functions are not importable)."""
     return types.SimpleNamespace(
         SMOKE=SMOKE, NO_DROPOUT=NO_DROPOUT, FAST=FAST, run=run_alp_process, start=start_alp,
-        losses=train_losses, wait_for_step=wait_for_step)
+        losses=train_losses, wait_for_step=wait_for_step, env=alp_env, REPO=REPO)
 
 
 @pytest.fixture
