@@ -138,3 +138,7 @@ def test_the_deepspeed_launchers_local_rank_argument_is_accepted():
     parser, _ = build_parser()
     args = parser.parse_args(["run", "configs/smoke.yaml", "train.epochs=1", "--local_rank=1"])
     assert args.local_rank == 1 and args.overrides == ["train.epochs=1"]
+    # where the launcher really puts it: right after the module, before the command (the
+    # multi-process test runs the launcher itself)
+    args = parser.parse_args(["--local_rank=1", "run", "configs/smoke.yaml", "train.epochs=1"])
+    assert args.command == "run" and args.overrides == ["train.epochs=1"]

@@ -84,41 +84,61 @@ def test_two_processes_match_one_over_the_same_global_batch(engine, single, tmp_
         assert (ckpt / "deepspeed" / "zero").is_dir()
 
 
-def test_two_nodes_under_torchrun_match_one_process(single, tmp_path, corpus_cache, alp):
-    """The README's several-machines command, with two torchrun agents on this host as the
-    two nodes (c10d rendezvous over TCP, one process each, gloo): `alp run` acts as the rank
-    torchrun made it, and the steps are those of one process over the same global batch."""
+def _free_port() -> int:
     import socket
-    import subprocess
-    import sys
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    run_dir = tmp_path / "run"
-    nodes = []
-    for node in (0, 1):
-        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
-                   "--nproc-per-node", "1", "--node-rank", str(node), "--rdzv-backend", "c10d",
-                   "--rdzv-endpoint", f"127.0.0.1:{port}", "-m", "alp_cli.main", "run",
-                   alp.SMOKE, "train.engine.name=ddp", f"output_dir={run_dir}",
-                   f"data.cache_dir={corpus_cache}", *alp.FAST, *alp.NO_DROPOUT, *COMMON,
-                   "data.batch_size=4"]
-        with (tmp_path / f"node{node}.log").open("w") as log:  # the child keeps its copy
-            nodes.append(subprocess.Popen(command, env=alp.env(), stdout=log,
+        return probe.getsockname()[1]
+
+
+def _launched(tmp_path, commands, alp):
+    """Start each launcher command; wait; their exit codes and logs."""
+    import subprocess
+
+    procs = []
+    for n, command in enumerate(commands):
+        with (tmp_path / f"launcher{n}.log").open("w") as log:  # the child keeps its copy
+            procs.append(subprocess.Popen(command, env=alp.env(), stdout=log,
                                           stderr=subprocess.STDOUT, cwd=alp.REPO))
-    codes = [node.wait(timeout=240) for node in nodes]
-    logs = [(tmp_path / f"node{n}.log").read_text() for n in (0, 1)]
-    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
-    assert "starting 2 processes" not in logs[0] + logs[1]  # torchrun launched; alp did not
+    codes = [proc.wait(timeout=240) for proc in procs]
+    return codes, [(tmp_path / f"launcher{n}.log").read_text() for n in range(len(commands))]
+
+
+@pytest.mark.parametrize("launcher", ["torchrun-two-nodes", "deepspeed"])
+def test_external_launchers_match_one_process(launcher, single, tmp_path, corpus_cache, alp):
+    """The README's several-machines commands. torchrun: two agents on this host as the two
+    nodes (c10d rendezvous over TCP, one process each, gloo). The DeepSpeed launcher, on one
+    node with two processes (it puts --local_rank=N before `run`: that was refused). `alp
+    run` acts as the rank the launcher made it, and the steps are those of one process over
+    the same global batch."""
+    import sys
+
+    run_dir = tmp_path / "run"
+    args = ["-m", "alp_cli.main", "run", alp.SMOKE, f"output_dir={run_dir}",
+            f"data.cache_dir={corpus_cache}", *alp.FAST, *alp.NO_DROPOUT, *COMMON,
+            "data.batch_size=4"]
+    port = _free_port()
+    if launcher == "deepspeed":
+        pytest.importorskip("deepspeed")
+        commands = [[sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2",
+                     "--master_port", str(port), "--module", *args[1:],
+                     "train.engine.name=deepspeed"]]
+    else:
+        commands = [[sys.executable, "-m", "torch.distributed.run", "--nnodes", "2",
+                     "--nproc-per-node", "1", "--node-rank", str(node), "--rdzv-backend",
+                     "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", *args,
+                     "train.engine.name=ddp"] for node in (0, 1)]
+    codes, logs = _launched(tmp_path, commands, alp)
+    assert codes == [0] * len(commands), "".join(log[-3000:] for log in logs)
+    assert not any("starting 2 processes" in log for log in logs)  # alp did not launch
     ours, theirs = _steps(run_dir), _steps(single)
     assert len(ours) == len(theirs) == STEPS
     for (loss, norm), (ref_loss, ref_norm) in zip(ours, theirs):
         assert loss == pytest.approx(ref_loss, rel=1e-5)
         assert norm == pytest.approx(ref_norm, rel=1e-5)
-    start = next(r for r in _metrics(run_dir) if r["event"] == "start")
-    assert start["world_size"] == 2
-    assert sum(r["event"] == "start" for r in _metrics(run_dir)) == 1  # rank 0 wrote alone
+    starts = [r for r in _metrics(run_dir) if r["event"] == "start"]
+    assert len(starts) == 1 and starts[0]["world_size"] == 2  # rank 0 wrote alone
 
 
 def test_loss_falls_under_ddp(tmp_path, corpus_cache, alp):

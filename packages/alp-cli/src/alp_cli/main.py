@@ -18,6 +18,11 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
         prog="alp", description="ALP: audio-language pretraining and evaluation.")
     parser.add_argument("--version", action="version", version=f"alp-cli {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # the DeepSpeed launcher (and torch.distributed.launch) put --local_rank=N right after the
+    # module, before the command: `python -m alp_cli.main --local_rank=0 run ...`; the
+    # LOCAL_RANK variable they set says the same, and is what the run reads
+    parser.add_argument("--local_rank", "--local-rank", dest="launcher_local_rank", type=int,
+                        default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands = {}
     pm = get_plugin_manager()

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue a stopped run from its latest checkpoint (its "
                         "config.yaml, plus any overrides given)")
-    # the DeepSpeed launcher appends --local_rank=N (its env LOCAL_RANK says the same)
+    # --local_rank=N after the command too (where the launcher's own place for it is, see
+    # alp_cli.main); its env LOCAL_RANK says the same
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None,
                         help=argparse.SUPPRESS)
 
