@@ -124,7 +124,7 @@ def test_deepspeed_json_that_only_adds_keys_merges(tmp_path: Path):
     assert merged["comms_logger"] == {"enabled": False}
 
 
-def test_zero3_says_which_linear_it_uses_and_a_json_cannot_contradict_it(tmp_path: Path):
+def test_zero3s_linear_is_chosen_by_the_run_or_the_json_but_not_both_ways(tmp_path: Path):
     from alp_train.engines.configs import DeepSpeedEngineConfig
     from alp_train.engines.deepspeed_engine import build_deepspeed_config
 
@@ -134,11 +134,14 @@ def test_zero3_says_which_linear_it_uses_and_a_json_cannot_contradict_it(tmp_pat
         built = build_deepspeed_config(DeepSpeedEngineConfig(**options), train, 4, 2)
         return built["zero_optimization"]
 
-    assert zero(zero_stage=3)["memory_efficient_linear"] is True  # DeepSpeed's default
+    assert "memory_efficient_linear" not in zero(zero_stage=3)  # DeepSpeed's default holds
     assert zero(zero_stage=3, memory_efficient_linear=False)["memory_efficient_linear"] is False
-    assert "memory_efficient_linear" not in zero(zero_stage=2)  # stage 3's option only
+    with pytest.raises(ConfigError, match="stage 3 option"):
+        zero(zero_stage=2, memory_efficient_linear=False)
     raw = _deepspeed(tmp_path, {"zero_optimization": {"memory_efficient_linear": False}})
     raw["train"]["engine"]["zero_stage"] = 3
+    check(raw)  # a JSON that sets it, with the run config silent: the JSON's value
+    raw["train"]["engine"]["memory_efficient_linear"] = True
     with pytest.raises(ConfigError, match="memory_efficient_linear = False conflicts"):
         check(raw)
 

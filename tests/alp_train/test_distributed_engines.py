@@ -93,15 +93,26 @@ def _free_port() -> int:
 
 
 def _launched(tmp_path, commands, alp):
-    """Start each launcher command; wait; their exit codes and logs."""
+    """Start each launcher command; wait; their exit codes and logs. Whatever still runs
+    when this ends (a failure or a timeout: an agent left waiting in its rendezvous) is
+    killed with its whole process group."""
+    import os
+    import signal
     import subprocess
 
     procs = []
-    for n, command in enumerate(commands):
-        with (tmp_path / f"launcher{n}.log").open("w") as log:  # the child keeps its copy
-            procs.append(subprocess.Popen(command, env=alp.env(), stdout=log,
-                                          stderr=subprocess.STDOUT, cwd=alp.REPO))
-    codes = [proc.wait(timeout=240) for proc in procs]
+    try:
+        for n, command in enumerate(commands):
+            with (tmp_path / f"launcher{n}.log").open("w") as log:  # the child keeps its copy
+                procs.append(subprocess.Popen(command, env=alp.env(), stdout=log,
+                                              stderr=subprocess.STDOUT, cwd=alp.REPO,
+                                              start_new_session=True))
+        codes = [proc.wait(timeout=240) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     return codes, [(tmp_path / f"launcher{n}.log").read_text() for n in range(len(commands))]
 
 
@@ -254,7 +265,7 @@ def ddp_bf16(tmp_path_factory, corpus_cache, alp):
     return run_dir
 
 
-@pytest.mark.parametrize(("stage", "efficient_linear"), [(2, True), (3, False), (3, True)])
+@pytest.mark.parametrize(("stage", "efficient_linear"), [(2, None), (3, False), (3, None)])
 def test_deepspeed_in_bf16_trains_like_ddp_in_bf16(stage, efficient_linear, ddp_bf16, tmp_path,
                                                    corpus_cache, alp):
     """train.precision=bf16 runs DeepSpeed's torch_autocast mode: float32 weights, autocast
@@ -268,12 +279,13 @@ def test_deepspeed_in_bf16_trains_like_ddp_in_bf16(stage, efficient_linear, ddp_
     done = alp.run(alp.SMOKE, f"output_dir={run_dir}", f"data.cache_dir={corpus_cache}",
                    *alp.FAST, *alp.NO_DROPOUT, *COMMON, "data.batch_size=4", "train.nproc=2",
                    "train.engine.name=deepspeed", f"train.engine.zero_stage={stage}",
-                   f"train.engine.memory_efficient_linear={str(efficient_linear).lower()}",
+                   *([] if efficient_linear is None else
+                     [f"train.engine.memory_efficient_linear={str(efficient_linear).lower()}"]),
                    "train.precision=bf16")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ours, theirs = _steps(run_dir), _steps(ddp_bf16)
     assert len(ours) == len(theirs) == STEPS
-    exact = stage == 2 or not efficient_linear
+    exact = stage == 2 or efficient_linear is False  # None at stage 3: DeepSpeed's true
     first = STEPS if exact else 1  # the rounding difference grows once the weights move
     for (loss, norm), (ref_loss, ref_norm) in zip(ours[:first], theirs[:first]):
         assert loss == pytest.approx(ref_loss, rel=1e-5 if exact else 1e-2)

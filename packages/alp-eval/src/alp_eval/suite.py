@@ -45,7 +45,8 @@ def evaluate(model: Any, tasks: list[Any], loaders: Mapping[str, Iterable[Mappin
     ``notes`` (task name -> reason) when it is given.
     """
     model.to(device).eval()
-    # in clip-id order: the same clips give the same results whatever order the loader has
+    # in clip-id order: the probes and retrieval give the same results for the same clips
+    # whatever order the loader has (generate_captions still takes the loader's first clips)
     train = extract_embeddings(model, skipping(loaders["train"], on_skipped),
                                device=device).sorted_by_id()
     test = extract_embeddings(model, skipping(loaders["test"], on_skipped),

@@ -256,7 +256,7 @@ class CaptioningLoss(Objective):
             counts = torch.stack([
                 valid.sum(), correct.sum(), (valid & ~rows).sum(), (correct & ~rows).sum(),
                 (valid & rows).sum(), (correct & rows).sum(), par.sum(),
-                torch.tensor(batch, device=targets.device)]).double()
+                targets.new_full((), batch)]).double()
             mine = counts[0].clone()
             if synced:
                 dist.all_reduce(counts)

@@ -43,7 +43,7 @@ class CaptioningConfig(ComponentConfig):
         True, description="with torch.distributed running, weight each rank's token mean by "
         "its share of all ranks' tokens (one all-reduce of the counts), so the mean over ranks "
         "that DDP takes is the mean over every token of the global batch; the token "
-        "accuracies are then the global batch's too (false: each rank's own)",
+        "accuracies and n_tokens are then the global batch's too (false: each rank's own)",
     )
 
 

@@ -177,11 +177,10 @@ class SigLIPLoss(ContrastiveObjective):
             total = total - F.logsigmoid(signs * logits).sum()
             self.block_shapes.append((logits.shape[0], logits.shape[1]))
             with torch.no_grad():
-                stats += torch.stack([torch.sigmoid(logits[positives]).sum().double(),
-                                      positives.sum().double(),
-                                      ((logits > 0) == positives).sum().double(),
-                                      torch.tensor(positives.numel(), dtype=torch.float64,
-                                                   device=stats.device)])
+                stats[:3] += torch.stack([torch.sigmoid(logits[positives]).sum().double(),
+                                          positives.sum().double(),
+                                          ((logits > 0) == positives).sum().double()])
+                stats[3] += positives.numel()  # a host number: no copy to the device
         # the sum over this rank's pairs over its rows; with rows differing between ranks
         # over N / W rows instead: DDP averages the ranks' losses, and the average is then the
         # sum over all pairs / N (the one-big-batch loss and gradient)

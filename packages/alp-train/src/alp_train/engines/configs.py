@@ -33,13 +33,13 @@ class DeepSpeedEngineConfig(ComponentConfig):
     config_file: str | None = Field(None, description="a DeepSpeed JSON to merge in")
     overlap_comm: bool = False
     contiguous_gradients: bool = True
-    memory_efficient_linear: bool = Field(
-        True, description="stage 3: DeepSpeed's linear that re-gathers the weight in the "
-        "backward instead of keeping it (DeepSpeed's default; it replaces "
+    memory_efficient_linear: bool | None = Field(
+        None, description="stage 3: DeepSpeed's linear that re-gathers the weight in the "
+        "backward instead of keeping it (true is DeepSpeed's default; it replaces "
         "torch.nn.functional.linear process-wide). Under bf16/fp16 it rounds the bias add "
         "separately for inputs of 3+ dims, so steps differ from DDP's within half-precision "
         "rounding; false: torch's linear, DDP's numbers, the autocast weight copies kept "
-        "for the backward")
+        "for the backward. None: whatever config_file or DeepSpeed says")
     gather_on_save: bool = Field(
         True, description="also write the gathered model.safetensors into each checkpoint "
         "(False: shards only; `alp export` converts them)")

@@ -55,7 +55,10 @@ def build_deepspeed_config(config: DeepSpeedEngineConfig, train: Any, micro_batc
         zero["offload_optimizer"] = {"device": "cpu"}
     if config.offload_params:
         zero["offload_param"] = {"device": "cpu"}
-    if config.zero_stage == 3:
+    if config.memory_efficient_linear is not None:
+        if config.zero_stage != 3:
+            raise ConfigError("train.engine.memory_efficient_linear is a ZeRO stage 3 option "
+                              f"(zero_stage is {config.zero_stage})")
         zero["memory_efficient_linear"] = config.memory_efficient_linear
     ours: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": micro_batch,
