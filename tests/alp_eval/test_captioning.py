@@ -271,35 +271,13 @@ def test_only_ptb_token_scores_carry_the_published_metric_names():
     assert reported_name("CIDEr-D", "simple") == "CIDEr-D (simple tokens)"
 
 
-class _Encoder:
-    """A contrastive-only stand-in: pooled features, no caption decoder."""
-
-    caption_decoder = None
-    training = False
-
-    def to(self, device):
-        return self
-
-    def eval(self):
-        return self
-
-    def train(self, mode=True):
-        return self
-
-    def pooled_audio(self, features, lengths):
-        return features.mean(1)
-
-    def generate_captions(self, features, lengths, **kw):
-        raise AssertionError("must not be called without a decoder")
-
-
-def test_no_caption_decoder_is_a_note_not_a_failure():
+def test_no_caption_decoder_is_a_note_not_a_failure(pooled_encoder):
     loaders = {"train": _batches(torch.randn(3, 40, 80), CAPTIONS[:3]),
                "test": _batches(torch.randn(4, 40, 80), CAPTIONS)}
     from alp_eval.suite import evaluate
 
     notes: dict[str, str] = {}
-    results = evaluate(_Encoder(), [CaptioningTask()], loaders, device=torch.device("cpu"),
+    results = evaluate(pooled_encoder, [CaptioningTask()], loaders, device=torch.device("cpu"),
                        seed=0, batch_size=8, notes=notes)
     assert results == [] and notes == {"captioning": "skipped: no caption decoder"}
 
