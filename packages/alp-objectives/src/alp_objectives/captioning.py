@@ -260,12 +260,10 @@ class CaptioningLoss(Objective):
             mine = counts[0].clone()
             if synced:
                 dist.all_reduce(counts)
-        weight = None  # W * T_r / T under sync_tokens
         if synced:
             # ranks hold different token counts T_r: weight the rank's mean by W * T_r / T, so
             # the mean over ranks (DDP's gradient average) is the mean over all T tokens
-            weight = (world * mine / counts[0]).to(loss.dtype)
-            loss = loss * weight
+            loss = loss * (world * mine / counts[0]).to(loss.dtype)
         with torch.no_grad():  # one device read for every metric
             numbers = torch.cat([loss.detach().double().reshape(1), counts]).tolist()
         value, n_tokens, n_correct, n_ar, ok_ar, n_par, ok_par, n_parallel, rows_seen = numbers
