@@ -18,10 +18,10 @@ run:  ## set up, then run the embedded default end to end (alp run)
 
 # the tests that start no processes of their own run in TEST_WORKERS pytest-xdist workers (a
 # file's tests stay together, so module fixtures are built once); the multi-process ones
-# (marker `distributed`, two processes each) then run in DIST_WORKERS workers: much of their
-# time is process start-up and waiting on each other: two at once on two cores ran the 61
-# of them in 5 min 9 s, one at a time 58 of them in 6 min 36 s. One torch thread per process (unless
-# OMP_NUM_THREADS says otherwise): more would oversubscribe the cores.
+# (marker `distributed`, two processes each) then run in DIST_WORKERS workers, two files at
+# a time: much of their time is process start-up and waiting on each other (on two cores:
+# 61 of them in 5 min 9 s two at a time; 58 in 6 min 36 s one at a time). One torch thread
+# per process (unless OMP_NUM_THREADS says otherwise): more would oversubscribe the cores.
 TEST_WORKERS ?= 2
 DIST_WORKERS ?= 2
 TEST_THREADS = OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
