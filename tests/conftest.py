@@ -71,9 +71,25 @@ def site(tmp_path, monkeypatch):
             del sys.modules[name]
 
 
+def _in_gloo_group(rank: int, port: int, world: int, worker, out) -> None:
+    """One spawned rank: join the gloo group on 127.0.0.1:``port``, run the worker, leave."""
+    import datetime
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # a rank left waiting in a mismatched collective fails in 30 s instead of hanging
+    dist.init_process_group("gloo", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=30))
+    try:
+        worker(rank, port, out)
+    finally:
+        dist.destroy_process_group()
+
+
 def _spawn_ranks(worker, world: int) -> dict:
-    """Run ``worker(rank, port, out)`` in ``world`` spawned processes; return what they put in
-    ``out``. The worker opens the gloo group on 127.0.0.1:``port`` itself."""
+    """Run ``worker(rank, port, out)`` in ``world`` spawned processes, each already in one
+    gloo group (on 127.0.0.1:``port``); return what they put in ``out``."""
     import socket
 
     import torch.multiprocessing as mp
@@ -83,7 +99,7 @@ def _spawn_ranks(worker, world: int) -> dict:
         port = s.getsockname()[1]
     manager = mp.get_context("spawn").Manager()
     out = manager.dict()
-    mp.spawn(worker, args=(port, out), nprocs=world, join=True)
+    mp.spawn(_in_gloo_group, args=(port, world, worker, out), nprocs=world, join=True)
     return dict(out)
 
 

@@ -11,7 +11,6 @@ match expected size"; NCCL: a hang, or unrelated metrics averaged together).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import math
 import os
 import types
@@ -164,41 +163,34 @@ def _checkpoint_round_trip(rank: int, info: DistInfo, port: int) -> list[str]:
 
 
 def _worker(rank: int, port: int, out: dict) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    # a rank left waiting in a mismatched collective fails in 30 s instead of hanging
-    dist.init_process_group("gloo", rank=rank, world_size=2,
-                            timeout=datetime.timedelta(seconds=30))
-    try:
-        info = DistInfo(rank=rank, world_size=2)
-        engine = types.SimpleNamespace(dist=info, device=torch.device("cpu"), world_size=2)
-        out[rank] = [Engine.reduce_metrics(engine, pair[rank]) for pair in METRICS]
-        from alp_train.recipe import validation_loss
+    info = DistInfo(rank=rank, world_size=2)
+    engine = types.SimpleNamespace(dist=info, device=torch.device("cpu"), world_size=2)
+    out[rank] = [Engine.reduce_metrics(engine, pair[rank]) for pair in METRICS]
+    from alp_train.recipe import validation_loss
 
-        engine.autocast = contextlib.nullcontext
-        engine.reduce_metrics = lambda metrics: Engine.reduce_metrics(engine, metrics)
-        # rank 1's second batch lost a clip (one left: below min_batch); rank 0's did not
-        sizes = [[4, 3, 4], [4, 1, 4]][rank]
-        loader = _Loader({"ids": list(range(n))} for n in sizes)
-        out[f"val{rank}"] = validation_loss(engine, _GatheringTask(), loader)
-        # a real sharded evaluation loader over 9 clips (not a multiple of 2 ranks x batch 2),
-        # clip 5 unreadable: every other clip is scored once, the bad one is reported
-        from alp_data.loader import build_loader
+    engine.autocast = contextlib.nullcontext
+    engine.reduce_metrics = lambda metrics: Engine.reduce_metrics(engine, metrics)
+    # rank 1's second batch lost a clip (one left: below min_batch); rank 0's did not
+    sizes = [[4, 3, 4], [4, 1, 4]][rank]
+    loader = _Loader({"ids": list(range(n))} for n in sizes)
+    out[f"val{rank}"] = validation_loss(engine, _GatheringTask(), loader)
+    # a real sharded evaluation loader over 9 clips (not a multiple of 2 ranks x batch 2),
+    # clip 5 unreadable: every other clip is scored once, the bad one is reported
+    from alp_data.loader import build_loader
 
-        real = build_loader(list(range(9)), batch_size=2, shuffle=True, num_workers=0,
-                            collator=_collate, seed=3, rank=rank, world_size=2)
-        met: list = []
-        out[f"every{rank}"] = validation_loss(engine, _PerClipTask(), real, on_skipped=met.extend)
-        out[f"met{rank}"] = [c.id for c in met]
-        out[f"plain{rank}"] = validation_loss(engine, _PlainMeanTask(), real)
-        # 9 clips in batches of 4 over 2 ranks: rank 0 [4, 1], rank 1 [2, 2] after the split
-        wide = build_loader(list(range(9)), batch_size=4, shuffle=False, num_workers=0,
-                            collator=lambda items: {"ids": list(items), "skipped": []},
-                            rank=rank, world_size=2)
-        out[f"wide{rank}"] = validation_loss(engine, _GatheringWeightedTask(), wide)
-        out[f"budget{rank}"] = _budget_run(rank, info)
-        out[f"resumed{rank}"] = _checkpoint_round_trip(rank, info, port)
-    finally:
-        dist.destroy_process_group()
+    real = build_loader(list(range(9)), batch_size=2, shuffle=True, num_workers=0,
+                        collator=_collate, seed=3, rank=rank, world_size=2)
+    met: list = []
+    out[f"every{rank}"] = validation_loss(engine, _PerClipTask(), real, on_skipped=met.extend)
+    out[f"met{rank}"] = [c.id for c in met]
+    out[f"plain{rank}"] = validation_loss(engine, _PlainMeanTask(), real)
+    # 9 clips in batches of 4 over 2 ranks: rank 0 [4, 1], rank 1 [2, 2] after the split
+    wide = build_loader(list(range(9)), batch_size=4, shuffle=False, num_workers=0,
+                        collator=lambda items: {"ids": list(items), "skipped": []},
+                        rank=rank, world_size=2)
+    out[f"wide{rank}"] = validation_loss(engine, _GatheringWeightedTask(), wide)
+    out[f"budget{rank}"] = _budget_run(rank, info)
+    out[f"resumed{rank}"] = _checkpoint_round_trip(rank, info, port)
 
 
 @pytest.fixture(scope="module")
